@@ -1,0 +1,5 @@
+"""`python -m dagu` is the same entry point as the `dagu` command."""
+
+from dagu.cli import main
+
+raise SystemExit(main())

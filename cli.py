@@ -1,0 +1,237 @@
+"""The `dagu` command: parse arguments, call the package, print, choose the exit code.
+
+This is the only place that prints errors and picks exit codes (click's
+habit): 0 success, 1 a workflow is invalid or a run failed, 2 usage error,
+3 an internal error.  No traceback reaches a user unless `--debug` is given.
+Heavy modules are imported inside the command that needs them so that
+`dagu --version` and `dagu compile` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from dagu import __version__
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with the message."""
+
+
+def dagu_home() -> str:
+    """Where dagu keeps its data: $DAGU_HOME, else ~/.dagu (upstream's default)."""
+    return os.environ.get("DAGU_HOME") or os.path.join(os.path.expanduser("~"), ".dagu")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dagu", description="Compile, check and run Dagu v2 workflows.")
+    p.add_argument("--version", action="version", version=f"dagu {__version__}")
+    p.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    c = sub.add_parser("compile", help="check workflow files and write their plans")
+    c.add_argument("paths", nargs="+", metavar="PATH", help="workflow files, or directories of *.yaml/*.yml")
+    c.add_argument("-o", "--output", metavar="OUT",
+                   help="plan file (one input), directory, or - for stdout (default: $DAGU_HOME/plans)")
+    c.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
+                   help="how to print diagnostics (default: text)")
+    c.add_argument("--strict", action="store_true", help="treat warnings as errors")
+
+    v = sub.add_parser("validate", help="check workflow files, write nothing")
+    v.add_argument("paths", nargs="+", metavar="PATH")
+    v.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
+    v.add_argument("--strict", action="store_true", help="treat warnings as errors")
+
+    d = sub.add_parser("dry", help="show the order a workflow would run in; execute nothing")
+    d.add_argument("file", metavar="FILE")
+    d.add_argument("-p", "--params", default=None, help='parameters, e.g. "A=1 B=2"')
+    d.add_argument("rest", nargs="*", metavar="-- PARAMS", help="parameters after --")
+
+    s = sub.add_parser("start", help="run a workflow (compiles it first)")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--run-id", default=None)
+    s.add_argument("-p", "--params", default=None)
+    s.add_argument("rest", nargs="*", metavar="-- PARAMS")
+
+    sc = sub.add_parser("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
+    sc.add_argument("which", nargs="?", choices=("dag", "plan"), default="dag")
+
+    e = sub.add_parser("explain", help="explain a diagnostic code")
+    e.add_argument("code", nargs="?", help="a code such as unknown-depends (omit to list all)")
+    return p
+
+
+def _collect(paths: Sequence[str]) -> list[str]:
+    """Files to compile: files as given, directories expanded to their YAML files."""
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(
+                os.path.join(path, f) for f in os.listdir(path)
+                if f.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(path, f))
+            )
+            if not found:
+                raise UsageError(f"{path}: no *.yaml or *.yml files in this directory")
+            files.extend(found)
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    return files
+
+
+def _check(args: argparse.Namespace, write: bool) -> int:
+    from dagu.compiler.pipeline import compile_file
+    from dagu.compiler.render import render
+    from dagu.spec.plan import dump_plan
+
+    files = _collect(args.paths)
+    out = getattr(args, "output", None) if write else None
+    if write and out is None:
+        out = os.path.join(dagu_home(), "plans")
+    single_file_out = out not in (None, "-") and len(files) == 1 and out.endswith(".json")
+    to_stdout = out == "-"
+    if to_stdout and len(files) != 1:
+        raise UsageError("-o - writes one plan to stdout: give exactly one file")
+    diagnostics, written = [], []
+    seen = set()
+    failed = False
+    for f in files:
+        result = compile_file(f)
+        for d in result.diagnostics:
+            key = (d.file, d.line, d.col, d.code, d.message)
+            if key not in seen:
+                seen.add(key)
+                diagnostics.append(d)
+        bad = not result.ok or (args.strict and result.diagnostics)
+        failed = failed or bad
+        if write and result.plan is not None and not bad:
+            text = dump_plan(result.plan)
+            if to_stdout:
+                sys.stdout.write(text)
+                continue
+            target = out if single_file_out else os.path.join(out, f"{result.plan.root}.plan.json")
+            _write_atomic(target, text)
+            written.append((f, target))
+    report = render(args.format, diagnostics, len(files))
+    stream = sys.stderr if to_stdout else sys.stdout
+    if args.format == "text" and written and not to_stdout:
+        report = "".join(f"{src} -> {dst}\n" for src, dst in written) + report
+    stream.write(report)
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def _write_atomic(target: str, text: str) -> None:
+    """Write temp, fsync, rename: a crash never leaves half a plan behind."""
+    directory = os.path.dirname(os.path.abspath(target))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{target}.tmp.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+
+
+def _load_for_run(file: str):
+    """A plan from a plan file or, compiling it first, from a workflow file."""
+    from dagu.spec.plan import PlanError, load_plan
+
+    if file.endswith(".json"):
+        try:
+            return load_plan(file), None
+        except PlanError as exc:
+            raise UsageError(str(exc)) from None
+    from dagu.compiler.pipeline import compile_file
+    from dagu.compiler.render import render
+
+    if not os.path.exists(file):
+        raise UsageError(f"{file}: no such file")
+    result = compile_file(file)
+    if not result.ok:
+        return None, render("text", result.diagnostics, 1)
+    return result.plan, None
+
+
+def _dry(args: argparse.Namespace) -> int:
+    from dagu.compiler.dry import describe
+
+    plan, errors = _load_for_run(args.file)
+    if plan is None:
+        sys.stderr.write(errors)
+        return EXIT_INVALID
+    sys.stdout.write(describe(plan, args.params, args.rest))
+    return EXIT_OK
+
+
+def _start(args: argparse.Namespace) -> int:
+    plan, errors = _load_for_run(args.file)
+    if plan is None:
+        sys.stderr.write(errors)
+        return EXIT_INVALID
+    sys.stderr.write("dagu: this build compiles and checks workflows but cannot run them yet "
+                     "(the supervisor is not part of it); use `dagu dry FILE` to see the run order\n")
+    return EXIT_INVALID
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    sys.stdout.write((resources.files("dagu.spec") / f"{args.which}.schema.json").read_text(encoding="utf-8"))
+    return EXIT_OK
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from dagu.compiler.codes import CODES
+
+    if args.code is None:
+        for code in CODES.values():
+            sys.stdout.write(f"{code.name:24} {code.severity:8} {code.explanation}\n")
+        return EXIT_OK
+    code = CODES.get(args.code)
+    if code is None:
+        raise UsageError(f"unknown code {args.code!r}; `dagu explain` lists them")
+    sys.stdout.write(f"{code.name} ({code.severity})\n  {code.explanation}\n")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "compile": lambda a: _check(a, write=True),
+    "validate": lambda a: _check(a, write=False),
+    "dry": _dry,
+    "start": _start,
+    "schema": _schema,
+    "explain": _explain,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    debug = "--debug" in argv
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # the one boundary: internal errors become one line
+        if debug:
+            raise
+        sys.stderr.write(f"dagu: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)\n")
+        return EXIT_INTERNAL

@@ -1,0 +1,107 @@
+"""The catalogue of every problem the compiler reports: one stable code per kind.
+
+Codes are part of the interface: CI configurations, editor integrations and
+our golden tests refer to them, so a code is never renamed or reused.  Each
+entry has the default severity, the message template (``str.format`` fields
+filled by the reporter) and a one-line explanation shown by ``dagu explain``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Code:
+    name: str
+    severity: str  # "error" | "warning"
+    template: str
+    explanation: str
+
+
+def _catalogue(*codes: Code) -> dict[str, Code]:
+    return {c.name: c for c in codes}
+
+
+CODES: dict[str, Code] = _catalogue(
+    # --- reading the file -------------------------------------------------
+    Code("unreadable-file", "error", "cannot read workflow file: {reason}",
+         "The file could not be opened or is not UTF-8 text."),
+    Code("yaml-syntax", "error", "YAML syntax error: {reason}",
+         "The file is not valid YAML; the position is where the parser gave up."),
+    Code("duplicate-key", "error", "key '{key}' is given twice in the same mapping{where}",
+         "YAML would silently keep only the last value; say it once."),
+    Code("empty-file", "error", "the file defines no workflow",
+         "A workflow file needs at least one YAML document with steps."),
+    Code("not-a-mapping", "error", "a workflow document must be a mapping of keys, got {actual}",
+         "Each YAML document of a workflow file is a mapping such as `steps: [...]`."),
+    # --- shape (schema) ---------------------------------------------------
+    Code("unknown-key", "error", "unknown key '{key}' in {where}",
+         "The key is not part of the Dagu v2 format at this place."),
+    Code("camel-case-key", "error", "'{key}' is not a Dagu v2 key: v2 spells keys in snake_case",
+         "Dagu 1.x used camelCase keys; v2 uses snake_case (`dagu migrate` rewrites them)."),
+    Code("wrong-type", "error", "{where} must be {expected}, got {actual}",
+         "The value has the wrong YAML type for this key."),
+    Code("invalid-value", "error", "{where} must be one of {allowed}, got {value}",
+         "The key accepts only a fixed set of values."),
+    Code("out-of-range", "error", "{where} must be {bound}, got {value}",
+         "The number is outside the range this key accepts."),
+    Code("missing-key", "error", "{where} needs '{key}'",
+         "A required key is absent."),
+    Code("invalid-format", "error", "{where}: {detail}",
+         "The value does not have the form this key expects."),
+    # --- values -----------------------------------------------------------
+    Code("invalid-cron", "error", "invalid cron expression {value}: {reason}",
+         "Schedules use five-field cron (minute hour day-of-month month day-of-week) or @hourly/@daily/..."),
+    Code("invalid-timezone", "error", "unknown time zone {value}",
+         "Time zones are IANA names such as Europe/Berlin or UTC."),
+    Code("invalid-duration", "error", "invalid duration {value}",
+         "Durations are integers of seconds or strings such as 90s, 15m, 6h, 1h30m, 2d."),
+    Code("invalid-regex", "error", "invalid regular expression {value}: {reason}",
+         "Values prefixed with `re:` are regular expressions (Python `re` syntax, searched anywhere)."),
+    Code("invalid-signal", "error", "unknown signal {value}",
+         "signal_on_stop takes a signal name such as SIGTERM, SIGINT or SIGKILL."),
+    Code("invalid-dag-name", "error", "invalid DAG name {value}: {reason}",
+         "DAG names are at most 40 characters of letters, digits, '_', '.' and '-'."),
+    Code("invalid-step-id", "error", "invalid step id {value}: {reason}",
+         "Step ids start with a letter and hold letters, digits, '_' and '-' (they are used as ${id.output})."),
+    Code("invalid-param", "error", "invalid parameter {value}: {reason}",
+         "Parameters are NAME=value pairs, positional values, or declared entries."),
+    Code("empty-step", "error", "step '{step}' has nothing to run",
+         "A step needs a command, a script, a call, or a type with its input."),
+    Code("unknown-step-type", "error", "unknown step type {value}",
+         "The step type is neither built in nor declared under step_types."),
+    Code("conflicting-keys", "error", "{where} sets both '{first}' and '{second}'",
+         "Two keys that mean different things for a step cannot be combined."),
+    # --- expressions --------------------------------------------------------
+    Code("unterminated-reference", "warning", "{message}",
+         "A `${` without a closing `}` is passed through literally; it is almost always a typo."),
+    Code("undefined-variable", "warning", "'{name}' is not defined by env, params, dotenv, an output or a DAG_* variable",
+         "The variable may come from the host environment at run time; if not, it expands to an empty string."),
+    Code("not-an-ancestor", "error", "step '{step}' reads {ref}, but '{target}' does not run before it",
+         "A step can read the output of a step only when that step is among its (transitive) dependencies."),
+    Code("unknown-step-ref", "error", "{ref} refers to step '{target}', which does not exist",
+         "Step references are ${step_id.output}, ${step_id.exit_code}, ${step_id.stdout} or ${step_id.stderr}."),
+    # --- graph ------------------------------------------------------------
+    Code("duplicate-step-id", "error", "step id '{step}' is used twice (first at line {first_line})",
+         "Each step id must be unique within its DAG."),
+    Code("unknown-depends", "error", "step '{step}' depends on unknown step '{target}'",
+         "Every name in depends must be the id of another step of the same DAG."),
+    Code("chain-depends", "error", "step '{step}' sets depends, but the DAG is type: chain",
+         "In a chain each step depends on the one before it; use type: graph for explicit depends."),
+    Code("dependency-cycle", "error", "dependency cycle: {cycle}",
+         "Steps that depend on each other in a loop can never start."),
+    Code("unknown-route-target", "error", "router step '{step}' routes to unknown step '{target}'",
+         "Router targets must be ids of steps in the same DAG."),
+    Code("unknown-call-target", "error", "step '{step}' calls unknown DAG '{target}'",
+         "call names a DAG defined in the same file (after ---) or a file NAME.yaml beside it."),
+    Code("call-recursion", "error", "sub-DAG calls form a loop: {cycle}",
+         "A DAG that (indirectly) calls itself would never finish."),
+    Code("duplicate-dag-name", "error", "DAG name '{name}' is used twice in this file (first at line {first_line})",
+         "Each document of a multi-document file needs its own name."),
+    Code("unnamed-sub-dag", "error", "document {index} of this file has no name",
+         "Sub-DAGs defined after --- are called by name, so they need `name:`."),
+    # --- the tool itself ----------------------------------------------------
+    Code("internal-error", "error", "internal error: {reason}",
+         "A bug in dagu; please report it with the file that triggered it."),
+)

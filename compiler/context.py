@@ -1,0 +1,69 @@
+"""What every pass over one YAML document needs: where it is, and where to report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagu.compiler.diagnostics import Reporter, span_of
+from dagu.compiler.expressions import is_plain, parse_template
+from dagu.compiler.loader import Document, SourceFile
+
+Path = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class TemplateRef:
+    """A variable node found in a template, with where it sits, for the reference pass."""
+
+    owner: str | None  # step id, "handler_on.NAME", or None for DAG-level values
+    path: Path
+    node: dict[str, Any]
+    offset: int
+    length: int
+    text: str  # the whole string the node was found in
+
+
+@dataclass
+class DocContext:
+    """One document being compiled: its source, its reporter, and the refs seen so far."""
+
+    source: SourceFile
+    doc: Document
+    reporter: Reporter
+    refs: list[TemplateRef] = field(default_factory=list)
+
+    def report(self, path: Path, code: str, *, at_key: bool = False, **fields: Any) -> None:
+        self.reporter.at_path(self.source, self.doc, path, code, at_key=at_key, **fields)
+
+    def template(self, path: Path, value: Any, owner: str | None = None) -> list[Any]:
+        """Parse a user string into template parts, reporting problems at their exact column."""
+        if value is None:
+            return []
+        text = value if isinstance(value, str) else scalar_text(value)
+        if is_plain(text):
+            return [text] if text else []
+        parsed = parse_template(text)
+        span = span_of(self.doc, path)
+        for problem in parsed.problems:
+            line, col = self.source.locate_in_scalar(span, text, problem.offset, problem.length)
+            notes = [problem.hint] if problem.hint else []
+            self.reporter.at(self.source, line, col, problem.code, message=problem.message,
+                             notes=notes, width=problem.length)
+        for offset, length, node in parsed.refs:
+            self.refs.append(TemplateRef(owner, path, node, offset, length, text))
+        return parsed.parts
+
+    def position_of_ref(self, ref: TemplateRef) -> tuple[int, int]:
+        return self.source.locate_in_scalar(span_of(self.doc, ref.path), ref.text, ref.offset, ref.length)
+
+
+def scalar_text(value: Any) -> str:
+    """How a YAML scalar reads as text: true/false lower-case, numbers as written."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value)) if abs(value) < 1e15 else str(value)
+    return str(value)

@@ -1,0 +1,227 @@
+"""One YAML document -> one resolved `Dag`: the order of the passes for a single workflow.
+
+Schema check, then normalization of DAG-level values and steps, then the
+graph, then references.  Every pass reports and goes on, so a user sees all of
+a file's problems from one `dagu compile`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagu.compiler import values
+from dagu.compiler.context import DocContext, scalar_text
+from dagu.compiler.graph import StepGraph, build_graph, check_routes
+from dagu.compiler.references import Scope, check_references
+from dagu.compiler.schedule import check_timezone, schedule
+from dagu.compiler.schema_check import check_document
+from dagu.compiler.steps import StepDefaults, StepDraft, build_step, flatten
+from dagu.spec.plan import Dag, SourceRef, Step
+
+DAG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+DAG_NAME_MAX = 40
+HANDLERS = ("init", "success", "failure", "abort", "exit", "wait")
+
+# DAG-level keys interpreted here; all others are kept verbatim in Dag.settings.
+_DIRECT_KEYS = frozenset({
+    "name", "description", "type", "steps", "params", "env", "dotenv", "working_dir", "shell",
+    "schedule", "skip_if_successful", "catchup_window", "overlap_policy", "handler_on",
+    "preconditions", "timeout_sec", "delay_sec", "max_active_steps", "max_active_runs",
+    "max_output_size", "queue", "retry_policy", "tags", "labels", "group", "hist_retention_days",
+    "timezone",
+})
+
+
+@dataclass
+class CompiledDoc:
+    """A document's Dag and the sub-DAG calls it makes, for the file-level passes."""
+
+    dag: Dag
+    calls: list[tuple[str, tuple]] = field(default_factory=list)  # (target, path of `call`)
+
+
+def check_dag_name(ctx: DocContext, path: tuple, name: str) -> None:
+    if len(name) > DAG_NAME_MAX:
+        ctx.report(path, "invalid-dag-name", value=repr(name),
+                   reason=f"{len(name)} characters, the limit is {DAG_NAME_MAX}")
+    elif not DAG_NAME.match(name):
+        bad = sorted({c for c in name if not re.match(r"[A-Za-z0-9_.-]", c)})
+        ctx.report(path, "invalid-dag-name", value=repr(name),
+                   reason=f"{', '.join(repr(c) for c in bad)} not allowed",
+                   notes=["use letters, digits, '_', '.' and '-' (e.g. " + repr(re.sub(r"[^A-Za-z0-9_.-]+", "-", name)) + ")"])
+
+
+def _int(raw: Any, default: int | None) -> int | None:
+    return raw if isinstance(raw, int) and not isinstance(raw, bool) else default
+
+
+def _dotenv_names(paths: tuple[str, ...], base_dir: str, explicit: bool) -> tuple[set[str], bool]:
+    """Keys of the dotenv files that exist now; `unknown` when a declared one is missing."""
+    names: set[str] = set()
+    unknown = False
+    for p in paths:
+        full = p if os.path.isabs(p) else os.path.join(base_dir, p)
+        try:
+            with open(full, encoding="utf-8") as fh:
+                for line in fh:
+                    line = line.strip()
+                    if line.startswith("export "):
+                        line = line[7:]
+                    key, sep, _ = line.partition("=")
+                    if sep and not line.startswith("#"):
+                        names.add(key.strip())
+        except OSError:
+            unknown = unknown or explicit
+    return names, unknown
+
+
+def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> CompiledDoc | None:
+    """Run every per-document pass; None when the document is not a workflow at all."""
+    data = ctx.doc.data
+    if not isinstance(data, dict):
+        ctx.report((), "not-a-mapping", actual=type(data).__name__ if data is not None else "nothing")
+        return None
+    check_document(ctx)
+
+    name = data.get("name") if isinstance(data.get("name"), str) else default_name
+    check_dag_name(ctx, ("name",) if "name" in data else (), name)
+    dag_type = data.get("type") if data.get("type") in ("graph", "chain") else "chain"
+    chain = dag_type == "chain"
+    tz = data.get("timezone") if isinstance(data.get("timezone"), str) else None
+    if tz and not check_timezone(ctx, ("timezone",), tz):
+        tz = None
+
+    drafts = flatten(ctx, data.get("steps"), chain)
+    graph = build_graph(ctx, drafts, chain)
+    check_routes(ctx, drafts, set(graph.depends))
+
+    raw_dotenv = data.get("dotenv")
+    dotenv = tuple(raw_dotenv) if isinstance(raw_dotenv, list) else (raw_dotenv,) if isinstance(raw_dotenv, str) else (".env",)
+    dotenv = tuple(scalar_text(p) for p in dotenv)
+    defaults = StepDefaults(
+        shell=values.shell_words(ctx, ("shell",), data.get("shell")),
+        working_dir=ctx.template(("working_dir",), data["working_dir"]) if data.get("working_dir") is not None else None,
+        retry_policy=values.retry_policy(ctx, ("retry_policy",), data.get("retry_policy")),
+        max_output_size=_int(data.get("max_output_size"), 1048576) or 1048576,
+        chain=chain,
+    )
+    env = values.env_entries(ctx, ("env",), data.get("env"), None)
+    params = values.params(ctx, ("params",), data.get("params"))
+    custom_types = frozenset(data["step_types"]) if isinstance(data.get("step_types"), dict) else frozenset()
+
+    by_id = {d.id: d for d in reversed(drafts)}  # first draft wins for duplicated ids
+    steps = [build_step(ctx, by_id[sid], graph.depends[sid], defaults, custom_types) for sid in _declared(drafts, by_id)]
+    handlers = _handlers(ctx, data.get("handler_on"), defaults, custom_types)
+
+    dotenv_keys, unknown_dotenv = _dotenv_names(dotenv, base_dir, explicit="dotenv" in data)
+    scope = _scope(env, params, dotenv_keys, steps, list(handlers.values()), data)
+    scope.unknown_dotenv = unknown_dotenv
+    preconditions = values.conditions(ctx, ("preconditions",), data.get("preconditions"), None)
+    handler_owners = {f"handler_on.{h}" for h in handlers}
+    check_references(ctx, ctx.refs, scope, _ancestors_of(graph), handler_owners)
+
+    source_map = {s.id: _ref(ctx, by_id[s.id]) for s in steps}
+    for h in handlers:
+        span = ctx.doc.key_spans.get(("handler_on", h))
+        if span:
+            source_map[f"handler_on.{h}"] = SourceRef(ctx.source.path, span.line, span.col)
+
+    catchup = values.parse_duration(ctx, ("catchup_window",), data.get("catchup_window"))
+    tags = data.get("tags")
+    tags = [t.strip() for t in tags.split(",")] if isinstance(tags, str) else tags if isinstance(tags, list) else []
+    settings = {k: v for k, v in data.items() if k not in _DIRECT_KEYS}
+    dag = Dag(
+        name=name,
+        type=dag_type,
+        base_dir=base_dir,
+        file=ctx.source.path,
+        steps=tuple(steps),
+        order=tuple(graph.order),
+        description=data.get("description") if isinstance(data.get("description"), str) else None,
+        params=params,
+        env=env,
+        dotenv=dotenv,
+        working_dir=defaults.working_dir,
+        shell=defaults.shell,
+        schedule=schedule(ctx, ("schedule",), data.get("schedule"), tz),
+        skip_if_successful=bool(data.get("skip_if_successful", False)),
+        catchup_window_sec=int(catchup) if catchup is not None else None,
+        overlap_policy=data.get("overlap_policy") if isinstance(data.get("overlap_policy"), str) else "skip",
+        preconditions=preconditions,
+        timeout_sec=values.parse_duration(ctx, ("timeout_sec",), data.get("timeout_sec")),
+        delay_sec=values.parse_duration(ctx, ("delay_sec",), data.get("delay_sec")) or 0,
+        max_active_steps=_int(data.get("max_active_steps"), None),
+        max_active_runs=_int(data.get("max_active_runs"), 1) or 1,
+        max_output_size=defaults.max_output_size,
+        queue=data.get("queue") if isinstance(data.get("queue"), str) else None,
+        tags=tuple(scalar_text(t) for t in tags),
+        labels={str(k): scalar_text(v) for k, v in data["labels"].items()} if isinstance(data.get("labels"), dict) else {},
+        group=data.get("group") if isinstance(data.get("group"), str) else None,
+        hist_retention_days=_int(data.get("hist_retention_days"), 30) or 30,
+        handlers=handlers,
+        settings=settings,
+        source_map=source_map,
+    )
+    calls = [(s.call.dag, by_id[s.id].path + ("call",)) for s in steps if s.call is not None]
+    calls += [(h.call.dag, ("handler_on", k, "call")) for k, h in handlers.items() if h.call is not None]
+    return CompiledDoc(dag=dag, calls=calls)
+
+
+def _declared(drafts: list[StepDraft], by_id: dict[str, StepDraft]) -> list[str]:
+    """Step ids in file order, each once."""
+    seen: list[str] = []
+    for d in drafts:
+        if by_id[d.id] is d:
+            seen.append(d.id)
+    return seen
+
+
+def _ref(ctx: DocContext, draft: StepDraft) -> SourceRef:
+    span = ctx.doc.spans.get(draft.path) or ctx.doc.start
+    return SourceRef(ctx.source.path, span.line, span.col)
+
+
+def _ancestors_of(graph: StepGraph):
+    position = {sid: i for i, sid in enumerate(graph.order)}
+    cache: dict[str, set[str]] = {}
+
+    def ancestors(step: str) -> set[str]:
+        if step not in cache:
+            cache[step] = graph.ancestors(step) if step in position else set()
+        return cache[step]
+
+    return ancestors
+
+
+def _handlers(ctx: DocContext, raw: Any, defaults: StepDefaults, custom_types: frozenset[str]) -> dict[str, Step]:
+    if not isinstance(raw, dict):
+        return {}
+    out = {}
+    for key in HANDLERS:
+        body = raw.get(key)
+        if isinstance(body, str):
+            body = {"command": body}
+        if not isinstance(body, dict):
+            continue
+        draft = StepDraft(index=-1, path=("handler_on", key), id=key, raw=body, explicit_id=False)
+        out[key] = build_step(ctx, draft, (), defaults, custom_types, owner=f"handler_on.{key}")
+    return out
+
+
+def _scope(env, params, dotenv_keys, steps: list[Step], handlers: list[Step], data: dict) -> Scope:
+    scope = Scope()
+    scope.names.update(e.name for e in env)
+    scope.names.update(p.name for p in params)
+    scope.names.update(dotenv_keys)
+    secrets = data.get("secrets")
+    if isinstance(secrets, list):
+        scope.names.update(s["name"] if isinstance(s, dict) and "name" in s else str(s) for s in secrets)
+    for owner, s in [*((s.id, s) for s in steps), *((f"handler_on.{h.id}", h) for h in handlers)]:
+        scope.step_env[owner] = {e.name for e in s.env}
+        if s.output:
+            scope.outputs.setdefault(s.output, []).append(s.id)
+    scope.step_ids.update(s.id for s in steps)
+    return scope

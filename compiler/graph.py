@@ -1,0 +1,151 @@
+"""Graph checks on one DAG's steps, with networkx: ids, dependencies, cycles, order.
+
+Stricter than upstream on purpose: a cycle is a compile error (upstream's
+`validate` accepts it), printed as the path around the loop with the line of
+each edge so the user sees which `depends` to cut.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+import networkx as nx
+
+from dagu.compiler.context import DocContext
+from dagu.compiler.diagnostics import span_of
+from dagu.compiler.steps import STEP_ID, StepDraft
+
+
+@dataclass
+class StepGraph:
+    """The checked dependency graph: final depends per step and a topological order."""
+
+    depends: dict[str, tuple[str, ...]]
+    order: list[str]
+    graph: nx.DiGraph  # edge dep -> step
+
+    def ancestors(self, step: str) -> set[str]:
+        return nx.ancestors(self.graph, step) if step in self.graph else set()
+
+
+def suggest(word: str, choices: list[str]) -> list[str]:
+    """A 'did you mean' note, when a close match exists."""
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return [f"did you mean '{close[0]}'?"] if close else []
+
+
+def check_ids(ctx: DocContext, drafts: list[StepDraft]) -> dict[str, StepDraft]:
+    """Report invalid and duplicate ids; return the first draft for each id."""
+    by_id: dict[str, StepDraft] = {}
+    for d in drafts:
+        where = d.path + ("id",) if "id" in d.raw else d.path
+        if d.explicit_id and not STEP_ID.match(d.id):
+            ctx.report(where, "invalid-step-id", value=repr(d.id),
+                       reason="use a letter first, then letters, digits, '_' or '-'",
+                       notes=["ids appear in expressions like ${build.output}, so they must be simple names"])
+        if d.id in by_id:
+            first = span_of(ctx.doc, by_id[d.id].path)
+            ctx.report(where, "duplicate-step-id", step=d.id, first_line=first.line)
+            continue
+        by_id[d.id] = d
+    return by_id
+
+
+def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGraph:
+    """Resolve depends (by id, or by name), check them, and order the steps."""
+    by_id = check_ids(ctx, drafts)
+    by_name = {}
+    for d in drafts:
+        name = d.raw.get("name")
+        if isinstance(name, str):
+            by_name.setdefault(name, d.id)
+    ids = list(by_id)
+    graph = nx.DiGraph()
+    graph.add_nodes_from(ids)
+    depends: dict[str, tuple[str, ...]] = {}
+    edge_where: dict[tuple[str, str], tuple] = {}
+    routed = _routed_from(drafts, by_id)
+    for d in drafts:
+        if by_id.get(d.id) is not d:
+            continue
+        resolved: list[str] = list(d.implied)
+        for router in routed.get(d.id, ()):  # a route target waits for its router
+            if router not in resolved:
+                resolved.append(router)
+        if chain and d.depends:
+            ctx.report(d.path + ("depends",), "chain-depends", at_key=True, step=d.id,
+                       notes=["add `type: graph` at the top of the file to declare dependencies, "
+                              "or remove depends: a chain runs steps in file order"])
+        else:
+            for target, where in d.depends:
+                real = target if target in by_id else by_name.get(target)
+                if real is None:
+                    ctx.report(where, "unknown-depends", step=d.id, target=target, notes=suggest(target, ids))
+                    continue
+                if real not in resolved:
+                    resolved.append(real)
+                edge_where[(real, d.id)] = where
+        depends[d.id] = tuple(resolved)
+        graph.add_edges_from((dep, d.id) for dep in resolved)
+    _report_cycles(ctx, graph, edge_where, by_id)
+    order = _order(graph, by_id)
+    return StepGraph(depends=depends, order=order, graph=graph)
+
+
+def _routed_from(drafts: list[StepDraft], by_id: dict[str, StepDraft]) -> dict[str, list[str]]:
+    """target id -> the router steps that can send the run to it."""
+    routed: dict[str, list[str]] = {}
+    for d in drafts:
+        routes = d.raw.get("routes")
+        if isinstance(routes, dict) and by_id.get(d.id) is d:
+            for targets in routes.values():
+                for target in targets if isinstance(targets, list) else [targets]:
+                    if isinstance(target, str) and target in by_id and target != d.id:
+                        routed.setdefault(target, []).append(d.id)
+    return routed
+
+
+def _report_cycles(ctx: DocContext, graph: nx.DiGraph, edge_where: dict, by_id: dict[str, StepDraft]) -> None:
+    index = {sid: d.index for sid, d in by_id.items()}
+    for component in nx.strongly_connected_components(graph):
+        if len(component) == 1:
+            (only,) = component
+            if not graph.has_edge(only, only):
+                continue
+        start = min(component, key=index.__getitem__)
+        sub = graph.subgraph(component)
+        # Walk the loop in the direction a user reads it: "a depends on b".
+        cycle_edges = nx.find_cycle(sub.reverse(copy=False), source=start)
+        names = [start] + [v for _u, v in cycle_edges]
+        notes = []
+        for step, dep in cycle_edges:
+            where = edge_where.get((dep, step))
+            line = span_of(ctx.doc, where).line if where else span_of(ctx.doc, by_id[step].path).line
+            notes.append(f"'{step}' depends on '{dep}' (line {line})")
+        first_where = edge_where.get((cycle_edges[0][1], cycle_edges[0][0]), by_id[start].path)
+        ctx.report(first_where, "dependency-cycle", cycle=" -> ".join(names), notes=notes)
+
+
+def _order(graph: nx.DiGraph, by_id: dict[str, StepDraft]) -> list[str]:
+    """A topological order that keeps file order among steps free to run together."""
+    index = {sid: d.index for sid, d in by_id.items()}
+    try:
+        return list(nx.lexicographical_topological_sort(graph, key=index.__getitem__))
+    except nx.NetworkXUnfeasible:
+        return sorted(graph.nodes, key=index.__getitem__)  # cycles already reported
+
+
+def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str]) -> None:
+    """Every router target must be a step of the same DAG."""
+    for d in drafts:
+        routes = d.raw.get("routes")
+        if not isinstance(routes, dict):
+            continue
+        for pattern, targets in routes.items():
+            tlist = targets if isinstance(targets, list) else [targets]
+            for k, target in enumerate(tlist):
+                if isinstance(target, str) and target not in ids:
+                    where = d.path + ("routes", pattern) + ((k,) if isinstance(targets, list) else ())
+                    ctx.report(where, "unknown-route-target", step=d.id, target=target,
+                               notes=suggest(target, sorted(ids)))

@@ -1,0 +1,173 @@
+"""A file -> a Plan: every document, every DAG it calls, and the checks across them.
+
+A workflow file may hold several `---`-separated DAGs (the first is the main
+one, the others sub-DAGs called by name) and may `call` DAGs in files beside
+it.  Those files are compiled too and embedded, so a plan is self-contained:
+the runtime never goes back to YAML.  Sub-DAG calls that loop are rejected here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from dagu import __version__
+from dagu.compiler.context import DocContext
+from dagu.compiler.dagfile import CompiledDoc, compile_document
+from dagu.compiler.diagnostics import Diagnostic, Reporter, span_of
+from dagu.compiler.graph import suggest
+from dagu.compiler.loader import SourceFile, read_source
+from dagu.spec.plan import PLAN_VERSION, Dag, Plan
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass
+class FileUnit:
+    """One compiled file: its source and its documents' DAGs, by name."""
+
+    source: SourceFile | None
+    dags: dict[str, CompiledDoc] = field(default_factory=dict)
+    contexts: dict[str, DocContext] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CompileResult:
+    """What `dagu compile` reports for one file: a plan when there is no error."""
+
+    path: str
+    plan: Plan | None
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def _compile_unit(path: str, reporter: Reporter) -> FileUnit:
+    source = read_source(path, reporter)
+    unit = FileUnit(source=source)
+    if source is None:
+        return unit
+    if not source.documents:
+        reporter.at(source, 1, 1, "empty-file", notes=["a minimal workflow: steps: [echo hello]"])
+        return unit
+    base_dir = os.path.dirname(os.path.abspath(path))
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for i, doc in enumerate(source.documents):
+        ctx = DocContext(source, doc, reporter)
+        named = isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str)
+        if i > 0 and not named and isinstance(doc.data, dict):
+            ctx.report((), "unnamed-sub-dag", index=i + 1, notes=["add `name: <dag-name>` to this document"])
+        compiled = compile_document(ctx, stem if i == 0 else f"{stem}-{i + 1}", base_dir)
+        if compiled is None:
+            continue
+        name = compiled.dag.name
+        if name in unit.dags:
+            first = unit.contexts[name].doc.start
+            ctx.report(("name",), "duplicate-dag-name", name=name, first_line=first.line if first else 1)
+            continue
+        unit.dags[name] = compiled
+        unit.contexts[name] = ctx
+        unit.order.append(name)
+    return unit
+
+
+def _call_file(base_dir: str, target: str) -> str | None:
+    """The file a `call` names when it is not a DAG of the same file."""
+    candidates = [target] if target.endswith(YAML_SUFFIXES) else [target + s for s in YAML_SUFFIXES]
+    for c in candidates:
+        full = c if os.path.isabs(c) else os.path.join(base_dir, c)
+        if os.path.isfile(full):
+            return os.path.normpath(full)
+    return None
+
+
+def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
+    """Compile one workflow file and every DAG it calls into a single plan."""
+    reporter = reporter or Reporter()
+    units: dict[str, FileUnit] = {}
+    root_key = os.path.normpath(os.path.abspath(path))
+    units[root_key] = _compile_unit(path, reporter)
+    calls = nx.DiGraph()
+    dags: dict[str, Dag] = {}
+    pending = [root_key]
+    while pending:
+        key = pending.pop()
+        unit = units[key]
+        if unit.source is None:
+            continue
+        base_dir = os.path.dirname(key)
+        for name in unit.order:
+            compiled, ctx = unit.dags[name], unit.contexts[name]
+            if name in dags and dags[name].file != compiled.dag.file:
+                ctx.report(("name",) if "name" in ctx.doc.data else (), "duplicate-dag-name", name=name,
+                           first_line=1, notes=[f"also defined in {dags[name].file}"])
+                continue
+            dags[name] = compiled.dag
+            calls.add_node(name)
+            for target, where in compiled.calls:
+                if target in unit.dags:
+                    calls.add_edge(name, target, where=(ctx, where))
+                    continue
+                file = _call_file(base_dir, target)
+                if file is None:
+                    known = sorted(unit.dags) + sorted(
+                        os.path.splitext(f)[0] for f in os.listdir(base_dir) if f.endswith(YAML_SUFFIXES))
+                    ctx.report(where, "unknown-call-target", step=_step_id(ctx, where), target=target,
+                               notes=suggest(target, known) or [
+                                   f"define it after --- in this file with name: {target}, or create {target}.yaml beside it"])
+                    continue
+                if file not in units:
+                    units[file] = _compile_unit(file, reporter)
+                    pending.append(file)
+                callee = units[file]
+                if callee.order:
+                    calls.add_edge(name, callee.order[0], where=(ctx, where))
+    _report_recursion(calls)
+    root = units[root_key]
+    if reporter.error_count or not root.order:
+        return CompileResult(path, None, reporter.diagnostics)
+    deps = {k: u.source.sha256 for k, u in sorted(units.items()) if k != root_key and u.source}
+    plan = Plan(
+        plan_version=PLAN_VERSION,
+        compiler=f"dagu {__version__}",
+        source=root_key,
+        source_sha256=root.source.sha256,  # type: ignore[union-attr]
+        root=root.order[0],
+        dags=dict(sorted(dags.items())),
+        dependencies=deps,
+    )
+    return CompileResult(path, plan, reporter.diagnostics)
+
+
+def _step_id(ctx: DocContext, where: tuple) -> str:
+    if where and where[0] == "handler_on":
+        return f"handler_on.{where[1]}"
+    node = ctx.doc.data.get("steps")
+    for part in where[1:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if isinstance(node, dict):
+            return str(node.get("id") or node.get("name") or part)
+    return str(where[1]) if len(where) > 1 else "?"
+
+
+def _report_recursion(calls: nx.DiGraph) -> None:
+    for component in nx.strongly_connected_components(calls):
+        (first, *others) = sorted(component)
+        if not others and not calls.has_edge(first, first):
+            continue
+        cycle = nx.find_cycle(calls.subgraph(component), source=first)
+        names = [first] + [v for _u, v in cycle]
+        ctx, where = calls.edges[cycle[0]]["where"]
+        notes = []
+        for u, v in cycle:
+            c, w = calls.edges[u, v]["where"]
+            notes.append(f"'{u}' calls '{v}' ({c.source.path}:{span_of(c.doc, w).line})")
+        ctx.report(where, "call-recursion", cycle=" -> ".join(names), notes=notes)

@@ -1,0 +1,224 @@
+"""The shape pass: validate a document against spec/dag.schema.json and say it plainly.
+
+jsonschema's own messages ("... is not valid under any of the given schemas")
+tell a user nothing; this module turns each validation error into one of the
+catalogue's diagnostics, at the offending key or value, with a fix: the
+snake_case spelling of a camelCase key, the nearest valid key, the accepted
+types.  For `anyOf` it picks the alternative whose JSON type matches the value
+(the schema is written so that alternatives differ by type) and reports that
+alternative's problems instead of all of them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import re
+from importlib import resources
+from typing import Any, Iterable
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from dagu.compiler.context import DocContext
+
+_TYPE_WORDS = {
+    "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
+    "array": "a list", "object": "a mapping", "null": "empty",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def load_schema(name: str = "dag") -> dict[str, Any]:
+    """A schema shipped in dagu.spec (package data, so it works from the frozen binary)."""
+    text = (resources.files("dagu.spec") / f"{name}.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(name: str = "dag") -> Draft202012Validator:
+    return Draft202012Validator(load_schema(name))
+
+
+@functools.lru_cache(maxsize=None)
+def step_keys() -> frozenset[str]:
+    """The keys a step may have, from the schema (one source of truth)."""
+    return frozenset(load_schema()["$defs"]["step"].get("properties", {}))
+
+
+def check_document(ctx: DocContext) -> None:
+    """Report every shape problem of the document (each place once)."""
+    seen: set[tuple] = set()
+    for error in _validator().iter_errors(ctx.doc.data):
+        for path, code, key, fields in _translate(error, ctx.doc.data):
+            mark = (path, code, key, fields.get("key"))
+            if mark in seen:
+                continue
+            seen.add(mark)
+            ctx.report(path, code, at_key=key, **fields)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "null"
+
+
+def _show(value: Any) -> str:
+    kind = _kind(value)
+    if kind in ("object", "array"):
+        return _TYPE_WORDS[kind]
+    if kind == "null":
+        return "an empty value"
+    text = json.dumps(value) if kind == "string" else str(value).lower() if kind == "boolean" else str(value)
+    if len(text) > 40:
+        text = text[:37] + "...\""
+    return f"{_TYPE_WORDS[kind].split()[-1]} {text}"
+
+
+def _types_word(types: Iterable[str]) -> str:
+    words = []
+    for t in types:
+        w = _TYPE_WORDS.get(t, t)
+        if w not in words:
+            words.append(w)
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def where(data: Any, path: tuple) -> str:
+    """Name a place the way the user thinks of it: `retry_policy.limit of step 'build'`."""
+    prefix = ""
+    rest = list(path)
+    if len(path) >= 2 and path[0] == "steps":
+        step, n = _step_at(data, path)
+        prefix = f"step '{step}'"
+        rest = list(path[n:])
+    elif len(path) >= 2 and path[0] == "handler_on":
+        prefix = f"handler '{path[1]}'"
+        rest = list(path[2:])
+    text = ""
+    for part in rest:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    if prefix and text:
+        return f"'{text}' of {prefix}"
+    if prefix:
+        return prefix
+    return f"'{text}'" if text else "the workflow"
+
+
+def _step_at(data: Any, path: tuple) -> tuple[str, int]:
+    """The step a path points into, and how many path items address the step itself."""
+    node = data.get("steps") if isinstance(data, dict) else None
+    n = 1
+    for part in path[1:]:
+        if isinstance(node, dict) and n == 1:  # steps as a map: the key is the id
+            return str(part), 2
+        if not isinstance(node, list) or not isinstance(part, int) or part >= len(node):
+            break
+        node = node[part]
+        n += 1
+        if isinstance(node, dict):
+            return str(node.get("id") or node.get("name") or f"#{path[1] + 1}"), n
+        if not isinstance(node, list):
+            break
+    return f"#{path[1] + 1 if len(path) > 1 and isinstance(path[1], int) else '?'}", n
+
+
+def _snake(key: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
+def _unknown_key(path: tuple, key: str, allowed: list[str], data: Any) -> tuple:
+    place = where(data, path)
+    snake = _snake(key)
+    if snake != key and snake in allowed:
+        return (path + (key,), "camel-case-key", True, {"key": key, "notes": [f"did you mean '{snake}'?"]})
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    if close:
+        notes = [f"did you mean '{close[0]}'?"]
+    else:
+        shown = ", ".join(allowed[:12]) + (", ..." if len(allowed) > 12 else "")
+        notes = [f"valid keys here: {shown}"]
+    return (path + (key,), "unknown-key", True, {"key": key, "where": place, "notes": notes})
+
+
+def _translate(error: ValidationError, data: Any) -> list[tuple]:
+    """(path, code, at_key, fields) for each problem one jsonschema error stands for."""
+    path = tuple(error.absolute_path)
+    v, instance = error.validator, error.instance
+    if v in ("anyOf", "oneOf"):
+        return _translate_alternatives(error, data)
+    if v == "additionalProperties":
+        props = error.schema.get("properties", {})
+        patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+        allowed = list(props)
+        return [
+            _unknown_key(path, k, allowed, data)
+            for k in instance
+            if k not in props and not any(p.search(k) for p in patterns)
+        ]
+    place = where(data, path)
+    if v == "type":
+        expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return [(path, "wrong-type", False, {"where": place, "expected": _types_word(expected), "actual": _show(instance)})]
+    if v in ("enum", "const"):
+        allowed = error.validator_value if v == "enum" else [error.validator_value]
+        close = difflib.get_close_matches(str(instance), [str(a) for a in allowed], n=1, cutoff=0.6)
+        return [(path, "invalid-value", False, {
+            "where": place, "allowed": ", ".join(json.dumps(a) for a in allowed), "value": _show(instance),
+            "notes": [f"did you mean {close[0]!r}?"] if close else []})]
+    if v == "required":
+        missing = [k for k in error.validator_value if isinstance(instance, dict) and k not in instance]
+        return [(path, "missing-key", False, {"where": place, "key": k}) for k in missing]
+    if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
+                "exclusiveMaximum": "less than"}[v]
+        return [(path, "out-of-range", False, {"where": place, "bound": f"{word} {error.validator_value}", "value": _show(instance)})]
+    if v == "pattern" and "duration" in json.dumps(error.schema.get("description", "")).lower():
+        return [(path, "invalid-duration", False, {"value": _show(instance),
+                 "notes": ["write seconds as an integer, or a duration such as 90s, 15m, 6h, 1h30m"]})]
+    detail = error.message
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    notes = [description] if isinstance(description, str) else []
+    if v == "pattern":
+        detail = f"{_show(instance)} does not have the expected form"
+    return [(path, "invalid-format", False, {"where": place, "detail": detail, "notes": notes})]
+
+
+def _translate_alternatives(error: ValidationError, data: Any) -> list[tuple]:
+    """Report the problems of the alternative that has the value's type, or a type error."""
+    by_branch: dict[int, list[ValidationError]] = {}
+    for sub in error.context or ():
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    expected: list[str] = []
+    candidates = []
+    for branch in range(len(error.validator_value)):
+        subs = by_branch.get(branch, [])
+        type_errors = [s for s in subs if s.validator == "type" and not s.relative_path]
+        if type_errors:
+            for s in type_errors:
+                vv = s.validator_value
+                expected.extend(vv if isinstance(vv, list) else [vv])
+        else:
+            candidates.append(subs)
+    path = tuple(error.absolute_path)
+    if candidates:
+        chosen = min(candidates, key=len) if all(candidates) else candidates[0]
+        out: list[tuple] = []
+        for sub in chosen:
+            out.extend(_translate(sub, data))
+        if out:
+            return out
+    return [(path, "wrong-type", False, {"where": where(data, path), "expected": _types_word(expected or ["a valid value"]),
+             "actual": _show(error.instance)})]

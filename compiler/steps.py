@@ -1,0 +1,255 @@
+"""Steps: flatten the accepted step layouts and build each step with its defaults.
+
+`steps:` may be a list (of step objects, bare command strings, and nested
+lists that run in parallel inside a chain) or a map of id -> step.  Flattening
+gives every step an id and its position; a chain adds the implied
+dependencies.  Graph checks happen later, in `graph.py`, on these drafts.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from dagu.compiler.context import DocContext, Path, scalar_text
+from dagu.compiler.expressions import is_plain
+from dagu.compiler.step_types import KNOWN_TYPES, step_type
+from dagu.compiler import values
+from dagu.spec.plan import Call, ContinueOn, EnvVar, Parallel, Route, Step
+
+STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+# Keys a step uses directly; every other key it carries goes to Step.options.
+_DIRECT_KEYS = frozenset({
+    "id", "name", "description", "type", "command", "script", "shell", "working_dir", "env",
+    "depends", "output", "stdout", "stderr", "preconditions", "continue_on", "retry_policy",
+    "repeat_policy", "timeout_sec", "signal_on_stop", "mail_on_error", "call", "params",
+    "parallel", "value", "routes", "with", "config",
+})
+
+_SIGNALS = frozenset(s.name for s in signal.Signals)
+
+
+@dataclass
+class StepDraft:
+    """A step found in the file, before its graph is checked."""
+
+    index: int
+    path: Path
+    id: str
+    raw: dict[str, Any]
+    explicit_id: bool
+    depends: list[tuple[str, Path]] = field(default_factory=list)  # declared, with where
+    implied: list[str] = field(default_factory=list)  # from the chain layout
+
+
+@dataclass
+class StepDefaults:
+    """DAG-level values a step inherits unless it sets its own."""
+
+    shell: tuple[str, ...] = ()
+    working_dir: list[Any] | None = None
+    retry_policy: Any = None
+    max_output_size: int = 1048576
+    chain: bool = True
+
+
+def flatten(ctx: DocContext, raw: Any, chain: bool) -> list[StepDraft]:
+    """Every step of `steps:` in file order, with ids and chain dependencies."""
+    drafts: list[StepDraft] = []
+    if isinstance(raw, dict):
+        previous: list[str] = []
+        for key, body in raw.items():
+            body = body if isinstance(body, dict) else {"command": body} if isinstance(body, (str, list)) else {}
+            draft = _draft(ctx, len(drafts), ("steps", key), body, default_id=str(key), explicit=True)
+            if chain:
+                draft.implied = previous
+            previous = [draft.id]
+            drafts.append(draft)
+        return drafts
+    if not isinstance(raw, list):
+        return drafts
+    previous = []
+    for i, item in enumerate(raw):
+        group = item if isinstance(item, list) else [item]
+        current = []
+        for j, member in enumerate(group):
+            path = ("steps", i, j) if isinstance(item, list) else ("steps", i)
+            body = {"command": member} if isinstance(member, str) else member if isinstance(member, dict) else None
+            if body is None:
+                continue
+            draft = _draft(ctx, len(drafts), path, body, default_id=None, explicit=False)
+            if chain:
+                draft.implied = list(previous)
+            current.append(draft.id)
+            drafts.append(draft)
+        if current:
+            previous = current
+    return drafts
+
+
+def _draft(ctx: DocContext, index: int, path: Path, body: dict[str, Any], default_id: str | None,
+           explicit: bool) -> StepDraft:
+    sid = body.get("id")
+    explicit = explicit or sid is not None
+    if sid is None:
+        name = body.get("name")
+        if default_id is not None:
+            sid = default_id
+        elif isinstance(name, str) and STEP_ID.match(name):
+            sid = name
+        else:
+            sid = f"cmd_{index + 1}"
+    draft = StepDraft(index=index, path=path, id=scalar_text(sid), raw=body, explicit_id=explicit)
+    deps = body.get("depends")
+    if isinstance(deps, str):
+        draft.depends = [(deps, path + ("depends",))]
+    elif isinstance(deps, list):
+        draft.depends = [(scalar_text(d), path + ("depends", k)) for k, d in enumerate(deps) if d is not None]
+    return draft
+
+
+def _templates_in(ctx: DocContext, path: Path, value: Any, owner: str) -> Any:
+    """Executor input with every expression-bearing string pre-parsed as {"$expr": parts}."""
+    if isinstance(value, str):
+        return value if is_plain(value) else {"$expr": ctx.template(path, value, owner)}
+    if isinstance(value, dict):
+        return {k: _templates_in(ctx, path + (k,), v, owner) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_templates_in(ctx, path + (i,), v, owner) for i, v in enumerate(value)]
+    return value
+
+
+def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defaults: StepDefaults,
+               custom_types: frozenset[str], owner: str | None = None) -> Step:
+    """The plan's Step for one draft, defaults applied and expressions parsed."""
+    raw, path = draft.raw, draft.path
+    owner = owner or draft.id
+    stype = step_type(raw)
+    if stype not in KNOWN_TYPES and stype not in custom_types:
+        ctx.report(path + ("type",), "unknown-step-type", value=repr(raw.get("type")),
+                   notes=[f"known types: {', '.join(sorted(KNOWN_TYPES - {'dag', 'subworkflow', 'shell', 'k8s', 'hitl', 'wait', 'github_action', 'github-action'}))}"])
+
+    t = lambda key, value: ctx.template(path + (key,), value, owner)  # noqa: E731
+    command_raw = raw.get("command")
+    if isinstance(command_raw, list):
+        command = tuple(ctx.template(path + ("command", i), c, owner) for i, c in enumerate(command_raw))
+    elif command_raw is not None:
+        command = (t("command", command_raw),)
+    else:
+        command = ()
+    if "script" in raw and "call" in raw:
+        ctx.report(path, "conflicting-keys", where=f"step '{draft.id}'", first="script", second="call")
+    if stype == "command" and not command and raw.get("script") is None and "exec" not in raw \
+            and not _has_unknown_keys(raw):
+        ctx.report(path, "empty-step", step=draft.id,
+                   notes=["add `command:` (or `script:`), or `call:` to run another DAG"])
+
+    output = raw.get("output")
+    if isinstance(output, dict):
+        output = output.get("name")
+    signal_name = raw.get("signal_on_stop")
+    if isinstance(signal_name, str):
+        canonical = signal_name.upper() if signal_name.upper().startswith("SIG") else "SIG" + signal_name.upper()
+        if canonical not in _SIGNALS:
+            ctx.report(path + ("signal_on_stop",), "invalid-signal", value=repr(signal_name),
+                       notes=["common choices: SIGTERM, SIGINT, SIGHUP, SIGKILL"])
+        signal_name = canonical
+
+    call = None
+    if "call" in raw and isinstance(raw["call"], str):
+        call = Call(dag=raw["call"], params=_call_params(ctx, path + ("params",), raw.get("params"), owner))
+    parallel = _parallel(ctx, path + ("parallel",), raw.get("parallel"), owner) if "parallel" in raw else None
+
+    routes = []
+    raw_routes = raw.get("routes")
+    if isinstance(raw_routes, dict):
+        for pattern, targets in raw_routes.items():
+            tlist = targets if isinstance(targets, list) else [targets]
+            routes.append(Route(
+                match=values.matcher(ctx, path + ("routes", pattern), pattern, owner),
+                targets=tuple(scalar_text(x) for x in tlist if x is not None),
+            ))
+
+    config_raw = raw.get("with") if "with" in raw else raw.get("config")
+    config = _templates_in(ctx, path + (("with" if "with" in raw else "config"),), config_raw, owner) \
+        if isinstance(config_raw, dict) else {}
+    options = {k: _templates_in(ctx, path + (k,), v, owner) for k, v in raw.items() if k not in _DIRECT_KEYS}
+
+    retry = values.retry_policy(ctx, path + ("retry_policy",), raw["retry_policy"]) \
+        if "retry_policy" in raw else defaults.retry_policy
+    timeout = values.parse_duration(ctx, path + ("timeout_sec",), raw.get("timeout_sec"))
+    return Step(
+        id=draft.id,
+        name=scalar_text(raw.get("name", draft.id)),
+        type=stype,
+        description=raw.get("description") if isinstance(raw.get("description"), str) else None,
+        command=command,
+        script=t("script", raw["script"]) if raw.get("script") is not None else None,
+        shell=values.shell_words(ctx, path + ("shell",), raw.get("shell")) or defaults.shell,
+        working_dir=t("working_dir", raw["working_dir"]) if raw.get("working_dir") is not None else defaults.working_dir,
+        env=values.env_entries(ctx, path + ("env",), raw.get("env"), owner),
+        depends=depends,
+        output=output if isinstance(output, str) else None,
+        stdout=t("stdout", raw["stdout"]) if raw.get("stdout") is not None else None,
+        stderr=t("stderr", raw["stderr"]) if raw.get("stderr") is not None else None,
+        preconditions=values.conditions(ctx, path + ("preconditions",), raw.get("preconditions"), owner),
+        continue_on=values.continue_on(ctx, path + ("continue_on",), raw.get("continue_on"), owner)
+        if "continue_on" in raw else ContinueOn(),
+        retry_policy=retry,
+        repeat_policy=values.repeat_policy(ctx, path + ("repeat_policy",), raw.get("repeat_policy"), owner),
+        timeout_sec=timeout,
+        signal_on_stop=signal_name if isinstance(signal_name, str) else "SIGTERM",
+        mail_on_error=bool(raw.get("mail_on_error", False)),
+        max_output_size=defaults.max_output_size,
+        call=call,
+        parallel=parallel,
+        value=t("value", raw["value"]) if raw.get("value") is not None else None,
+        routes=tuple(routes),
+        config=config,
+        options=options,
+    )
+
+
+def _has_unknown_keys(raw: dict[str, Any]) -> bool:
+    """True when the schema pass already flagged a key of this step (likely a misspelt command)."""
+    from dagu.compiler.schema_check import step_keys
+
+    return any(k not in step_keys() for k in raw)
+
+
+def _call_params(ctx: DocContext, path: Path, raw: Any, owner: str) -> tuple:
+    """Params passed to a sub-DAG, in any of the forms DAG params accept."""
+    if isinstance(raw, (dict, list)):
+        if isinstance(raw, list) and all(isinstance(x, str) for x in raw):
+            raw = " ".join(raw)
+        else:
+            return values.env_entries(ctx, path, raw, owner)
+    if isinstance(raw, str):
+        declared = values.params(ctx, path, raw)
+        return tuple(EnvVar(name=p.name, value=p.default or []) for p in declared)
+    return ()
+
+
+def _parallel(ctx: DocContext, path: Path, raw: Any, owner: str) -> Parallel | None:
+    """parallel: a list of items, an expression yielding a JSON list, or {items, max_concurrent}."""
+    max_concurrent = 10
+    items = raw
+    items_path = path
+    if isinstance(raw, dict):
+        mc = raw.get("max_concurrent", 10)
+        max_concurrent = mc if isinstance(mc, int) and not isinstance(mc, bool) else 10
+        items = raw.get("items")
+        items_path = path + ("items",)
+    if isinstance(items, str):
+        return Parallel(items_from=ctx.template(items_path, items, owner), max_concurrent=max_concurrent)
+    if isinstance(items, list):
+        parsed = tuple(_templates_in(ctx, items_path + (i,), v, owner) for i, v in enumerate(items))
+        return Parallel(items=parsed, max_concurrent=max_concurrent)
+    return Parallel(max_concurrent=max_concurrent)
+
+
+
+
