@@ -127,7 +127,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     for h in handlers:
         span = ctx.doc.key_spans.get(("handler_on", h))
         if span:
-            source_map[f"handler_on.{h}"] = SourceRef(ctx.source.path, span.line, span.col)
+            source_map[f"handler_on.{h}"] = SourceRef(os.path.abspath(ctx.source.path), span.line, span.col)
 
     catchup = values.parse_duration(ctx, ("catchup_window",), data.get("catchup_window"))
     tags = data.get("tags")
@@ -137,7 +137,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         name=name,
         type=dag_type,
         base_dir=base_dir,
-        file=ctx.source.path,
+        file=os.path.abspath(ctx.source.path),
         steps=tuple(steps),
         order=tuple(graph.order),
         description=data.get("description") if isinstance(data.get("description"), str) else None,
@@ -181,7 +181,7 @@ def _declared(drafts: list[StepDraft], by_id: dict[str, StepDraft]) -> list[str]
 
 def _ref(ctx: DocContext, draft: StepDraft) -> SourceRef:
     span = ctx.doc.spans.get(draft.path) or ctx.doc.start
-    return SourceRef(ctx.source.path, span.line, span.col)
+    return SourceRef(os.path.abspath(ctx.source.path), span.line, span.col)
 
 
 def _ancestors_of(graph: StepGraph):

@@ -45,6 +45,16 @@ for _tag, _regex, _first in [
     _CoreSchemaLoader.add_implicit_resolver(_tag, re.compile(_regex), list(_first))
 
 
+# What usually causes the parser's terser complaints, said as a fix.
+_SYNTAX_HINTS = {
+    "mapping values are not allowed in this context": (
+        "a ': ' inside an unquoted value starts a new key; quote the whole value, or use a block scalar (|)",),
+    "found character '\\t' that cannot start any token": ("YAML indentation must use spaces, not tabs",),
+    "found a tab character that violates indentation": ("YAML indentation must use spaces, not tabs",),
+    "found undefined alias": ("an *alias needs a matching &anchor earlier in the same document",),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Span:
     """A node's place in the file: 1-based line/column, and character offsets."""
@@ -76,6 +86,7 @@ class SourceFile:
     sha256: str
     documents: list[Document]
     line_starts: list[int]
+    unparsable: bool = False  # a YAML syntax error stopped the parser
 
     def line_text(self, line: int) -> str:
         """The text of a 1-based line, without its newline."""
@@ -211,10 +222,13 @@ def load_source(path: str, text: str, reporter: Reporter) -> SourceFile:
         notes = []
         if exc.context and exc.problem and exc.context_mark:
             notes.append(f"{exc.context} at line {exc.context_mark.line + 1}")
+        notes.extend(_SYNTAX_HINTS.get(reason, ()))
         reporter.at(source, line, col, "yaml-syntax", reason=reason, notes=notes)
+        source.unparsable = True
         return source
     except yaml.YAMLError as exc:  # pragma: no cover - libyaml reader errors
         reporter.at(source, 1, 1, "yaml-syntax", reason=str(exc).splitlines()[0])
+        source.unparsable = True
         return source
     for index, node in enumerate(nodes):
         if node is None:

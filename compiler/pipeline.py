@@ -52,6 +52,8 @@ def _compile_unit(path: str, reporter: Reporter) -> FileUnit:
     unit = FileUnit(source=source)
     if source is None:
         return unit
+    if source.unparsable:
+        return unit
     if not source.documents:
         reporter.at(source, 1, 1, "empty-file", notes=["a minimal workflow: steps: [echo hello]"])
         return unit
@@ -122,7 +124,7 @@ def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
                                    f"define it after --- in this file with name: {target}, or create {target}.yaml beside it"])
                     continue
                 if file not in units:
-                    units[file] = _compile_unit(file, reporter)
+                    units[file] = _compile_unit(_display_path(file), reporter)
                     pending.append(file)
                 callee = units[file]
                 if callee.order:
@@ -142,6 +144,12 @@ def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
         dependencies=deps,
     )
     return CompileResult(path, plan, reporter.diagnostics)
+
+
+def _display_path(path: str) -> str:
+    """How diagnostics name a file found through `call`: relative to the cwd when inside it."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 def _step_id(ctx: DocContext, where: tuple) -> str:

@@ -100,6 +100,10 @@ def check_references(ctx: DocContext, refs: Iterable[TemplateRef], scope: Scope,
                 _report(ctx, ref, "not-an-ancestor", step=owner, ref=_show(name, path), target=target,
                         notes=[f"'{name}' is the output of step '{target}'; add it to the depends of '{owner}'"])
             continue
+        if path and path[0] in STEP_FIELDS and name not in scope.names:
+            _report(ctx, ref, "unknown-step-ref", ref=_show(name, path), target=name,
+                    notes=suggest(name, sorted(scope.step_ids)))
+            continue
         if scope.unknown_dotenv:
             continue
         defined = shell_cache.get(ref.text)
@@ -118,6 +122,6 @@ def _show(name: str, path: list) -> str:
     return "${" + name + tail + "}"
 
 
-def _report(ctx: DocContext, ref: TemplateRef, code: str, notes: list[str], **fields: str) -> None:
-    line, col = ctx.position_of_ref(ref)
-    ctx.reporter.at(ctx.source, line, col, code, notes=notes, width=ref.length, **fields)
+def _report(ctx: DocContext, where: TemplateRef, code: str, notes: list[str], **fields: str) -> None:
+    line, col = ctx.position_of_ref(where)
+    ctx.reporter.at(ctx.source, line, col, code, notes=notes, width=where.length, **fields)

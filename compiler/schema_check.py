@@ -47,6 +47,25 @@ def step_keys() -> frozenset[str]:
     return frozenset(load_schema()["$defs"]["step"].get("properties", {}))
 
 
+@functools.lru_cache(maxsize=None)
+def _duration_patterns() -> frozenset[str]:
+    """The schema's duration patterns: values.parse_duration reports those values better."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("pattern"), str):
+                found.append(node["pattern"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(load_schema()["$defs"].get("duration", {}))
+    return frozenset(found)
+
+
 def check_document(ctx: DocContext) -> None:
     """Report every shape problem of the document (each place once)."""
     seen: set[tuple] = set()
@@ -185,9 +204,8 @@ def _translate(error: ValidationError, data: Any) -> list[tuple]:
         word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
                 "exclusiveMaximum": "less than"}[v]
         return [(path, "out-of-range", False, {"where": place, "bound": f"{word} {error.validator_value}", "value": _show(instance)})]
-    if v == "pattern" and "duration" in json.dumps(error.schema.get("description", "")).lower():
-        return [(path, "invalid-duration", False, {"value": _show(instance),
-                 "notes": ["write seconds as an integer, or a duration such as 90s, 15m, 6h, 1h30m"]})]
+    if v == "pattern" and error.validator_value in _duration_patterns():
+        return []  # values.parse_duration reports it, with the parsed reason
     detail = error.message
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     notes = [description] if isinstance(description, str) else []
@@ -218,7 +236,6 @@ def _translate_alternatives(error: ValidationError, data: Any) -> list[tuple]:
         out: list[tuple] = []
         for sub in chosen:
             out.extend(_translate(sub, data))
-        if out:
-            return out
+        return out  # may be empty: another pass reports that value better
     return [(path, "wrong-type", False, {"where": where(data, path), "expected": _types_word(expected or ["a valid value"]),
              "actual": _show(error.instance)})]

@@ -19,8 +19,8 @@ from dagu.spec.plan import (
     Condition, ContinueOn, EnvVar, Matcher, Param, RepeatPolicy, RetryPolicy,
 )
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -30,7 +30,7 @@ def parse_duration(ctx: DocContext, path: Path, value: Any) -> float | None:
         return None
     if isinstance(value, (int, float)):
         return float(value)
-    text = str(value).strip()
+    text = "".join(str(value).split())
     pos, total = 0, 0.0
     for m in _DURATION.finditer(text):
         if m.start() != pos:
@@ -39,7 +39,8 @@ def parse_duration(ctx: DocContext, path: Path, value: Any) -> float | None:
         pos = m.end()
     if pos == len(text) and text:
         return total
-    ctx.report(path, "invalid-duration", value=repr(value))
+    ctx.report(path, "invalid-duration", value=repr(value),
+               notes=["write seconds as an integer, or a duration such as 90s, 15m, 6h, 1h30m"])
     return None
 
 
