@@ -29,7 +29,10 @@ import re
 from dataclasses import dataclass
 from importlib.resources import files
 
-from lark import Lark, Token, Transformer
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lark import Lark, Token
 
 __all__ = ["ExprProblem", "Template", "is_plain", "parse_template"]
 
@@ -79,35 +82,51 @@ class _Quoted:
     items: list
 
 
-_Item = Token | _Cmd | _Quoted
-
-
-class _Group(Transformer):
-    """Group tokens by construct and leave them as tokens, which carry offsets.
-
-    It runs inside the LALR parser, so no parse tree is built; it must hold
-    no per-parse state, which is why ``_flatten`` builds parts, refs and problems.
-    """
-
-    def start(self, children: list[_Item]) -> list[_Item]:
-        return children
-
-    def dquoted(self, children: list[_Item]) -> _Quoted:
-        return _Quoted(children)
-
-    def cmd_body(self, children: list[_Item]) -> _Cmd:
-        return _Cmd(children)
+_Item = Any  # a lark Token, a _Cmd or a _Quoted
 
 
 @functools.lru_cache(maxsize=1)
-def _parser() -> Lark:
-    """Build the parser once; the grammar is package data so it ships with the wheel."""
+def _parser() -> "Lark":
+    """Build the parser once; the grammar is package data so it ships with the wheel.
+
+    lark is imported here, not at module level: most workflow strings take the
+    regex path below, and importing lark (~70 ms) would double the time of
+    `dagu compile` on a small file.
+    """
+    from lark import Lark, Transformer
+
+    class _Group(Transformer):
+        """Group tokens by construct and leave them as tokens, which carry offsets.
+
+        It runs inside the LALR parser, so no parse tree is built; it must hold
+        no per-parse state, which is why ``_flatten`` builds parts, refs and problems.
+        """
+
+        def start(self, children: list[_Item]) -> list[_Item]:
+            return children
+
+        def dquoted(self, children: list[_Item]) -> _Quoted:
+            return _Quoted(children)
+
+        def cmd_body(self, children: list[_Item]) -> _Cmd:
+            return _Cmd(children)
+
     grammar = (files("dagu.spec") / "expr.lark").read_text(encoding="utf-8")
     return Lark(grammar, parser="lalr", lexer="contextual", transformer=_Group())
 
 
-@functools.lru_cache(maxsize=1)
+# The grammar's reference terminals as one regex, so the common case needs no
+# lark at all.  tests/compiler/test_expressions.py checks that this is exactly
+# what `grammar_reference_scanner()` derives from spec/expr.lark.
+_REFERENCE_SCANNER = re.compile('(?P<BRACED_REF>\\$\\{(?:[A-Za-z_][A-Za-z0-9_]*(?:(?:\\[[0-9]+\\]|\\.[A-Za-z0-9_-]+))*|[1-9][0-9]*)\\})|(?P<UNTERMINATED>\\$\\{(?:(?:[A-Za-z_][A-Za-z0-9_]*(?:(?:\\[[0-9]+\\]|\\.[A-Za-z0-9_-]+))*(?:(?:\\[[0-9]*|\\.))?|[1-9][0-9]*))?(?=\\s*\\Z))|(?P<DOLLAR_NAME>\\$[A-Za-z_][A-Za-z0-9_]*)|(?P<DOLLAR_DIGIT>\\$[1-9])')
+
+
 def _reference_scanner() -> re.Pattern[str]:
+    return _REFERENCE_SCANNER
+
+
+@functools.lru_cache(maxsize=1)
+def grammar_reference_scanner() -> re.Pattern[str]:
     """One regex for the references, made from the grammar's own terminals.
 
     In a string without backticks, backslashes and single quotes the grammar

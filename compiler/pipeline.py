@@ -8,10 +8,9 @@ the runtime never goes back to YAML.  Sub-DAG calls that loop are rejected here.
 
 from __future__ import annotations
 
+import graphlib
 import os
 from dataclasses import dataclass, field
-
-import networkx as nx
 
 from dagu import __version__
 from dagu.compiler.context import DocContext
@@ -94,7 +93,7 @@ def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
     units: dict[str, FileUnit] = {}
     root_key = os.path.normpath(os.path.abspath(path))
     units[root_key] = _compile_unit(path, reporter)
-    calls = nx.DiGraph()
+    calls: dict[str, dict[str, tuple]] = {}  # caller -> callee -> (ctx, path of the call)
     dags: dict[str, Dag] = {}
     pending = [root_key]
     while pending:
@@ -110,10 +109,10 @@ def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
                            first_line=1, notes=[f"also defined in {dags[name].file}"])
                 continue
             dags[name] = compiled.dag
-            calls.add_node(name)
+            edges = calls.setdefault(name, {})
             for target, where in compiled.calls:
                 if target in unit.dags:
-                    calls.add_edge(name, target, where=(ctx, where))
+                    edges.setdefault(target, (ctx, where))
                     continue
                 file = _call_file(base_dir, target)
                 if file is None:
@@ -128,7 +127,7 @@ def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
                     pending.append(file)
                 callee = units[file]
                 if callee.order:
-                    calls.add_edge(name, callee.order[0], where=(ctx, where))
+                    edges.setdefault(callee.order[0], (ctx, where))
     _report_recursion(calls)
     root = units[root_key]
     if reporter.error_count or not root.order:
@@ -166,7 +165,20 @@ def _step_id(ctx: DocContext, where: tuple) -> str:
     return str(where[1]) if len(where) > 1 else "?"
 
 
-def _report_recursion(calls: nx.DiGraph) -> None:
+def _report_recursion(calls: dict[str, dict[str, tuple]]) -> None:
+    """Report each loop of sub-DAG calls; networkx is imported only when there is one."""
+    try:
+        graphlib.TopologicalSorter({k: tuple(v) for k, v in calls.items()}).prepare()
+        return
+    except graphlib.CycleError:
+        pass
+    import networkx as nx
+
+    graph = nx.DiGraph()
+    for caller, callees in calls.items():
+        for callee, where in callees.items():
+            graph.add_edge(caller, callee, where=where)
+    calls = graph  # type: ignore[assignment]
     for component in nx.strongly_connected_components(calls):
         (first, *others) = sorted(component)
         if not others and not calls.has_edge(first, first):

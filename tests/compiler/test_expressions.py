@@ -356,3 +356,10 @@ def test_conformance_strings(text: str, expected: list) -> None:
     template = parse_template(text)
     assert template.parts == expected
     assert template.problems == ()
+
+
+def test_fast_scanner_is_the_grammars_own_terminals() -> None:
+    """The lark-free regex path must find references exactly as spec/expr.lark defines them."""
+    from dagu.compiler import expressions
+
+    assert expressions._reference_scanner().pattern == expressions.grammar_reference_scanner().pattern
