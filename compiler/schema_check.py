@@ -66,16 +66,90 @@ def _duration_patterns() -> frozenset[str]:
     return frozenset(found)
 
 
+# Steps made only of these keys, with these types, are valid by the schema's own
+# rules (tests/compiler/test_schema_fast_path.py checks that against
+# jsonschema), so validating them one by one through jsonschema, which is
+# most of the compile time of a 10,000-step file, can be skipped.
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+_SIMPLE_STEP_KEYS = {
+    "id": lambda v: isinstance(v, str),
+    "name": lambda v: isinstance(v, str),
+    "description": lambda v: isinstance(v, str),
+    "command": lambda v: isinstance(v, str) or (_is_str_list(v) and bool(v)),
+    "script": lambda v: isinstance(v, str),
+    "output": lambda v: isinstance(v, str),
+    "working_dir": lambda v: isinstance(v, str),
+    "depends": lambda v: isinstance(v, str) or _is_str_list(v),
+}
+
+
+def is_simple_step(step: Any) -> bool:
+    """True for a step the schema surely accepts (plain keys of plain types)."""
+    if isinstance(step, str):
+        return True
+    if not isinstance(step, dict):
+        return False
+    for key, value in step.items():
+        check = _SIMPLE_STEP_KEYS.get(key)
+        if check is None or not check(value):
+            return False
+    return True
+
+
+def _without_simple_steps(data: Any) -> tuple[Any, list[int] | None]:
+    """The document with surely-valid steps left out, and how to map list indexes back."""
+    if not isinstance(data, dict):
+        return data, None
+    steps = data.get("steps")
+    if isinstance(steps, list):
+        kept = [i for i, s in enumerate(steps) if not is_simple_step(s)]
+        if len(kept) == len(steps):
+            return data, None
+        return {**data, "steps": [steps[i] for i in kept]}, kept
+    if isinstance(steps, dict):
+        rest = {k: v for k, v in steps.items() if not is_simple_step(v)}
+        return ({**data, "steps": rest}, None) if len(rest) != len(steps) else (data, None)
+    return data, None
+
+
 def check_document(ctx: DocContext) -> None:
     """Report every shape problem of the document (each place once)."""
     seen: set[tuple] = set()
-    for error in _validator().iter_errors(ctx.doc.data):
+    data, kept = _without_simple_steps(ctx.doc.data)
+    for error in _validator().iter_errors(data):
+        if kept is not None:
+            _remap_step_index(error, kept)
         for path, code, key, fields in _translate(error, ctx.doc.data):
             mark = (path, code, key, fields.get("key"))
             if mark in seen:
                 continue
             seen.add(mark)
             ctx.report(path, code, at_key=key, **fields)
+
+
+def _remap_step_index(error: ValidationError, kept: list[int]) -> None:
+    """Point an error found in the filtered steps list back at the original step.
+
+    An error's absolute path is its parents' path plus its own relative path,
+    so the step index is rewritten in the one error whose own segment holds it.
+    """
+    for err in [error, *_descendants(error)]:
+        depth = len(err.parent.absolute_path) if err.parent is not None else 0
+        rel = err.relative_path
+        pos = 1 - depth
+        if 0 <= pos < len(rel) and err.absolute_path[0] == "steps" and isinstance(rel[pos], int):
+            rel[pos] = kept[rel[pos]]
+
+
+def _descendants(error: ValidationError) -> list[ValidationError]:
+    out = []
+    for sub in error.context or ():
+        out.append(sub)
+        out.extend(_descendants(sub))
+    return out
 
 
 def _kind(value: Any) -> str:
