@@ -228,7 +228,7 @@ def _call_params(ctx: DocContext, path: Path, raw: Any, owner: str) -> tuple:
         else:
             return values.env_entries(ctx, path, raw, owner)
     if isinstance(raw, str):
-        declared = values.params(ctx, path, raw)
+        declared = values.params(ctx, path, raw, owner)
         return tuple(EnvVar(name=p.name, value=p.default or []) for p in declared)
     return ()
 

@@ -83,7 +83,7 @@ def env_entries(ctx: DocContext, path: Path, raw: Any, owner: str | None) -> tup
     return tuple(out)
 
 
-def params(ctx: DocContext, path: Path, raw: Any) -> tuple[Param, ...]:
+def params(ctx: DocContext, path: Path, raw: Any, owner: str | None = None) -> tuple[Param, ...]:
     """Declared params: positional ones are numbered 1, 2, ... in order of appearance."""
     found: list[Param] = []
     positional = 0
@@ -92,10 +92,10 @@ def params(ctx: DocContext, path: Path, raw: Any) -> tuple[Param, ...]:
         nonlocal positional
         name, sep, value = token.partition("=")
         if sep and _ENV_NAME.match(name):
-            found.append(Param(name=name, default=ctx.template(where, value)))
+            found.append(Param(name=name, default=ctx.template(where, value, owner)))
         else:
             positional += 1
-            found.append(Param(name=str(positional), default=ctx.template(where, token), positional=True))
+            found.append(Param(name=str(positional), default=ctx.template(where, token, owner), positional=True))
 
     if isinstance(raw, str):
         try:

@@ -345,7 +345,7 @@ def plan_from_dict(data: Any) -> Plan:
     if not isinstance(data, dict) or "plan_version" not in data:
         raise PlanError("not a dagu plan file (no plan_version)")
     version = data["plan_version"]
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise PlanError(f"plan_version must be an integer, got {version!r}")
     if version > PLAN_VERSION:
         raise PlanError(
