@@ -178,16 +178,15 @@ def _report_recursion(calls: dict[str, dict[str, tuple]]) -> None:
     for caller, callees in calls.items():
         for callee, where in callees.items():
             graph.add_edge(caller, callee, where=where)
-    calls = graph  # type: ignore[assignment]
-    for component in nx.strongly_connected_components(calls):
+    for component in nx.strongly_connected_components(graph):
         (first, *others) = sorted(component)
-        if not others and not calls.has_edge(first, first):
+        if not others and not graph.has_edge(first, first):
             continue
-        cycle = nx.find_cycle(calls.subgraph(component), source=first)
+        cycle = nx.find_cycle(graph.subgraph(component), source=first)
         names = [first] + [v for _u, v in cycle]
-        ctx, where = calls.edges[cycle[0]]["where"]
+        ctx, where = graph.edges[cycle[0]]["where"]
         notes = []
         for u, v in cycle:
-            c, w = calls.edges[u, v]["where"]
+            c, w = graph.edges[u, v]["where"]
             notes.append(f"'{u}' calls '{v}' ({c.source.path}:{span_of(c.doc, w).line})")
         ctx.report(where, "call-recursion", cycle=" -> ".join(names), notes=notes)

@@ -15,7 +15,7 @@ from typing import Any
 
 from dagu.compiler.context import DocContext, Path, scalar_text
 from dagu.compiler.expressions import is_plain
-from dagu.compiler.step_types import KNOWN_TYPES, step_type
+from dagu.compiler.step_types import ALIASES, KNOWN_TYPES, step_type
 from dagu.compiler import values
 from dagu.spec.plan import Call, ContinueOn, EnvVar, Parallel, Route, Step
 
@@ -130,7 +130,7 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
     stype = step_type(raw)
     if stype not in KNOWN_TYPES and stype not in custom_types:
         ctx.report(path + ("type",), "unknown-step-type", value=repr(raw.get("type")),
-                   notes=[f"known types: {', '.join(sorted(KNOWN_TYPES - {'dag', 'subworkflow', 'shell', 'k8s', 'hitl', 'wait', 'github_action', 'github-action'}))}"])
+                   notes=[f"known types: {', '.join(sorted(KNOWN_TYPES - set(ALIASES)))}"])
 
     t = lambda key, value: ctx.template(path + (key,), value, owner)  # noqa: E731
     command_raw = raw.get("command")
