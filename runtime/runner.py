@@ -1,0 +1,163 @@
+"""Start, retry and stop runs: the glue between the CLI, the store and the supervisor.
+
+Order matters for "loses nothing": params and the environment are evaluated
+before a run directory exists (a refused run leaves no half-made run behind),
+the run's plan is written before its first event, and the run's lock is taken
+before its journal is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Mapping
+
+from dagu.runtime.evaluate import EvalError
+from dagu.runtime.params import ParamError
+from dagu.runtime.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, RunStatus
+from dagu.runtime.store import Journal, RunDir, Store, StoreError
+from dagu.runtime.supervisor import Supervisor, build_context
+from dagu.spec.plan import Plan, dump_plan
+
+
+class RunRefused(Exception):
+    """The run cannot start (bad params, busy DAG, unknown run id, ...); nothing was executed."""
+
+
+@dataclass
+class Outcome:
+    status: RunStatus
+    run: RunDir
+    problems: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code_of(self.status)
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique without coordination: 20261124T101500Z-1a2b3c4d."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+def exit_code_of(status: RunStatus) -> int:
+    """0 for success, partial success and a run its precondition skipped; 1 otherwise."""
+    if status.status in (SUCCEEDED, PARTIAL):
+        return 0
+    if status.status == ABORTED and (status.error or "").startswith("DAG precondition not met"):
+        return 0
+    return 1
+
+
+def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None, home: str,
+          environ: Mapping[str, str], parent: str | None = None, plan_text: str | None = None) -> Outcome:
+    store = Store(home)
+    dag = plan.dags.get(dag_name or plan.root)
+    if dag is None:
+        raise RunRefused(f"DAG {dag_name!r} is not in this plan (it has: {', '.join(sorted(plan.dags))})")
+    run_id = run_id or new_run_id()
+    try:
+        ctx = build_context(plan, "", dag, None, run_id, words, home, environ, parent)
+    except (ParamError, EvalError) as exc:
+        raise RunRefused(str(exc)) from None
+    text = plan_text if plan_text is not None else dump_plan(plan)
+    try:
+        run = store.create(dag.name, run_id, text)
+    except StoreError as exc:
+        raise RunRefused(str(exc)) from None
+    slot = None
+    if parent is None:  # called DAGs run under their caller's slot
+        slot = store.take_slot(dag.name, dag.max_active_runs, run)
+        if slot is None:
+            store.remove(run)
+            active = ", ".join(r.run_id for r in store.active_runs(dag.name)) or "?"
+            raise RunRefused(f"DAG {dag.name!r} already has {dag.max_active_runs} active run(s) ({active}); "
+                             "max_active_runs allows no more: wait, `dagu stop` it, or raise max_active_runs")
+    ctx.run = run
+    ctx.plan_path = run.plan
+    try:
+        return _supervise(ctx, RunStatus(dag=dag.name, run_id=run_id, parent=parent), run)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+def retry(plan_hint: Plan | None, dag_name: str, run_id: str, home: str, environ: Mapping[str, str]) -> Outcome:
+    """Continue a finished or interrupted run: failed, aborted and unrun steps run again."""
+    from dagu.spec.plan import PlanError, load_plan
+
+    store = Store(home)
+    run = store.run(dag_name, run_id)
+    if not os.path.isdir(run.path):
+        raise RunRefused(f"no run {run_id!r} of DAG {dag_name!r} under {store.runs}")
+    view = run.read()
+    if view.live:
+        raise RunRefused(f"run {run_id!r} is still running (its supervisor holds {run.lock}); stop it first")
+    try:
+        plan = load_plan(run.plan)
+    except PlanError as exc:
+        raise RunRefused(f"cannot retry: {exc}") from None
+    dag = plan.dags.get(dag_name) or plan.main
+    previous = view.status
+    try:
+        ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, previous.parent, retry_of=previous)
+    except (ParamError, EvalError) as exc:
+        raise RunRefused(str(exc)) from None
+    slot = None
+    if previous.parent is None:
+        slot = store.take_slot(dag.name, dag.max_active_runs, run)
+        if slot is None:
+            raise RunRefused(f"DAG {dag.name!r} has max_active_runs={dag.max_active_runs} active runs; retry later")
+    try:
+        return _supervise(ctx, previous, run, problems=view.problems)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+def _supervise(ctx, status: RunStatus, run: RunDir, problems: list[str] | None = None) -> Outcome:
+    if not run.acquire():
+        raise RunRefused(f"run {run.run_id!r} is locked by a live supervisor ({run.lock})")
+    try:
+        journal = Journal(run.journal, status.seq)
+        supervisor = Supervisor(ctx, status, journal)
+        try:
+            supervisor.run()
+        except StoreError as exc:  # the disk is full or the data dir vanished
+            supervisor.kill_everything()
+            status.status = FAILED
+            status.error = str(exc)
+            try:
+                journal.close()
+            except StoreError:
+                pass
+            raise
+        journal.close()
+        return Outcome(status, run, problems or [])
+    finally:
+        run.release()
+
+
+def stop(store: Store, dag_name: str, wait_sec: float = 60.0) -> list[RunDir]:
+    """Send SIGTERM to the supervisors of the DAG's active runs and wait for them to finish."""
+    stopped = []
+    for run in list(store.active_runs(dag_name)):
+        view = run.read(repair=False)
+        pid = view.status.pid
+        if pid is None or not view.live:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        stopped.append(run)
+    deadline = time.monotonic() + wait_sec
+    for run in stopped:
+        while time.monotonic() < deadline:
+            if run.read(repair=False).status.status in RUN_FINAL:
+                break
+            time.sleep(0.05)
+    return stopped

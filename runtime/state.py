@@ -1,0 +1,185 @@
+"""A run's state as data, and how journal events change it.
+
+The journal (one JSON object per line, see spec/state-format.md) is the record
+of what happened; a status snapshot is only the journal folded up to some
+sequence number.  Keeping the fold in one pure function (`apply`) means the
+supervisor, `dagu status` after a crash, and the web UI all agree on what a
+journal means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# Run statuses.  Values match upstream Dagu v2's DAG_RUN_STATUS spelling.
+QUEUED = "queued"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+ABORTED = "aborted"
+PARTIAL = "partially_succeeded"
+RUN_FINAL = frozenset({SUCCEEDED, FAILED, ABORTED, PARTIAL})
+
+# Step statuses: the run statuses plus these two.
+NOT_STARTED = "not_started"
+SKIPPED = "skipped"
+STEP_DONE = frozenset({SUCCEEDED, FAILED, ABORTED, PARTIAL, SKIPPED})
+
+
+@dataclass
+class Attempt:
+    """One execution of a step: a retry or a repetition is a new attempt."""
+
+    number: int
+    started_at: float
+    pid: int | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    error: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+@dataclass
+class StepState:
+    id: str
+    name: str
+    status: str = NOT_STARTED
+    attempts: list[Attempt] = field(default_factory=list)
+    output: str | None = None  # the captured value of `output:`
+    output_name: str | None = None
+    outputs: dict[str, Any] | None = None  # a sub-DAG's outputs (call steps)
+    reason: str | None = None  # why it was skipped / failed, for people
+    handler: str | None = None  # "init", "success", ... for handler steps
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+@dataclass
+class RunStatus:
+    dag: str
+    run_id: str
+    status: str = RUNNING
+    started_at: float | None = None
+    finished_at: float | None = None
+    params: list[str] = field(default_factory=list)
+    pid: int | None = None
+    host: str | None = None
+    parent: str | None = None  # "dag/run_id" of the run that called this one
+    error: str | None = None
+    interrupted: bool = False  # the supervisor died before it could finish the run
+    steps: dict[str, StepState] = field(default_factory=dict)
+    handlers: dict[str, StepState] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> value, for callers
+    seq: int = 0  # the last journal sequence number folded in
+
+    def to_dict(self) -> dict[str, Any]:
+        # By hand rather than dataclasses.asdict, which deep-copies every value: the snapshot
+        # of a 1,000-step run is written while it runs and must stay cheap.
+        def step(state: StepState) -> dict[str, Any]:
+            return {**state.__dict__, "attempts": [dict(a.__dict__) for a in state.attempts]}
+
+        out = dict(self.__dict__)
+        out["steps"] = {k: step(v) for k, v in self.steps.items()}
+        out["handlers"] = {k: step(v) for k, v in self.handlers.items()}
+        out["params"] = list(self.params)
+        out["outputs"] = dict(self.outputs)
+        return out
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> "RunStatus":
+        def step(d: dict[str, Any]) -> StepState:
+            attempts = [Attempt(**a) for a in d.get("attempts", [])]
+            return StepState(**{**d, "attempts": attempts})
+
+        steps = {k: step(v) for k, v in data.get("steps", {}).items()}
+        handlers = {k: step(v) for k, v in data.get("handlers", {}).items()}
+        return RunStatus(**{**data, "steps": steps, "handlers": handlers})
+
+
+def _step(status: RunStatus, event: dict[str, Any]) -> StepState:
+    sid = event["step"]
+    handler = event.get("handler")
+    table = status.handlers if handler else status.steps
+    state = table.get(sid)
+    if state is None:
+        state = table[sid] = StepState(id=sid, name=event.get("name", sid), handler=handler)
+    return state
+
+
+def apply(status: RunStatus, event: dict[str, Any]) -> None:
+    """Fold one journal event into `status` (in place)."""
+    kind = event["ev"]
+    status.seq = event.get("seq", status.seq)
+    if kind == "run_started":
+        status.status = RUNNING
+        status.started_at = status.started_at or event["at"]
+        status.finished_at = None
+        status.error = None
+        status.interrupted = False
+        status.pid = event.get("pid")
+        status.host = event.get("host")
+        status.params = event.get("params", status.params)
+        status.parent = event.get("parent", status.parent)
+        for sid, name in event.get("steps", []):
+            status.steps.setdefault(sid, StepState(id=sid, name=name))
+    elif kind == "step_reset":  # a retry puts a step back in line
+        state = _step(status, event)
+        state.status = NOT_STARTED
+        state.reason = None
+        state.output = None
+        state.outputs = None
+    elif kind == "step_started":
+        state = _step(status, event)
+        state.status = RUNNING
+        state.reason = None
+        state.attempts.append(Attempt(
+            number=event["attempt"], started_at=event["at"], pid=event.get("pid"),
+            stdout=event.get("stdout"), stderr=event.get("stderr")))
+    elif kind == "step_finished":
+        state = _step(status, event)
+        state.status = event["status"]
+        state.reason = event.get("reason")
+        if "output" in event:
+            state.output = event["output"]
+            state.output_name = event.get("output_name")
+        if "outputs" in event:
+            state.outputs = event["outputs"]
+        attempt = state.last
+        if attempt is not None and attempt.finished_at is None and event.get("attempt") == attempt.number:
+            attempt.finished_at = event["at"]
+            attempt.exit_code = event.get("exit_code")
+            attempt.signal = event.get("signal")
+            attempt.error = event.get("error")
+            attempt.usage = event.get("usage")
+    elif kind == "step_skipped":
+        state = _step(status, event)
+        state.status = SKIPPED
+        state.reason = event.get("reason")
+    elif kind == "output":
+        status.outputs[event["name"]] = event["value"]
+    elif kind == "run_finished":
+        status.status = event["status"]
+        status.finished_at = event["at"]
+        status.error = event.get("error")
+    elif kind == "interrupted":  # written by whoever finds a dead supervisor's run
+        mark_interrupted(status, event["at"], event.get("reason"))
+
+
+def mark_interrupted(status: RunStatus, at: float, reason: str | None) -> None:
+    """The supervisor died: its run failed, and the steps it was running say so."""
+    status.status = FAILED
+    status.interrupted = True
+    status.finished_at = status.finished_at or at
+    status.error = reason or "the supervisor stopped before the run finished (killed, crashed or the host rebooted)"
+    for state in (*status.steps.values(), *status.handlers.values()):
+        if state.status == RUNNING:
+            state.status = FAILED
+            state.reason = "interrupted: the supervisor died while this step was running"
+            if state.last is not None and state.last.finished_at is None:
+                state.last.error = "interrupted"

@@ -1,0 +1,379 @@
+"""Runs on disk: the layout, the journal, the status snapshot, and the locks.
+
+The layout and every record are documented in spec/state-format.md.  Two rules
+keep runs safe on machines that crash or fill their disks:
+
+- history is append-only: the journal of a run only grows, one fsync'd JSON
+  line per batch of state changes, and nothing ever rewrites another run;
+- the snapshot (`status.json`) is a cache of the journal, replaced atomically
+  (temp file, fsync, rename); a reader folds in journal events newer than the
+  snapshot, so a stale or damaged snapshot loses nothing.
+
+A live supervisor holds an flock on its run's `lock` file.  The kernel drops it
+when the process dies however it dies, so "status says running but nobody
+holds the lock" is exactly "the supervisor died", with no pid-reuse guessing.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import re
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from dagu.runtime.state import RUN_FINAL, RunStatus, apply
+
+RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+STATE_FORMAT = 1
+
+
+class StoreError(Exception):
+    """A run that cannot be found, created or read; the message names the path."""
+
+
+class DiskFullError(StoreError):
+    """No space left to record state: the run must stop, earlier runs are intact."""
+
+
+def default_home() -> str:
+    """$DAGU_HOME, else ~/.dagu (upstream Dagu's default, so habits carry over)."""
+    return os.environ.get("DAGU_HOME") or os.path.join(os.path.expanduser("~"), ".dagu")
+
+
+def _storage_error(path: str, exc: OSError) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DiskFullError(f"{path}: no space left on device; the run cannot record its state and stops "
+                             "(earlier runs are untouched; free space and use `dagu retry`)")
+    return StoreError(f"{path}: {exc.strerror or exc}")
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write temp, fsync, rename, fsync the directory: all or nothing, even on power loss."""
+    directory = os.path.dirname(path) or "."
+    tmp = f"{path}.tmp.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            data = text.encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise _storage_error(path, exc) from None
+
+
+class Journal:
+    """The append-only event log of one run.  `add` buffers; `flush` writes and fsyncs once.
+
+    Batching matters on SD cards, where an fsync costs milliseconds: the
+    supervisor flushes once per turn of its loop, before it blocks, so a
+    100-step chain costs about one fsync per step however many events a
+    step produces.
+    """
+
+    def __init__(self, path: str, seq: int = 0) -> None:
+        self.path = path
+        self.seq = seq
+        self._pending: list[bytes] = []
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as exc:
+            raise _storage_error(path, exc) from None
+
+    def add(self, event: dict[str, Any]) -> dict[str, Any]:
+        self.seq += 1
+        event["seq"] = self.seq
+        self._pending.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
+        return event
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fdatasync(self._fd)  # the data and the file size; not the mtime
+        except OSError as exc:
+            raise _storage_error(self.path, exc) from None
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            os.close(self._fd)
+
+
+@dataclass
+class RunView:
+    """A run as read from disk, with what was wrong with its files (paths included)."""
+
+    path: str
+    status: RunStatus
+    problems: list[str] = field(default_factory=list)
+    live: bool = False  # a supervisor holds the run's lock right now
+
+
+def _try_lock(path: str) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None if someone else holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+class RunDir:
+    """One run's directory: plan.json, journal.jsonl, status.json, lock, logs/."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.plan = os.path.join(path, "plan.json")
+        self.journal = os.path.join(path, "journal.jsonl")
+        self.status = os.path.join(path, "status.json")
+        self.lock = os.path.join(path, "lock")
+        self.logs = os.path.join(path, "logs")
+        self._lock_fd: int | None = None
+
+    @property
+    def run_id(self) -> str:
+        return os.path.basename(self.path)
+
+    # -- the owner's side ----------------------------------------------------
+
+    def acquire(self) -> bool:
+        """Take the run's lock for this process's lifetime; False if a live supervisor has it."""
+        fd = _try_lock(self.lock)
+        if fd is None:
+            return False
+        self._lock_fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def write_snapshot(self, status: RunStatus) -> None:
+        # One line, no indent: `indent` makes json use its slow pure-Python encoder.
+        # `python -m json.tool status.json` or `jq . status.json` pretty-prints it.
+        write_atomic(self.status, json.dumps({"format": STATE_FORMAT, **status.to_dict()},
+                                              ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def step_log(self, step_id: str, attempt: int, stream: str, handler: bool = False) -> str:
+        prefix = "handler." if handler else ""
+        return os.path.join(self.logs, f"{prefix}{step_id}.{attempt}.{stream}")
+
+    # -- the reader's side ---------------------------------------------------
+
+    def read(self, repair: bool = True) -> RunView:
+        """The run as its files say, folding the journal over the snapshot.
+
+        With `repair`, a run whose supervisor is dead is marked interrupted on
+        disk (an `interrupted` event and a fresh snapshot), so it never shows
+        as running forever.
+        """
+        problems: list[str] = []
+        status: RunStatus | None = None
+        try:
+            with open(self.status, encoding="utf-8") as fh:
+                data = json.load(fh)
+            data.pop("format", None)
+            status = RunStatus.from_dict(data)
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            problems.append(f"{self.status}: damaged status snapshot ({exc}); rebuilt from the journal")
+        events, journal_problems = read_journal(self.journal)
+        problems += journal_problems
+        if status is None:
+            status = RunStatus(dag=os.path.basename(os.path.dirname(self.path)), run_id=self.run_id, status="unknown")
+            if not events:
+                if not os.path.exists(self.journal):
+                    problems.append(f"{self.journal}: missing; nothing is known about this run")
+        for event in events:
+            if event.get("seq", 0) > status.seq:
+                try:
+                    apply(status, event)
+                except (KeyError, TypeError, ValueError) as exc:
+                    problems.append(f"{self.journal}: record seq {event.get('seq')} is malformed ({exc}); skipped")
+        view = RunView(self.path, status, problems)
+        if status.status in RUN_FINAL:
+            return view
+        fd = _try_lock(self.lock) if os.path.exists(self.path) else None
+        if fd is None:
+            view.live = True
+            return view
+        try:  # nobody holds the lock: the supervisor is gone
+            event = {"ev": "interrupted", "at": time.time(),
+                     "reason": "the supervisor stopped before the run finished (killed, crashed or the host rebooted)"}
+            if repair and os.access(self.path, os.W_OK):
+                try:
+                    journal = Journal(self.journal, status.seq)
+                    journal.add(event)
+                    journal.close()
+                    apply(status, event)
+                    self.write_snapshot(status)
+                except StoreError as exc:
+                    problems.append(f"could not record the interruption: {exc}")
+                    apply(status, event)
+            else:
+                apply(status, event)
+        finally:
+            os.close(fd)
+        return view
+
+
+def read_journal(path: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every readable event of a journal, and what was wrong with the rest."""
+    problems: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], [f"{path}: cannot read journal: {exc.strerror}"]
+    lines = raw.split(b"\n")
+    tail = lines.pop()  # after the last newline: empty, or a record cut by a crash
+    if tail.strip():
+        problems.append(f"{path}: the last record is incomplete (the supervisor died while writing it); ignored")
+    events = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+            if not isinstance(event, dict) or "ev" not in event:
+                raise ValueError("not an event")
+        except ValueError as exc:
+            problems.append(f"{path}:{number}: damaged record ({exc}); skipped")
+            continue
+        events.append(event)
+    return events, problems
+
+
+class Store:
+    """All runs under one data dir: $DAGU_HOME/runs/<dag>/<run_id>/."""
+
+    def __init__(self, home: str | None = None) -> None:
+        self.home = home or default_home()
+        self.runs = os.path.join(self.home, "runs")
+
+    def dag_dir(self, dag: str) -> str:
+        return os.path.join(self.runs, dag)
+
+    def run(self, dag: str, run_id: str) -> RunDir:
+        return RunDir(os.path.join(self.runs, dag, run_id))
+
+    def create(self, dag: str, run_id: str, plan_text: str) -> RunDir:
+        if not RUN_ID_RE.match(run_id):
+            raise StoreError(f"run id {run_id!r} is not allowed: use up to 128 letters, digits, '_', '.', ':' or '-'")
+        run = self.run(dag, run_id)
+        try:
+            os.makedirs(os.path.dirname(run.path), exist_ok=True)
+            os.mkdir(run.path)
+        except FileExistsError:
+            raise StoreError(f"run id {run_id!r} of DAG {dag!r} already exists ({run.path}); "
+                             "use `dagu retry --run-id` to continue it, or pick another id") from None
+        except OSError as exc:
+            raise _storage_error(run.path, exc) from None
+        try:
+            os.mkdir(run.logs)
+        except OSError as exc:
+            raise _storage_error(run.logs, exc) from None
+        write_atomic(run.plan, plan_text)
+        return run
+
+    def run_ids(self, dag: str) -> list[str]:
+        try:
+            names = os.listdir(self.dag_dir(dag))
+        except FileNotFoundError:
+            return []
+        return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(self.dag_dir(dag), n))]
+
+    def views(self, dag: str, repair: bool = True) -> list[RunView]:
+        """Every run of a DAG, newest first; a damaged run is still listed, with its problems."""
+        views = [self.run(dag, rid).read(repair=repair) for rid in self.run_ids(dag)]
+        views.sort(key=lambda v: (v.status.started_at or 0, v.status.run_id), reverse=True)
+        return views
+
+    def latest(self, dag: str) -> RunView | None:
+        views = self.views(dag)
+        return views[0] if views else None
+
+    def remove(self, run: RunDir) -> None:
+        shutil.rmtree(run.path)
+
+    # -- max_active_runs -------------------------------------------------------
+
+    def take_slot(self, dag: str, limit: int, run: RunDir) -> "Slot | None":
+        """One of the DAG's `limit` run slots, or None when all are held by live runs."""
+        slots = os.path.join(self.dag_dir(dag), ".slots")
+        os.makedirs(slots, exist_ok=True)
+        for n in range(max(1, limit)):
+            path = os.path.join(slots, f"{n}.lock")
+            fd = _try_lock(path)
+            if fd is not None:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, (run.path + "\n").encode(), 0)
+                return Slot(fd)
+        return None
+
+    def active_runs(self, dag: str) -> Iterator[RunDir]:
+        """Runs of a DAG whose supervisors are alive (they hold a slot)."""
+        slots = os.path.join(self.dag_dir(dag), ".slots")
+        try:
+            names = sorted(os.listdir(slots))
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = os.path.join(slots, name)
+            fd = _try_lock(path)
+            if fd is not None:  # free slot
+                os.close(fd)
+                continue
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    run_path = fh.read().strip()
+            except OSError:
+                continue
+            if run_path:
+                yield RunDir(run_path)
+
+
+@dataclass
+class Slot:
+    fd: int
+
+    def release(self) -> None:
+        os.close(self.fd)
+
+
+def hostname() -> str:
+    return socket.gethostname()

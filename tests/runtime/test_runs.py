@@ -1,0 +1,350 @@
+"""End-to-end runs through the `dagu` command, with real processes and real files.
+
+Each test gets its own DAGU_HOME and work directory; the engine is started the
+way a user starts it (`python -m dagu ...`), so signals, process groups, locks
+and exit codes are the real ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+DAGU = [sys.executable, "-m", "dagu"]
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp / "work"
+        self.home = tmp / "home"
+        self.dir.mkdir()
+        self.home.mkdir()
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGU_", "DAG_"))}
+        self.env["DAGU_HOME"] = str(self.home)
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.dir / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    def run(self, *args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([*DAGU, *args], cwd=self.dir, env={**self.env, **(env or {})}, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([*DAGU, *args], cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def status(self, dag: str, run_id: str | None = None) -> dict:
+        args = ["status", dag, "--format", "json"] + (["--run-id", run_id] if run_id else [])
+        res = self.run(*args)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    def wait_for(self, name: str, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.dir / name).exists():
+            assert time.monotonic() < deadline, f"{name} never appeared"
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    return Env(tmp_path)
+
+
+def test_run_records_status_outputs_and_accounting(env: Env) -> None:
+    env.write("job.yaml", """
+        steps:
+          - id: make
+            command: |
+              sleep 0.3
+              echo '{"n": 42}'
+            output: DATA
+          - id: use
+            command: echo "got ${DATA.n}" > got.txt
+        """)
+    res = env.run("start", "job.yaml", "--run-id", "r1")
+    assert res.returncode == 0, res.stderr
+    assert (env.dir / "got.txt").read_text() == "got 42\n"
+    st = env.status("job", "r1")
+    assert st["status"] == "succeeded" and st["run_id"] == "r1"
+    assert [s["status"] for s in st["steps"].values()] == ["succeeded", "succeeded"]
+    make = st["steps"]["make"]
+    assert make["output"] == '{"n": 42}'
+    usage = make["attempts"][0]["usage"]
+    assert usage["wall_sec"] > 0 and usage["peak_rss_bytes"] > 0
+    assert Path(make["attempts"][0]["stdout"]).read_text() == '{"n": 42}\n'
+    text = env.run("status", "job.yaml").stdout
+    assert "succeeded" in text and "PEAK RSS" in text
+    hist = json.loads(env.run("history", "job", "--format", "json").stdout)
+    assert [h["run_id"] for h in hist] == ["r1"]
+    # the journal is JSON lines a human can read, and the snapshot agrees with it
+    run_dir = env.home / "runs" / "job" / "r1"
+    events = [json.loads(line) for line in (run_dir / "journal.jsonl").read_text().splitlines()]
+    assert events[0]["ev"] == "run_started" and events[-1]["ev"] == "run_finished"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+def test_failure_exit_code_and_error_message(env: Env) -> None:
+    env.write("bad.yaml", """
+        steps:
+          - id: boom
+            command: echo oops >&2; exit 3
+          - id: never
+            command: touch never.txt
+        """)
+    res = env.run("start", "bad.yaml")
+    assert res.returncode == 1
+    assert "failed" in res.stderr and "boom" in res.stderr
+    assert not (env.dir / "never.txt").exists()
+    st = env.status("bad")
+    assert st["steps"]["boom"]["attempts"][0]["exit_code"] == 3
+    assert st["steps"]["never"]["status"] == "not_started"
+
+
+def test_timeout_kills_a_child_that_ignores_sigterm(env: Env) -> None:
+    env.write("slow.yaml", """
+        max_clean_up_time_sec: 1
+        steps:
+          - id: stubborn
+            timeout_sec: 1
+            command: trap '' TERM; sh -c "trap '' TERM; sleep 60" ; sleep 60
+        """)
+    started = time.monotonic()
+    res = env.run("start", "slow.yaml", timeout=30)
+    took = time.monotonic() - started
+    assert res.returncode == 1
+    assert took < 10, f"took {took:.1f}s"
+    st = env.status("slow")
+    attempt = st["steps"]["stubborn"]["attempts"][0]
+    assert "timed out" in attempt["error"]
+    assert attempt["signal"] == "SIGKILL"
+    # nothing of the step's process group survives
+    out = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True).stdout.split()
+    assert str(attempt["pid"]) not in out
+
+
+def test_grandchild_holding_output_open_does_not_delay_the_run(env: Env) -> None:
+    env.write("bg.yaml", """
+        steps:
+          - id: spawner
+            command: (sleep 20; echo late) & echo spawned
+        """)
+    started = time.monotonic()
+    res = env.run("start", "bg.yaml", timeout=30)
+    assert res.returncode == 0, res.stderr
+    assert time.monotonic() - started < 8
+    subprocess.run(["pkill", "-f", "sleep 20"], check=False)
+
+
+def test_step_killed_by_signal_names_it(env: Env) -> None:
+    env.write("sig.yaml", """
+        steps:
+          - id: selfkill
+            command: kill -KILL $$
+        """)
+    res = env.run("start", "sig.yaml")
+    assert res.returncode == 1
+    st = env.status("sig")
+    attempt = st["steps"]["selfkill"]["attempts"][0]
+    assert attempt["signal"] == "SIGKILL" and "SIGKILL" in attempt["error"]
+
+
+def test_sigkill_of_supervisor_then_status_and_retry(env: Env) -> None:
+    env.write("crash.yaml", """
+        steps:
+          - id: first
+            command: echo first >> trace.txt
+          - id: long
+            command: |
+              if [ -f resume.flag ]; then echo resumed >> trace.txt; else touch started.flag; sleep 30; fi
+          - id: last
+            command: echo last >> trace.txt
+        """)
+    proc = env.popen("start", "crash.yaml", "--run-id", "c1")
+    env.wait_for("started.flag")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    subprocess.run(["pkill", "-f", "sleep 30"], check=False)
+    st = env.status("crash", "c1")
+    assert st["status"] == "failed" and st["interrupted"] is True
+    assert st["steps"]["first"]["status"] == "succeeded"
+    assert st["steps"]["long"]["status"] == "failed"
+    assert "interrupted" in st["steps"]["long"]["reason"]
+    (env.dir / "resume.flag").touch()
+    res = env.run("retry", "crash.yaml", "--run-id", "c1")
+    assert res.returncode == 0, res.stderr
+    assert (env.dir / "trace.txt").read_text().split() == ["first", "resumed", "last"]
+    st = env.status("crash", "c1")
+    assert st["status"] == "succeeded"
+    assert len(st["steps"]["first"]["attempts"]) == 1
+    assert len(st["steps"]["long"]["attempts"]) == 2
+
+
+def test_corrupt_state_files_are_reported_and_other_runs_stay_readable(env: Env) -> None:
+    env.write("two.yaml", """
+        steps:
+          - id: a
+            command: echo a
+        """)
+    assert env.run("start", "two.yaml", "--run-id", "good").returncode == 0
+    assert env.run("start", "two.yaml", "--run-id", "bad").returncode == 0
+    bad = env.home / "runs" / "two" / "bad"
+    (bad / "status.json").write_text('{"format": 1, "dag": "two", "run_')
+    with open(bad / "journal.jsonl", "a") as fh:
+        fh.write('{"ev": "step_fin')
+    res = env.run("status", "two", "--run-id", "bad")
+    assert res.returncode == 0
+    assert str(bad / "status.json") in res.stderr and "damaged" in res.stderr
+    assert str(bad / "journal.jsonl") in res.stderr and "incomplete" in res.stderr
+    assert "succeeded" in res.stdout
+    hist = json.loads(env.run("history", "two", "--format", "json").stdout)
+    assert {h["run_id"]: h["status"] for h in hist} == {"good": "succeeded", "bad": "succeeded"}
+    # a journal damaged in the middle: the run is still listed, with the line named
+    lines = (bad / "journal.jsonl").read_text().splitlines()
+    lines[1] = "{not json"
+    (bad / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    res = env.run("status", "two", "--run-id", "bad")
+    assert f"{bad / 'journal.jsonl'}:2" in res.stderr
+    assert env.status("two", "good")["status"] == "succeeded"
+
+
+def test_environment_does_not_leak_into_steps(env: Env) -> None:
+    env.write("leak.yaml", """
+        sandbox:
+          env_passthrough: [ALLOWED_ONE, PFX_*]
+        steps:
+          - id: show
+            command: |
+              echo "secret=${OPERATOR_SECRET:-unset}" >> env.txt
+              echo "allowed=${ALLOWED_ONE:-unset}" >> env.txt
+              echo "pfx=${PFX_A:-unset}" >> env.txt
+              echo "path=${PATH:+set}" >> env.txt
+        """)
+    res = env.run("start", "leak.yaml", env={"OPERATOR_SECRET": "hunter2", "ALLOWED_ONE": "yes", "PFX_A": "p"})
+    assert res.returncode == 0, res.stderr
+    assert (env.dir / "env.txt").read_text().split() == ["secret=unset", "allowed=yes", "pfx=p", "path=set"]
+
+
+def test_output_over_max_output_size_fails_clearly(env: Env) -> None:
+    env.write("big.yaml", """
+        max_output_size: 1000
+        steps:
+          - id: chatty
+            command: head -c 5000 /dev/zero | tr '\\0' x
+            output: OUT
+        """)
+    res = env.run("start", "big.yaml")
+    assert res.returncode == 1
+    st = env.status("big")
+    assert "max_output_size" in st["steps"]["chatty"]["attempts"][0]["error"]
+
+
+def test_second_start_is_refused_while_max_active_runs_is_reached(env: Env) -> None:
+    env.write("busy.yaml", """
+        steps:
+          - id: hold
+            command: touch started.flag; sleep 30
+        """)
+    first = env.popen("start", "busy.yaml", "--run-id", "one")
+    try:
+        env.wait_for("started.flag")
+        second = env.run("start", "busy.yaml", "--run-id", "two")
+        assert second.returncode == 1
+        assert "max_active_runs" in second.stderr and "one" in second.stderr
+        stop = env.run("stop", "busy.yaml")
+        assert stop.returncode == 0 and "one" in stop.stderr
+        first.wait(timeout=20)
+        assert env.status("busy", "one")["status"] == "aborted"
+    finally:
+        first.kill()
+    # the slot of a killed supervisor is free again
+    assert env.run("start", "busy.yaml", "--run-id", "three", "-q", env={}).returncode in (0, 1)
+
+
+def test_stop_by_sigterm_runs_abort_handler(env: Env) -> None:
+    env.write("abort.yaml", """
+        handler_on:
+          abort:
+            command: echo "abort ${DAG_RUN_STATUS}" >> trace.txt
+        steps:
+          - id: long
+            command: touch started.flag; sleep 30
+        """)
+    proc = env.popen("start", "abort.yaml")
+    env.wait_for("started.flag")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=20) == 1
+    assert (env.dir / "trace.txt").read_text() == "abort aborted\n"
+    st = env.status("abort")
+    assert st["steps"]["long"]["status"] == "aborted"
+
+
+def test_exec_logs_and_cleanup(env: Env) -> None:
+    res = env.run("exec", "--name", "oneoff", "--", "sh", "-c", "echo hello; echo warn >&2")
+    assert res.returncode == 0, res.stderr
+    logs = env.run("logs", "oneoff", "--step", "exec")
+    assert logs.stdout == "hello\n"
+    assert env.run("logs", "oneoff", "--step", "exec", "--stderr").stdout == "warn\n"
+    assert len(json.loads(env.run("history", "oneoff", "--format", "json").stdout)) == 1
+    kept = env.run("cleanup", "oneoff", "--retention-days", "1")
+    assert "deleted 0" in kept.stderr
+    gone = env.run("cleanup", "oneoff", "--retention-days", "0")
+    assert "deleted 1" in gone.stderr
+    assert json.loads(env.run("history", "oneoff", "--format", "json").stdout) == []
+
+
+def test_params_are_checked_before_anything_runs(env: Env) -> None:
+    env.write("p.yaml", """
+        params:
+          - NAME: world
+        steps:
+          - id: hi
+            command: echo "hi ${NAME}" > hi.txt
+        """)
+    res = env.run("start", "p.yaml", "--", "NAMEE=x")
+    assert res.returncode == 1 and "NAMEE" in res.stderr and "NAME" in res.stderr
+    assert not (env.home / "runs" / "p").exists() or env.run("history", "p", "--format", "json").stdout.strip() == "[]"
+    assert env.run("start", "p.yaml", "-p", "NAME=you").returncode == 0
+    assert (env.dir / "hi.txt").read_text() == "hi you\n"
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_full_disk_fails_the_run_and_keeps_earlier_runs(env: Env, tmp_path: Path) -> None:
+    probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("unprivileged user+mount namespaces are not available here")
+    env.write("fill.yaml", """
+        steps:
+          - id: first
+            command: echo ok
+          - id: filler
+            command: head -c 3000000 /dev/zero > "$DAGU_HOME/filler"; echo wrote
+          - id: after
+            command: echo after
+        """)
+    mount_home = tmp_path / "small"
+    mount_home.mkdir()
+    script = (f"mount -t tmpfs -o size=2m tmpfs {mount_home} && "
+              f"DAGU_HOME={mount_home} {sys.executable} -m dagu start fill.yaml --run-id early -q; "
+              f"rm -f {mount_home}/filler; "
+              f"DAGU_HOME={mount_home} {sys.executable} -m dagu start fill.yaml --run-id full; echo rc=$?; "
+              f"rm -f {mount_home}/filler; "
+              f"DAGU_HOME={mount_home} {sys.executable} -m dagu status fill --run-id early --format json")
+    res = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script], cwd=env.dir,
+                         env={**env.env, "DAGU_HOME": str(mount_home)}, capture_output=True, text=True, timeout=60)
+    assert "rc=1" in res.stdout, res.stdout + res.stderr
+    assert "no space left" in res.stderr
+    early = json.loads(res.stdout[res.stdout.index("{"):])
+    assert early["status"] == "failed" or early["status"] == "succeeded"
+    assert early["run_id"] == "early"
