@@ -38,8 +38,16 @@ CODES: dict[str, Code] = _catalogue(
     # --- shape (schema) ---------------------------------------------------
     Code("unknown-key", "error", "unknown key '{key}' in {where}",
          "The key is not part of the Dagu v2 format at this place."),
-    Code("camel-case-key", "error", "'{key}' is not a Dagu v2 key: v2 spells keys in snake_case",
+    Code("camel-case-key", "error", "'{key}' is the Dagu 1.x spelling of '{new}': v2 spells keys in snake_case",
          "Dagu 1.x used camelCase keys; v2 uses snake_case (`dagu migrate` rewrites them)."),
+    Code("legacy-key", "error", "'{key}' is the Dagu 1.x spelling of '{new}'",
+         "A key Dagu 1.x spelled differently (`dir`, `precondition`, capitalised names); `dagu migrate` rewrites it."),
+    Code("legacy-executor", "error", "'executor' is the Dagu 1.x spelling of the step type: v2 writes {fix}",
+         "Dagu 1.x named a step's type under `executor:`; v2 writes `type:` and `config:` on the step itself."),
+    Code("legacy-run-call", "error", "'run: {target}' is the Dagu 1.x spelling of a sub-DAG call; in v2, `run:` is a shell command",
+         "In Dagu 1.x `run: NAME` called another DAG; v2 writes `call: NAME` (`run:` runs a command). "
+         "`run:` counts as a 1.x call when its value is one word that names a DAG of the same file "
+         "or a NAME.yaml/NAME.yml beside it, ends in .yaml/.yml, or the step also has `params:`."),
     Code("wrong-type", "error", "{where} must be {expected}, got {actual}",
          "The value has the wrong YAML type for this key."),
     Code("invalid-value", "error", "{where} must be one of {allowed}, got {value}",
@@ -73,6 +81,11 @@ CODES: dict[str, Code] = _catalogue(
          "The step type is neither built in nor declared under step_types."),
     Code("conflicting-keys", "error", "{where} sets both '{first}' and '{second}'",
          "Two keys that mean different things for a step cannot be combined."),
+    Code("unknown-action", "error", "unknown action {value}",
+         "`action:` names a built-in action (http.request, ssh.run, dag.run, ...), a step type, or a "
+         "name declared under step_types; `dagu schema dag` lists the built-in actions."),
+    Code("unknown-const", "error", "'{name}' is not declared under consts",
+         "${consts.NAME} is replaced by the value of NAME from the DAG's `consts:` list when the file is compiled."),
     # --- expressions --------------------------------------------------------
     Code("unterminated-reference", "warning", "{message}",
          "A `${` without a closing `}` is passed through literally; it is almost always a typo."),

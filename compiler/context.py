@@ -11,6 +11,9 @@ from dagu.compiler.loader import Document, SourceFile
 
 Path = tuple[Any, ...]
 
+# Upstream's newest spelling names where a variable comes from: ${env.NAME}, ${params.NAME}.
+_NAMESPACES = ("env", "params")
+
 
 @dataclass(frozen=True)
 class TemplateRef:
@@ -32,6 +35,7 @@ class DocContext:
     doc: Document
     reporter: Reporter
     refs: list[TemplateRef] = field(default_factory=list)
+    consts: dict[str, str] = field(default_factory=dict)  # `consts:`, inlined into ${consts.NAME}
 
     def report(self, path: Path, code: str, *, at_key: bool = False, **fields: Any) -> None:
         self.reporter.at_path(self.source, self.doc, path, code, at_key=at_key, **fields)
@@ -43,6 +47,12 @@ class DocContext:
         text = value if isinstance(value, str) else scalar_text(value)
         if is_plain(text):
             return [text] if text else []
+        if "${consts." in text:
+            from dagu.compiler.spellings import inline_consts
+
+            text = inline_consts(self, path, text)
+            if is_plain(text):
+                return [text] if text else []
         parsed = parse_template(text)
         span = span_of(self.doc, path)
         for problem in parsed.problems:
@@ -50,7 +60,10 @@ class DocContext:
             notes = [problem.hint] if problem.hint else []
             self.reporter.at(self.source, line, col, problem.code, message=problem.message,
                              notes=notes, width=problem.length)
+        namespaced = "{env." in text or "{params." in text
         for offset, length, node in parsed.refs:
+            if namespaced and node.get("var") in _NAMESPACES and node["path"] and isinstance(node["path"][0], str):
+                node["var"], node["path"] = node["path"][0], node["path"][1:]  # ${env.X} is ${X}
             self.refs.append(TemplateRef(owner, path, node, offset, length, text))
         return parsed.parts
 

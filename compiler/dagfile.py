@@ -18,6 +18,7 @@ from dagu.compiler.graph import StepGraph, build_graph, check_routes
 from dagu.compiler.references import Scope, check_references
 from dagu.compiler.schedule import check_timezone, schedule
 from dagu.compiler.schema_check import check_document
+from dagu.compiler.spellings import normalize_document
 from dagu.compiler.steps import StepDefaults, StepDraft, build_step, flatten
 from dagu.spec.plan import Dag, SourceRef, Step
 
@@ -31,7 +32,7 @@ _DIRECT_KEYS = frozenset({
     "schedule", "skip_if_successful", "catchup_window", "overlap_policy", "handler_on",
     "preconditions", "timeout_sec", "delay_sec", "max_active_steps", "max_active_runs",
     "max_output_size", "queue", "retry_policy", "tags", "labels", "group", "hist_retention_days",
-    "timezone",
+    "timezone", "consts",
 })
 
 
@@ -84,6 +85,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     if not isinstance(data, dict):
         ctx.report((), "not-a-mapping", actual=type(data).__name__ if data is not None else "nothing")
         return None
+    normalize_document(ctx, base_dir)
     check_document(ctx)
 
     name = data.get("name") if isinstance(data.get("name"), str) else default_name

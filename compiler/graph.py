@@ -46,6 +46,12 @@ def suggest(word: str, choices: list[str]) -> list[str]:
     return [f"did you mean '{close[0]}'?"] if close else []
 
 
+def label(draft: StepDraft) -> str:
+    """How messages name a step: its id, or its name when the id was made up (`cmd_2`)."""
+    name = draft.raw.get("name")
+    return name if not draft.explicit_id and isinstance(name, str) and name else draft.id
+
+
 def check_ids(ctx: DocContext, drafts: list[StepDraft]) -> dict[str, StepDraft]:
     """Report invalid and duplicate ids; return the first draft for each id."""
     by_id: dict[str, StepDraft] = {}
@@ -83,14 +89,15 @@ def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGr
             if router not in resolved:
                 resolved.append(router)
         if chain and d.depends:
-            ctx.report(d.path + ("depends",), "chain-depends", at_key=True, step=d.id,
+            ctx.report(d.path + ("depends",), "chain-depends", at_key=True, step=label(d),
                        notes=["add `type: graph` at the top of the file to declare dependencies, "
                               "or remove depends: a chain runs steps in file order"])
         else:
             for target, where in d.depends:
                 real = target if target in by_id else by_name.get(target)
                 if real is None:
-                    ctx.report(where, "unknown-depends", step=d.id, target=target, notes=suggest(target, ids))
+                    ctx.report(where, "unknown-depends", step=label(d), target=target,
+                               notes=suggest(target, ids + list(by_name)))
                     continue
                 if real not in resolved:
                     resolved.append(real)

@@ -52,6 +52,16 @@ _SYNTAX_HINTS = {
     "found character '\\t' that cannot start any token": ("YAML indentation must use spaces, not tabs",),
     "found a tab character that violates indentation": ("YAML indentation must use spaces, not tabs",),
     "found undefined alias": ("an *alias needs a matching &anchor earlier in the same document",),
+    "did not find expected '-' indicator": (
+        "check this line's indentation: the items of one list, and the keys of one mapping, start in the same column",),
+    "did not find expected key": (
+        "check this line's indentation: the keys of one mapping start in the same column",),
+    "did not find expected hexdecimal number": (
+        "inside double quotes \\x, \\u and \\U start escapes: write \\\\ for one backslash, "
+        "or use single quotes (e.g. for Windows paths)",),
+    "found unknown escape character": (
+        "inside double quotes a backslash starts an escape: write \\\\ for one backslash, "
+        "or use single quotes (e.g. for Windows paths)",),
 }
 
 
@@ -223,6 +233,8 @@ def load_source(path: str, text: str, reporter: Reporter) -> SourceFile:
         if exc.context and exc.problem and exc.context_mark:
             notes.append(f"{exc.context} at line {exc.context_mark.line + 1}")
         notes.extend(_SYNTAX_HINTS.get(reason, ()))
+        if reason == "found character that cannot start any token" and mark and text[mark.index:mark.index + 1] == "\t":
+            notes.extend(_SYNTAX_HINTS["found a tab character that violates indentation"])
         reporter.at(source, line, col, "yaml-syntax", reason=reason, notes=notes)
         source.unparsable = True
         return source

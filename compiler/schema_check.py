@@ -29,9 +29,13 @@ _TYPE_WORDS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
 def load_schema(name: str = "dag") -> dict[str, Any]:
     """A schema shipped in dagu.spec (package data, so it works from the frozen binary)."""
+    return _load_schema(name)  # one cache entry per schema, however the name is passed
+
+
+@functools.lru_cache(maxsize=None)
+def _load_schema(name: str) -> dict[str, Any]:
     text = (resources.files("dagu.spec") / f"{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -168,7 +172,7 @@ def _kind(value: Any) -> str:
     return "null"
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
     kind = _kind(value)
     if kind in ("object", "array"):
         return _TYPE_WORDS[kind]
@@ -228,15 +232,16 @@ def _step_at(data: Any, path: tuple) -> tuple[str, int]:
     return f"#{path[1] + 1 if len(path) > 1 and isinstance(path[1], int) else '?'}", n
 
 
-def _snake(key: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+def _unknown_key(path: tuple, key: str, allowed: list[str], data: Any, mapping: Any = None) -> tuple:
+    from dagu.compiler.legacy import snake_case, v2_name  # legacy.py imports this module
 
-
-def _unknown_key(path: tuple, key: str, allowed: list[str], data: Any) -> tuple:
     place = where(data, path)
-    snake = _snake(key)
-    if snake != key and snake in allowed:
-        return (path + (key,), "camel-case-key", True, {"key": key, "notes": [f"did you mean '{snake}'?"]})
+    new = v2_name(key, allowed)
+    if new is not None:  # a 1.x key that legacy.py left: its v2 key is set too, or it sits out of its reach
+        code = "camel-case-key" if snake_case(key) == new and key.lower() != new else "legacy-key"
+        both = isinstance(mapping, dict) and new in mapping
+        note = f"'{new}' is set here too: keep one of them, spelled '{new}'" if both else f"rename it to '{new}'"
+        return (path + (key,), code, True, {"key": key, "new": new, "notes": [note]})
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         notes = [f"did you mean '{close[0]}'?"]
@@ -257,19 +262,19 @@ def _translate(error: ValidationError, data: Any) -> list[tuple]:
         patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
         allowed = list(props)
         return [
-            _unknown_key(path, k, allowed, data)
+            _unknown_key(path, k, allowed, data, instance)
             for k in instance
             if k not in props and not any(p.search(k) for p in patterns)
         ]
     place = where(data, path)
     if v == "type":
         expected = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return [(path, "wrong-type", False, {"where": place, "expected": _types_word(expected), "actual": _show(instance)})]
+        return [(path, "wrong-type", False, {"where": place, "expected": _types_word(expected), "actual": show_value(instance)})]
     if v in ("enum", "const"):
         allowed = error.validator_value if v == "enum" else [error.validator_value]
         close = difflib.get_close_matches(str(instance), [str(a) for a in allowed], n=1, cutoff=0.6)
         return [(path, "invalid-value", False, {
-            "where": place, "allowed": ", ".join(json.dumps(a) for a in allowed), "value": _show(instance),
+            "where": place, "allowed": ", ".join(json.dumps(a) for a in allowed), "value": show_value(instance),
             "notes": [f"did you mean {close[0]!r}?"] if close else []})]
     if v == "required":
         missing = [k for k in error.validator_value if isinstance(instance, dict) and k not in instance]
@@ -277,14 +282,14 @@ def _translate(error: ValidationError, data: Any) -> list[tuple]:
     if v in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         word = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than",
                 "exclusiveMaximum": "less than"}[v]
-        return [(path, "out-of-range", False, {"where": place, "bound": f"{word} {error.validator_value}", "value": _show(instance)})]
+        return [(path, "out-of-range", False, {"where": place, "bound": f"{word} {error.validator_value}", "value": show_value(instance)})]
     if v == "pattern" and error.validator_value in _duration_patterns():
         return []  # values.parse_duration reports it, with the parsed reason
     detail = error.message
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
     notes = [description] if isinstance(description, str) else []
     if v == "pattern":
-        detail = f"{_show(instance)} does not have the expected form"
+        detail = f"{show_value(instance)} does not have the expected form"
     return [(path, "invalid-format", False, {"where": place, "detail": detail, "notes": notes})]
 
 
@@ -312,4 +317,4 @@ def _translate_alternatives(error: ValidationError, data: Any) -> list[tuple]:
             out.extend(_translate(sub, data))
         return out  # may be empty: another pass reports that value better
     return [(path, "wrong-type", False, {"where": where(data, path), "expected": _types_word(expected or ["a valid value"]),
-             "actual": _show(error.instance)})]
+             "actual": show_value(error.instance)})]

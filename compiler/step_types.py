@@ -17,7 +17,7 @@ ALIASES = {"dag": "call", "subworkflow": "call", "shell": "command", "k8s": "kub
 KNOWN_TYPES = frozenset({
     "command", "call", "parallel", "router", "ssh", "sftp", "http", "docker", "container",
     "kubernetes", "jq", "mail", "postgres", "sqlite", "redis", "s3", "archive", "gha",
-    "approval", "chat", "agent", "template", "noop", *ALIASES,
+    "approval", "chat", "agent", "harness", "template", "noop", *ALIASES,
 })
 
 

@@ -114,7 +114,12 @@ def _draft(ctx: DocContext, index: int, path: Path, body: dict[str, Any], defaul
 def _templates_in(ctx: DocContext, path: Path, value: Any, owner: str) -> Any:
     """Executor input with every expression-bearing string pre-parsed as {"$expr": parts}."""
     if isinstance(value, str):
-        return value if is_plain(value) else {"$expr": ctx.template(path, value, owner)}
+        if is_plain(value):
+            return value
+        parts = ctx.template(path, value, owner)
+        if "${consts." in value and all(isinstance(p, str) for p in parts):
+            return "".join(parts)  # only consts: a plain string, as if written out
+        return {"$expr": parts}
     if isinstance(value, dict):
         return {k: _templates_in(ctx, path + (k,), v, owner) for k, v in value.items()}
     if isinstance(value, list):
@@ -143,7 +148,7 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
     if "script" in raw and "call" in raw:
         ctx.report(path, "conflicting-keys", where=f"step '{draft.id}'", first="script", second="call")
     if stype == "command" and not command and raw.get("script") is None and "exec" not in raw \
-            and not _has_unknown_keys(raw):
+            and "run" not in raw and "action" not in raw and not _has_unknown_keys(raw):
         ctx.report(path, "empty-step", step=draft.id,
                    notes=["add `command:` (or `script:`), or `call:` to run another DAG"])
 

@@ -419,6 +419,30 @@ steps:
 """,
 }
 
+GOOD["upstream_newest_spelling"] = """
+consts:
+  - region: eu-west-1
+  - endpoint: https://${consts.region}.example.com
+secrets:
+  - API_TOKEN
+  - {name: DB_PASSWORD, provider: env, key: PROD_DB_PASSWORD}
+steps:
+  - id: build
+    run: make build
+  - id: test
+    run: [make test, make lint]
+    with: {shell: bash -e}
+  - id: ping
+    action: http.request
+    with: {method: GET, url: "${consts.endpoint}/health"}
+  - id: child
+    action: dag.run
+    with: {dag: child, params: {A: 1}}
+handler_on:
+  failure:
+    run: echo failed
+"""
+
 BAD = {
     # name: (yaml, json path of the best-matching error, text the message must contain)
     "camel_case_root_key": (
@@ -483,6 +507,10 @@ BAD = {
     ),
     "steps_missing": ("name: nothing\n", "$", "'steps' is a required property"),
     "steps_as_string": ("steps: echo hi\n", "$.steps", "is not valid under any of the given schemas"),
+    "run_as_object": ("steps:\n  - run: {type: shell}\n", "$.steps[0].run", "is not valid under any of the given schemas"),
+    "consts_as_mapping": ("consts: {a: 1}\nsteps: [echo hi]\n", "$.consts", "is not of type 'array'"),
+    "const_with_two_names": ("consts: [{a: 1, b: 2}]\nsteps: [echo hi]\n", "$.consts[0]", "has too many properties"),
+    "secret_name_with_dash": ("secrets: [API-TOKEN]\nsteps: [echo hi]\n", "$.secrets[0]", "does not match"),
 }
 
 

@@ -1,0 +1,255 @@
+"""`dagu migrate`: 1.x spellings rewritten to v2 in the file's own text.
+
+What must hold: the diff touches only the 1.x spellings (comments, order,
+quoting, blank lines, line endings and a missing final newline survive); the
+migrated file holds no 1.x spelling, compiles, and compiles to the plan the 1.x
+file meant; `--check` fails when a file would change; `--write` edits in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import os
+import shutil
+import stat
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from plan_compare import IgnoringLegacy, comparable, messages
+
+from dagu.cli import main
+from dagu.compiler.migrate import migrate_file, migrate_text
+from dagu.compiler.pipeline import compile_file
+
+CORPUS = Path(__file__).parent / "corpus"
+LEGACY = sorted(p.name for p in CORPUS.glob("legacy_*.yaml"))
+
+
+def run_cli(*argv: str, cwd: Path) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(argv))
+    finally:
+        os.chdir(old)
+    return code, out.getvalue(), err.getvalue()
+
+
+def migrated(tmp_path: Path, text: str, name: str = "flow.yaml") -> str:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return migrate_file(str(path)).after
+
+
+@pytest.mark.parametrize("name", LEGACY)
+def test_migrated_corpus_file_compiles_to_the_plan_the_1x_file_means(tmp_path: Path, name: str) -> None:
+    for sibling in CORPUS.glob("ok_*.yaml"):
+        shutil.copy(sibling, tmp_path)
+    original = tmp_path / name
+    shutil.copy(CORPUS / name, original)
+    meant = compile_file(str(original), IgnoringLegacy())
+    assert meant.ok, messages(meant)
+    migration = migrate_file(str(original))
+    assert migration.changed and migration.applied and not migration.manual
+    original.write_text(migration.after, encoding="utf-8")
+    result = compile_file(str(original))
+    assert result.ok and not result.diagnostics, messages(result)
+    assert comparable(result.plan) == comparable(meant.plan)
+    again = migrate_text(str(original), migration.after)
+    assert not again.changed  # nothing 1.x is left
+
+
+CONFORMANCE = Path("/work/shared/conformance")
+
+
+def _legacy_translate():
+    """The conformance runner's own v2 -> Dagu 1.x translation (its --legacy flag)."""
+    spec = importlib.util.spec_from_file_location("conformance_run", CONFORMANCE / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["conformance_run"] = module
+    spec.loader.exec_module(module)
+    return module.legacy_translate
+
+
+@pytest.mark.skipif(not (CONFORMANCE / "run.py").is_file(), reason="conformance suite not present")
+def test_conformance_cases_survive_a_trip_through_1x(tmp_path: Path) -> None:
+    """v2 case -> 1.x spelling (written by another tool) -> `dagu migrate` -> the same plan as the case."""
+    translate = _legacy_translate()
+    checked = 0
+    for case in sorted((CONFORMANCE / "cases").glob("*.yaml")):
+        original = compile_file(str(case))
+        if not original.ok:
+            continue  # the validate_* cases are broken on purpose
+        legacy = tmp_path / case.name
+        migration = migrate_text(str(legacy), translate(case.read_text(encoding="utf-8")))
+        legacy.write_text(migration.after, encoding="utf-8")
+        result = compile_file(str(legacy))
+        assert result.ok, (case.name, messages(result))
+        expected, got = comparable(original.plan), comparable(result.plan)
+        for plan in (expected, got):
+            for dag in plan["dags"].values():
+                dag.pop("base_dir")
+        assert got == expected, case.name
+        checked += 1
+    assert checked > 50
+
+
+def test_keys_are_renamed_in_place_keeping_comments_quotes_and_layout(tmp_path: Path) -> None:
+    after = migrated(tmp_path, """\
+        # heading comment
+        "maxActiveRuns": 1   # trailing comment
+
+        'handlerOn':
+          exit: {command: "echo bye"}   # flow stays flow
+        steps:
+          - name: a     # first
+            command: echo a
+            retryPolicy: {limit: 2, intervalSec: 5}
+        """)
+    assert after == textwrap.dedent("""\
+        # heading comment
+        "max_active_runs": 1   # trailing comment
+
+        'handler_on':
+          exit: {command: "echo bye"}   # flow stays flow
+        steps:
+          - name: a     # first
+            command: echo a
+            retry_policy: {limit: 2, interval_sec: 5}
+        """)
+
+
+def test_block_executor_is_lifted_one_level_with_its_comments(tmp_path: Path) -> None:
+    after = migrated(tmp_path, """\
+        steps:
+          - executor:   # runs in docker
+              type: docker
+              # pinned image
+              config:
+                image: alpine:3.20
+                script: |
+                  echo "kept as is"
+
+            command: echo hi
+          - name: b
+            executor:
+              type: ssh
+        # a comment at column 0 inside the block
+              config: {host: h}
+            command: uptime
+        """)
+    assert after == textwrap.dedent("""\
+        steps:
+          - type: docker  # runs in docker
+            # pinned image
+            config:
+              image: alpine:3.20
+              script: |
+                echo "kept as is"
+
+            command: echo hi
+          - name: b
+            type: ssh
+        # a comment at column 0 inside the block
+            config: {host: h}
+            command: uptime
+        """)
+
+
+def test_flow_executor_and_bare_executor(tmp_path: Path) -> None:
+    after = migrated(tmp_path, """\
+        steps:
+          - name: a
+            executor: {type: http, config: {timeout: 5}}
+            command: GET https://example.com
+          - {name: b, executor: {type: jq}, command: .a}
+          - name: c
+            executor: mail
+        """)
+    assert after == textwrap.dedent("""\
+        steps:
+          - name: a
+            type: http
+            config: {timeout: 5}
+            command: GET https://example.com
+          - {name: b, type: jq, command: .a}
+          - name: c
+            type: mail
+        """)
+
+
+def test_run_of_a_dag_becomes_call_and_commands_stay(tmp_path: Path) -> None:
+    after = migrated(tmp_path, """\
+        steps:
+          - run: child
+          - run: echo child
+        ---
+        name: child
+        steps: [echo in child]
+        """)
+    assert after.splitlines()[1] == "  - call: child"
+    assert after.splitlines()[2] == "  - run: echo child"
+
+
+def test_line_endings_and_a_missing_final_newline_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.yaml"
+    path.write_bytes(b"steps:\r\n  - command: echo a\r\n    executor:\r\n      type: docker\r\n"
+                     b"      config: {image: a}\r\n    continueOn: {failure: true}")
+    migration = migrate_file(str(path))
+    assert migration.after == ("steps:\r\n  - command: echo a\r\n    type: docker\r\n    config: {image: a}\r\n"
+                               "    continue_on: {failure: true}")
+
+
+def test_files_without_1x_spellings_are_left_alone(tmp_path: Path) -> None:
+    for name in ("ok_multi_doc.yaml", "newest_release.yaml", "ok_no_trailing_newline.yaml"):
+        migration = migrate_file(str(CORPUS / name))
+        assert not migration.changed and migration.diff() == ""
+
+
+def test_what_cannot_be_rewritten_is_left_with_a_located_note(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    shutil.copy(CORPUS / "bad_executor_by_hand.yaml", path)
+    migration = migrate_file(str(path))
+    assert not migration.changed and len(migration.manual) == 2
+    assert migration.notes[0].startswith(f"{path}:3:5: note: 'executor' is not rewritten")
+    chain = migrate_file(str(CORPUS / "bad_legacy_chain_depends.yaml"))
+    assert chain.changed and any(":7:5: note: this DAG has no 'type:'" in n for n in chain.notes)
+
+
+def test_cli_prints_the_diff_and_check_fails_on_change(tmp_path: Path) -> None:
+    shutil.copy(CORPUS / "legacy_mixed_spellings.yaml", tmp_path / "old.yaml")
+    shutil.copy(CORPUS / "ok_child.yaml", tmp_path / "ok_child.yaml")
+    before = (tmp_path / "old.yaml").read_text(encoding="utf-8")
+    code, out, err = run_cli("migrate", "--check", "old.yaml", "ok_child.yaml", cwd=tmp_path)
+    assert code == 1
+    assert out.startswith("--- a/old.yaml\n+++ b/old.yaml\n")
+    assert "-timeoutSec: 600\n+timeout_sec: 600\n" in out
+    assert "would rewrite 1 of 2 files" in err
+    assert (tmp_path / "old.yaml").read_text(encoding="utf-8") == before
+    code, _, _ = run_cli("migrate", "--check", "ok_child.yaml", cwd=tmp_path)
+    assert code == 0
+
+
+def test_cli_write_edits_in_place_keeping_mode_and_bom(tmp_path: Path) -> None:
+    path = tmp_path / "old.yaml"
+    path.write_bytes(b"\xef\xbb\xbfmaxActiveRuns: 1\nsteps: [echo a]\n")
+    path.chmod(0o640)
+    code, out, err = run_cli("migrate", "--write", "old.yaml", cwd=tmp_path)
+    assert code == 0 and "rewrote 1 of 1 file" in err
+    assert path.read_bytes() == b"\xef\xbb\xbfmax_active_runs: 1\nsteps: [echo a]\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    code, out, _ = run_cli("migrate", "--check", "old.yaml", cwd=tmp_path)
+    assert code == 0 and out == ""
+
+
+def test_cli_reports_an_unparsable_file_at_its_position(tmp_path: Path) -> None:
+    (tmp_path / "broken.yaml").write_text("steps:\n  - command: [echo\n", encoding="utf-8")
+    code, out, err = run_cli("migrate", "broken.yaml", cwd=tmp_path)
+    assert code == 1 and out == ""
+    assert "broken.yaml:3:1: error: YAML syntax error" in err
