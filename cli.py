@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Sequence
 
-from dagu import __version__
+from dagu import __version__, cli_run
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -52,17 +52,66 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("-p", "--params", default=None, help='parameters, e.g. "A=1 B=2"')
     d.add_argument("rest", nargs="*", metavar="-- PARAMS", help="parameters after --")
 
-    s = sub.add_parser("start", help="run a workflow (compiles it first)")
-    s.add_argument("file", metavar="FILE")
-    s.add_argument("--run-id", default=None)
-    s.add_argument("-p", "--params", default=None)
-    s.add_argument("rest", nargs="*", metavar="-- PARAMS")
+    s = sub.add_parser("start", help="run a workflow in the foreground (compiles it first)")
+    s.add_argument("file", metavar="FILE", help="a workflow file, or a plan file (*.json)")
+    s.add_argument("--run-id", default=None, help="id for this run (default: time-sortable unique id)")
+    s.add_argument("-p", "--params", default=None, help='parameters, e.g. "A=1 B=2"')
+    s.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    s.add_argument("--dag", default=None, help=argparse.SUPPRESS)  # which DAG of a plan (sub-DAG runs)
+    s.add_argument("--parent", default=None, help=argparse.SUPPRESS)  # "dag/run" of the calling run
+    s.add_argument("rest", nargs="*", metavar="-- PARAMS", help="parameters after --")
+
+    r = sub.add_parser("retry", help="re-run the failed, aborted and unrun steps of a run")
+    r.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    r.add_argument("--run-id", required=True)
+    r.add_argument("-q", "--quiet", action="store_true")
+
+    st = sub.add_parser("stop", help="stop the active runs of a workflow (SIGTERM to their supervisors)")
+    st.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+
+    rs = sub.add_parser("restart", help="stop the active run of a workflow and start it again with the same params")
+    rs.add_argument("file", metavar="FILE")
+    rs.add_argument("-q", "--quiet", action="store_true")
+
+    ss = sub.add_parser("status", help="show a run: each step's status, attempts, exit and resource use")
+    ss.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    ss.add_argument("--run-id", default=None, help="default: the latest run")
+    ss.add_argument("--format", choices=("text", "json"), default="text")
+
+    h = sub.add_parser("history", help="list the runs of a workflow, newest first")
+    h.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    h.add_argument("--format", choices=("text", "json"), default="text")
+    h.add_argument("-n", "--limit", type=int, default=None, help="show at most N runs")
+
+    lg = sub.add_parser("logs", help="print the logs of a run's steps")
+    lg.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    lg.add_argument("--run-id", default=None, help="default: the latest run")
+    lg.add_argument("--step", default=None, help="only this step (default: every step, in order)")
+    lg.add_argument("--stderr", action="store_true", help="print stderr instead of stdout")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing until the run finishes")
+
+    cl = sub.add_parser("cleanup", help="delete finished runs older than the retention period")
+    cl.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    cl.add_argument("--retention-days", type=float, required=True, metavar="N")
+    cl.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+
+    x = sub.add_parser("exec", help="run one command as a recorded run: dagu exec [--name N] -- CMD ARGS...")
+    x.add_argument("--name", default=None, help="DAG name to record the run under (default: exec-COMMAND)")
+    x.add_argument("--run-id", default=None)
+    x.add_argument("--working-dir", default=None, help="default: the current directory")
+    x.add_argument("-q", "--quiet", action="store_true")
+    x.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
 
     sc = sub.add_parser("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
     sc.add_argument("which", nargs="?", choices=("dag", "plan"), default="dag")
 
     e = sub.add_parser("explain", help="explain a diagnostic code")
     e.add_argument("code", nargs="?", help="a code such as unknown-depends (omit to list all)")
+
+    m = sub.add_parser("migrate", help="rewrite Dagu 1.x spellings to v2 and print the diff")
+    m.add_argument("paths", nargs="+", metavar="FILE", help="workflow files, or directories of *.yaml/*.yml")
+    m.add_argument("--write", action="store_true", help="edit the files in place (comments and layout are kept)")
+    m.add_argument("--check", action="store_true", help="exit 1 when a file would change (for CI)")
     return p
 
 
@@ -155,7 +204,7 @@ def _load_for_run(file: str):
     result = compile_file(file)
     if not result.ok:
         return None, render("text", result.diagnostics, 1)
-    return result.plan, None
+    return result.plan, (render("text", result.diagnostics, 1) if result.diagnostics else None)
 
 
 def _dry(args: argparse.Namespace) -> int:
@@ -167,16 +216,6 @@ def _dry(args: argparse.Namespace) -> int:
         return EXIT_INVALID
     sys.stdout.write(describe(plan, args.params, args.rest))
     return EXIT_OK
-
-
-def _start(args: argparse.Namespace) -> int:
-    plan, errors = _load_for_run(args.file)
-    if plan is None:
-        sys.stderr.write(errors)
-        return EXIT_INVALID
-    sys.stderr.write("dagu: this build compiles and checks workflows but cannot run them yet "
-                     "(the supervisor is not part of it); use `dagu dry FILE` to see the run order\n")
-    return EXIT_INVALID
 
 
 def _schema(args: argparse.Namespace) -> int:
@@ -200,13 +239,49 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    """Print the diff that takes each file from Dagu 1.x to v2; --write applies it, --check fails on it."""
+    from dagu.compiler.migrate import migrate_file, write_migration
+    from dagu.compiler.render import render
+
+    files = _collect(args.paths)
+    changed, unreadable = [], []
+    for f in files:
+        migration = migrate_file(f)
+        if migration.diagnostics:
+            unreadable.extend(migration.diagnostics)
+            continue
+        sys.stdout.write(migration.diff())
+        sys.stderr.write("".join(note + "\n" for note in migration.notes))
+        if migration.changed:
+            changed.append(f)
+            if args.write:
+                write_migration(migration)
+    if unreadable:
+        sys.stderr.write(render("text", unreadable, len(files)))
+    verb = "rewrote" if args.write else "would rewrite"
+    sys.stderr.write(f"dagu migrate: {verb} {len(changed)} of {len(files)} file{'' if len(files) == 1 else 's'}\n")
+    if unreadable or (args.check and changed):
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 COMMANDS = {
     "compile": lambda a: _check(a, write=True),
     "validate": lambda a: _check(a, write=False),
     "dry": _dry,
-    "start": _start,
+    "start": lambda a: cli_run.start_cmd(a, _load_for_run),
+    "retry": cli_run.retry_cmd,
+    "stop": cli_run.stop_cmd,
+    "restart": lambda a: cli_run.restart_cmd(a, _load_for_run),
+    "status": cli_run.status_cmd,
+    "history": cli_run.history_cmd,
+    "logs": cli_run.logs_cmd,
+    "cleanup": cli_run.cleanup_cmd,
+    "exec": cli_run.exec_cmd,
     "schema": _schema,
     "explain": _explain,
+    "migrate": _migrate,
 }
 
 
@@ -214,8 +289,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     debug = "--debug" in argv
+    # Words after the first `--` are params (or exec's command) wherever the options are,
+    # so `dagu start FILE --run-id X -- A=1` works as it does upstream.
+    tail: list[str] | None = None
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, tail = argv[:cut], argv[cut + 1:]
     try:
         args = parser.parse_args(argv)
+        if tail is not None:
+            if hasattr(args, "rest"):
+                args.rest = [*args.rest, *tail]
+            elif hasattr(args, "argv"):
+                args.argv = [*args.argv, *tail]
+            else:
+                parser.parse_args([*argv, "--", *tail])  # reports the stray words as argparse does
     except SystemExit as exc:  # argparse: --help/--version exit 0, usage errors exit 2
         return int(exc.code or 0)
     if args.command is None:
@@ -226,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
         return EXIT_USAGE
+    except cli_run.CommandFailed as exc:
+        sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
+        return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
