@@ -7,8 +7,10 @@ operator's shell (or a CI runner) is full of tokens that a workflow step has no 
 one from the invoking shell would mislead the step.
 
 Strict mode (`sandbox.strict`): no network, a read-only root, and only the working directory and
-the paths the supervisor names (TMPDIR, the log directory) writable; a private /tmp, /proc and
-/dev.  Two mechanisms, each probed by actually running `true` once:
+the paths the supervisor names (a per-step TMPDIR, the log directory) writable; /tmp is part of
+the read-only root rather than a blank tmpfs, because programs, virtualenvs and working
+directories often live under /tmp and a blank one would hide them.  Two mechanisms, each probed
+by actually running `true` once:
 
 - bubblewrap (`bwrap`), when installed: the well-trodden tool (Flatpak uses it); ~8 ms a step.
 - `unshare` from util-linux with unprivileged user namespaces: a shell script inside new user,
@@ -70,7 +72,7 @@ def base_environment(environ: Mapping[str, str], passthrough: Sequence[str] = ()
 
 # Runs as root of fresh user/mount/net/pid namespaces; $1 working dir, $2 count N, then N
 # writable paths, then the step's argv.  Writable paths are opened as fds 3.. first, because the
-# private /tmp would hide any under /tmp; fds 3-9 are what sh redirections can name.
+# read-only remount would hide the way back to them; fds 3-9 are what sh redirections can name.
 _UNSHARE_SETUP = r"""
 set -e
 wd=$1; n=$2; shift 2
@@ -89,7 +91,6 @@ if [ -w / ]; then echo "dagu sandbox: could not make / read-only" >&2; exit 125;
 for p in /proc/sys /proc/sysrq-trigger /proc/irq /proc/bus; do
   if [ -e "$p" ]; then mount --bind "$p" "$p"; mount -o remount,bind,ro "$p"; fi
 done
-mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 i=1
 while [ "$i" -le "$n" ]; do
@@ -123,8 +124,7 @@ class StrictSandbox:
         workdir = os.path.abspath(working_dir)
         if self.mechanism == "bwrap":
             out = [self.executable or "bwrap", "--unshare-all", "--unshare-user", "--die-with-parent",
-                   "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
-                   "--tmpfs", "/tmp"]
+                   "--cap-drop", "ALL", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev"]
             for path in paths:
                 out += ["--bind", path, path]
             return out + ["--chdir", workdir, "--", *argv]

@@ -700,8 +700,12 @@ class Supervisor:
         argv = launch.argv
         limits = node.limits if launch.sandboxed else None
         preexec = limits_mod.preexec_for(limits) if limits is not None else None
+        env = launch.env
         if launch.sandboxed and self._strict_wanted(node):
-            argv = self.strict.wrap(argv, launch.cwd, [self.ctx.run.logs, os.path.dirname(launch.stdout)])
+            scratch = os.path.join(self.ctx.run.path, "tmp", f"{node.key.replace(':', '.')}.{node.attempt}")
+            os.makedirs(scratch, exist_ok=True)
+            env = {**env, "TMPDIR": scratch}  # the root, /tmp included, is read-only in the sandbox
+            argv = self.strict.wrap(argv, launch.cwd, [self.ctx.run.logs, os.path.dirname(launch.stdout), scratch])
         same = launch.stdout == launch.stderr
         out = os.open(launch.stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -709,7 +713,7 @@ class Supervisor:
                                            0o644)
             try:
                 popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=launch.cwd,
-                                         env=launch.env, start_new_session=True, close_fds=True,
+                                         env=env, start_new_session=True, close_fds=True,
                                          preexec_fn=preexec)
             finally:
                 if err != out:

@@ -348,3 +348,25 @@ def test_full_disk_fails_the_run_and_keeps_earlier_runs(env: Env, tmp_path: Path
     early = json.loads(res.stdout[res.stdout.index("{"):])
     assert early["status"] == "failed" or early["status"] == "succeeded"
     assert early["run_id"] == "early"
+
+
+def test_strict_sandbox_step_has_no_network_and_a_read_only_root(env: Env) -> None:
+    from dagu.runtime.sandbox import probe_strict
+
+    found = probe_strict()
+    if isinstance(found, str):
+        pytest.skip(found)
+    env.write("strict.yaml", """
+        sandbox:
+          strict: true
+        steps:
+          - id: boxed
+            command: |
+              echo inside > here.txt
+              if echo x > "$HOME/.dagu-strict-probe" 2>/dev/null; then echo home-writable > home.txt; fi
+              echo tmp > "$TMPDIR/scratch" && echo tmpdir-ok >> here.txt
+        """)
+    res = env.run("start", "strict.yaml")
+    assert res.returncode == 0, res.stderr
+    assert (env.dir / "here.txt").read_text() == "inside\ntmpdir-ok\n"
+    assert not (env.dir / "home.txt").exists()

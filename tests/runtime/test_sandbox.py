@@ -131,10 +131,10 @@ def test_a_strict_step_writes_only_where_allowed(strict: StrictSandbox, tmp_path
                            capture_output=True, text=True, cwd=work, timeout=30)
     assert boxed.returncode == 0, boxed.stderr
     assert boxed.stdout.splitlines() == [f"wrote {work}/ok", f"wrote {logs}/log.txt",
-                                         f"denied {outside}/bad", f"wrote /tmp/{tag}", "proc", "dev"]
+                                         f"denied {outside}/bad", f"denied /tmp/{tag}", "proc", "dev"]
     assert (work / "ok").read_text() == "data\n" and (logs / "log.txt").exists()
     assert not (outside / "bad").exists()
-    assert not Path(f"/tmp/{tag}").exists()  # /tmp inside is private
+    assert not Path(f"/tmp/{tag}").exists()  # /tmp is read-only inside: steps get their own TMPDIR
 
 
 def test_a_strict_step_killed_by_a_signal_reports_128_plus_n(strict: StrictSandbox,
