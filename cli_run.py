@@ -147,7 +147,7 @@ def retry_cmd(args: argparse.Namespace) -> int:
     from dagu.runtime import runner
 
     name = dag_name_of(args.file)
-    return _run_outcome(lambda: runner.retry(None, name, args.run_id, _home(), os.environ), args.quiet)
+    return _run_outcome(lambda: runner.retry(name, args.run_id, _home(), os.environ), args.quiet)
 
 
 def stop_cmd(args: argparse.Namespace) -> int:

@@ -226,4 +226,16 @@ def _scope(env, params, dotenv_keys, steps: list[Step], handlers: list[Step], da
         if s.output:
             scope.outputs.setdefault(s.output, []).append(s.id)
     scope.step_ids.update(s.id for s in steps)
+    box = data.get("sandbox")
+    if isinstance(box, dict):
+        scope.inherit_env = box.get("inherit_env") is True
+        if isinstance(box.get("env_passthrough"), list):
+            scope.passthrough = tuple(str(p) for p in box["env_passthrough"])
+    for owner, s in [*((s.id, s) for s in steps), *((f"handler_on.{h.id}", h) for h in handlers)]:
+        step_box = s.options.get("sandbox")
+        if isinstance(step_box, dict):
+            if step_box.get("inherit_env") is True:
+                scope.step_passthrough[owner] = ("*",)
+            elif isinstance(step_box.get("env_passthrough"), list):
+                scope.step_passthrough[owner] = tuple(str(p) for p in step_box["env_passthrough"])
     return scope

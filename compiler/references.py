@@ -26,14 +26,22 @@ SPECIAL_VARS = frozenset({
     "DAG_RUN_STEP_ID", "DAG_WAITING_STEPS", "DAGU_PARAMS_JSON", "ITEM", "DAG_RUN_ATTEMPT",
 })
 
-# Host variables every POSIX session has; flagging them would only be noise.
+# What the runtime passes from the invoking environment to every step (runtime/sandbox.py's
+# ALLOWED_ENV; a test keeps the two equal) and what a shell sets by itself: reading these is fine.
+# Anything else from the operator's environment reaches a step only through
+# `sandbox.env_passthrough` or `sandbox.inherit_env`, so reading it is worth a warning.
+SANDBOX_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_*", "TZ", "TMPDIR", "TERM")
 HOST_VARS = frozenset({
-    "HOME", "PATH", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "TMPDIR", "LANG", "LC_ALL", "TERM",
-    "HOSTNAME", "UID", "EUID", "PPID", "RANDOM", "SECONDS", "LINENO", "IFS", "TZ", "DISPLAY", "EDITOR",
-    "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "DAGU_HOME", "CI",
+    "PWD", "OLDPWD", "HOSTNAME", "UID", "EUID", "PPID", "RANDOM", "SECONDS", "LINENO", "IFS", "DAGU_HOME",
     "BASH", "BASH_VERSION", "BASHPID", "BASH_SOURCE", "BASH_REMATCH", "FUNCNAME", "PIPESTATUS", "HOSTTYPE",
     "OSTYPE", "MACHTYPE", "SHLVL", "REPLY", "OPTARG", "OPTIND", "COLUMNS", "LINES",
 })
+
+
+def env_pattern_match(name: str, patterns: Iterable[str]) -> bool:
+    """NAME, or a PREFIX* pattern, as sandbox.env_passthrough spells them."""
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
+
 
 # Names a shell command defines for itself: NAME=..., for NAME in, read NAME, local/export NAME.
 _SHELL_DEFS = re.compile(
@@ -63,6 +71,9 @@ class Scope:
     outputs: dict[str, list[str]] = field(default_factory=dict)  # var -> steps that set it
     step_env: dict[str, set[str]] = field(default_factory=dict)  # step -> its own env names
     unknown_dotenv: bool = False  # a dotenv file we could not read: skip undefined warnings
+    passthrough: tuple[str, ...] = ()  # sandbox.env_passthrough of the DAG
+    step_passthrough: dict[str, tuple[str, ...]] = field(default_factory=dict)  # of each step
+    inherit_env: bool = False  # sandbox.inherit_env: the whole host environment reaches steps
 
 
 def check_references(ctx: DocContext, refs: Iterable[TemplateRef], scope: Scope,
@@ -89,6 +100,9 @@ def check_references(ctx: DocContext, refs: Iterable[TemplateRef], scope: Scope,
             continue
         if name in scope.names or name.isdigit() or name in SPECIAL_VARS or name in HOST_VARS:
             continue
+        if scope.inherit_env or env_pattern_match(name, (*SANDBOX_ENV, *scope.passthrough,
+                                                         *scope.step_passthrough.get(owner or "", ()))):
+            continue
         if owner is not None and name in scope.step_env.get(owner, ()):
             continue
         setters = scope.outputs.get(name)
@@ -113,7 +127,9 @@ def check_references(ctx: DocContext, refs: Iterable[TemplateRef], scope: Scope,
             continue
         candidates = sorted(scope.names | set(scope.outputs) | SPECIAL_VARS)
         notes = suggest(name, candidates) or [
-            "define it under env: or params:, or escape the dollar (\\$) to pass it to the shell as is"]
+            "define it under env: or params:, or escape the dollar (\\$) to pass it to the shell as is",
+            "variables of the environment dagu runs in reach steps only when listed under "
+            "sandbox: env_passthrough: (or with sandbox: inherit_env: true)"]
         _report(ctx, ref, "undefined-variable", name=name, notes=notes)
 
 

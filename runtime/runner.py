@@ -13,13 +13,14 @@ import signal
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from dagu.runtime.evaluate import EvalError
 from dagu.runtime.params import ParamError
 from dagu.runtime.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, RunStatus
 from dagu.runtime.store import Journal, RunDir, Store, StoreError
-from dagu.runtime.supervisor import Supervisor, build_context
+from dagu.runtime.hooks import RunHook
+from dagu.runtime.supervisor import RunContext, Supervisor, build_context
 from dagu.spec.plan import Plan, dump_plan
 
 
@@ -53,7 +54,9 @@ def exit_code_of(status: RunStatus) -> int:
 
 
 def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None, home: str,
-          environ: Mapping[str, str], parent: str | None = None, plan_text: str | None = None) -> Outcome:
+          environ: Mapping[str, str], parent: str | None = None, plan_text: str | None = None,
+          hooks: Sequence[RunHook] = ()) -> Outcome:
+    """Run one DAG of a plan in this process until it ends; `hooks` see every event."""
     store = Store(home)
     dag = plan.dags.get(dag_name or plan.root)
     if dag is None:
@@ -79,13 +82,14 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
     ctx.run = run
     ctx.plan_path = run.plan
     try:
-        return _supervise(ctx, RunStatus(dag=dag.name, run_id=run_id, parent=parent), run)
+        return _supervise(ctx, RunStatus(dag=dag.name, run_id=run_id, parent=parent), run, hooks=hooks)
     finally:
         if slot is not None:
             slot.release()
 
 
-def retry(plan_hint: Plan | None, dag_name: str, run_id: str, home: str, environ: Mapping[str, str]) -> Outcome:
+def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
+          hooks: Sequence[RunHook] = ()) -> Outcome:
     """Continue a finished or interrupted run: failed, aborted and unrun steps run again."""
     from dagu.spec.plan import PlanError, load_plan
 
@@ -112,18 +116,21 @@ def retry(plan_hint: Plan | None, dag_name: str, run_id: str, home: str, environ
         if slot is None:
             raise RunRefused(f"DAG {dag.name!r} has max_active_runs={dag.max_active_runs} active runs; retry later")
     try:
-        return _supervise(ctx, previous, run, problems=view.problems)
+        return _supervise(ctx, previous, run, problems=view.problems, hooks=hooks)
     finally:
         if slot is not None:
             slot.release()
 
 
-def _supervise(ctx, status: RunStatus, run: RunDir, problems: list[str] | None = None) -> Outcome:
+def _supervise(ctx: RunContext, status: RunStatus, run: RunDir, problems: list[str] | None = None,
+               hooks: Sequence[RunHook] = ()) -> Outcome:
     if not run.acquire():
         raise RunRefused(f"run {run.run_id!r} is locked by a live supervisor ({run.lock})")
     try:
         journal = Journal(run.journal, status.seq)
         supervisor = Supervisor(ctx, status, journal)
+        for hook in hooks:
+            supervisor.hooks.subscribe(hook)
         try:
             supervisor.run()
         except StoreError as exc:  # the disk is full or the data dir vanished

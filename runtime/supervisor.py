@@ -646,6 +646,12 @@ class Supervisor:
         node.started_mono = time.monotonic()
         try:
             scope = self._scope(node)
+            box = step.options.get("sandbox") or {}
+            if box.get("env_passthrough") or box.get("inherit_env"):  # the step lets more of the host in
+                extra = sandbox.base_environment(self.ctx.environ, box.get("env_passthrough", ()),
+                                                 bool(box.get("inherit_env")))
+                for name, value in extra.items():
+                    scope.env.setdefault(name, value)
             for entry in step.env:
                 scope.vars[entry.name] = render(entry.value, scope, False)
                 scope.env[entry.name] = scope.vars[entry.name]

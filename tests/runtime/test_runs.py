@@ -230,10 +230,17 @@ def test_environment_does_not_leak_into_steps(env: Env) -> None:
               echo "allowed=${ALLOWED_ONE:-unset}" >> env.txt
               echo "pfx=${PFX_A:-unset}" >> env.txt
               echo "path=${PATH:+set}" >> env.txt
+              echo "step_only=${STEP_ONLY:-unset}" >> env.txt
+          - id: opened
+            sandbox:
+              env_passthrough: [STEP_ONLY]
+            command: echo "step_only=${STEP_ONLY:-unset}" >> env.txt
         """)
-    res = env.run("start", "leak.yaml", env={"OPERATOR_SECRET": "hunter2", "ALLOWED_ONE": "yes", "PFX_A": "p"})
+    res = env.run("start", "leak.yaml", env={"OPERATOR_SECRET": "hunter2", "ALLOWED_ONE": "yes", "PFX_A": "p",
+                                              "STEP_ONLY": "s"})
     assert res.returncode == 0, res.stderr
-    assert (env.dir / "env.txt").read_text().split() == ["secret=unset", "allowed=yes", "pfx=p", "path=set"]
+    assert (env.dir / "env.txt").read_text().split() == ["secret=unset", "allowed=yes", "pfx=p", "path=set",
+                                                         "step_only=unset", "step_only=s"]
 
 
 def test_output_over_max_output_size_fails_clearly(env: Env) -> None:
