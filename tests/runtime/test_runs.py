@@ -377,3 +377,62 @@ def test_strict_sandbox_step_has_no_network_and_a_read_only_root(env: Env) -> No
     assert res.returncode == 0, res.stderr
     assert (env.dir / "here.txt").read_text() == "inside\ntmpdir-ok\n"
     assert not (env.dir / "home.txt").exists()
+
+
+def test_limits_fail_the_step_with_the_limit_named(env: Env) -> None:
+    env.write("limited.yaml", f"""
+        type: graph
+        steps:
+          - id: hog
+            limits:
+              memory: 64M
+            command: {sys.executable} -c "b = bytearray(400 * 1024 * 1024); import time; time.sleep(2)"
+          - id: spin
+            limits:
+              cpu_sec: 1
+            command: |
+              while :; do :; done
+          - id: files
+            limits:
+              open_files: 16
+            command: |
+              {sys.executable} -c "fs = [open('/dev/null') for _ in range(64)]"
+        """)
+    res = env.run("start", "limited.yaml", timeout=60)
+    assert res.returncode == 1
+    steps = env.status("limited")["steps"]
+    assert "limits.memory" in steps["hog"]["attempts"][0]["error"]
+    assert "memory_limit_by" in steps["hog"]["attempts"][0]["usage"]
+    assert "limits.cpu_sec" in steps["spin"]["attempts"][0]["error"]
+    assert steps["files"]["status"] == "failed"
+    assert "Too many open files" in Path(steps["files"]["attempts"][0]["stderr"]).read_text()
+
+
+def test_restart_and_follow_logs(env: Env) -> None:
+    env.write("svc.yaml", """
+        params:
+          - MODE: one
+        steps:
+          - id: serve
+            command: |
+              echo "mode ${MODE}"
+              touch started.flag
+              sleep 30
+        """)
+    first = env.popen("start", "svc.yaml", "--", "MODE=two")
+    try:
+        env.wait_for("started.flag")
+        follower = env.popen("logs", "svc", "--step", "serve", "-f")
+        (env.dir / "started.flag").unlink()
+        restarted = env.popen("restart", "svc.yaml")
+        env.wait_for("started.flag")
+        assert first.wait(timeout=20) == 1  # the first run was stopped
+        out, _ = follower.communicate(timeout=20)  # -f ends when the followed run ends
+        assert out == "mode two\n"
+        runs = json.loads(env.run("history", "svc", "--format", "json").stdout)
+        assert [r["status"] for r in runs] == ["running", "aborted"]
+        assert runs[0]["params"] == ["MODE=two"]  # restart keeps the params
+        env.run("stop", "svc")
+        restarted.wait(timeout=20)
+    finally:
+        first.kill()
