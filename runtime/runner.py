@@ -106,6 +106,11 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
         raise RunRefused(f"cannot retry: {exc}") from None
     dag = plan.dags.get(dag_name) or plan.main
     previous = view.status
+    for leftover in orphans(previous):  # a dead supervisor's steps must not run twice
+        try:
+            os.killpg(leftover, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
     try:
         ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, previous.parent, retry_of=previous)
     except (ParamError, EvalError) as exc:
@@ -120,6 +125,35 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
     finally:
         if slot is not None:
             slot.release()
+
+
+def orphans(status: RunStatus) -> list[int]:
+    """Process groups that steps of an interrupted run left behind and that are still alive.
+
+    A step leads its own session, so its pid is its process group; it is ours only if it
+    still leads that session and started when the attempt did (pids get reused).
+    """
+    found = []
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(float(line.split()[1]) for line in fh if line.startswith("btime "))
+        ticks = os.sysconf("SC_CLK_TCK")
+    except (OSError, StopIteration, ValueError):
+        return found
+    for state in (*status.steps.values(), *status.handlers.values()):
+        attempt = state.last
+        if attempt is None or attempt.pid is None or attempt.finished_at is not None and \
+                attempt.error != "interrupted":
+            continue
+        try:
+            with open(f"/proc/{attempt.pid}/stat", encoding="utf-8", errors="replace") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        session, started = int(fields[3]), boot + int(fields[19]) / ticks
+        if session == attempt.pid and abs(started - attempt.started_at) < 5:
+            found.append(attempt.pid)
+    return found
 
 
 def _supervise(ctx: RunContext, status: RunStatus, run: RunDir, problems: list[str] | None = None,

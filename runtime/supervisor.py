@@ -672,11 +672,13 @@ class Supervisor:
                       stdout=node.stdout, stderr=node.stderr)
             self._conclude(node, FAILED, reason=str(exc), error=str(exc))
             return
-        self.emit("step_started", step=step.id, name=step.name, handler=node.handler, attempt=node.attempt,
-                  stdout=node.stdout, stderr=node.stderr)
         timeout = step.timeout_sec
         node.deadline = node.started_mono + timeout if timeout else None
         self._spawn_from(node)
+        # recorded after the spawn so the journal names the process group (a retry after a
+        # supervisor crash kills what is left of it); the same flush makes both durable
+        self.emit("step_started", step=step.id, name=step.name, handler=node.handler, attempt=node.attempt,
+                  stdout=node.stdout, stderr=node.stderr, pid=min(node.procs) if node.procs else None)
         if not node.procs and node.job.done():
             self._attempt_ended(node)
 

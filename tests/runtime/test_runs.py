@@ -57,6 +57,15 @@ class Env:
             time.sleep(0.02)
 
 
+def _alive(pid: int) -> bool:
+    """Running, not a zombie (an orphan's zombie stays until init reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> Env:
     return Env(tmp_path)
@@ -175,8 +184,9 @@ def test_sigkill_of_supervisor_then_status_and_retry(env: Env) -> None:
     env.wait_for("started.flag")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
-    subprocess.run(["pkill", "-f", "sleep 30"], check=False)
     st = env.status("crash", "c1")
+    orphan = st["steps"]["long"]["attempts"][0]["pid"]
+    assert _alive(orphan)  # the step outlived its supervisor...
     assert st["status"] == "failed" and st["interrupted"] is True
     assert st["steps"]["first"]["status"] == "succeeded"
     assert st["steps"]["long"]["status"] == "failed"
@@ -184,6 +194,7 @@ def test_sigkill_of_supervisor_then_status_and_retry(env: Env) -> None:
     (env.dir / "resume.flag").touch()
     res = env.run("retry", "crash.yaml", "--run-id", "c1")
     assert res.returncode == 0, res.stderr
+    assert not _alive(orphan)  # ...until the retry killed what was left of it
     assert (env.dir / "trace.txt").read_text().split() == ["first", "resumed", "last"]
     st = env.status("crash", "c1")
     assert st["status"] == "succeeded"
