@@ -52,13 +52,15 @@ def write_dag(path: str, shape: str, n: int, legacy: bool = False) -> None:
 
 def timed(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (bytes) of one command, from wait4."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    took = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode() if proc.stderr else ""
+    with tempfile.TemporaryFile() as errors:  # a file, not a pipe: a chatty engine must not block on it
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=errors)
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        took = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        errors.seek(0)
+        err = errors.read().decode(errors="replace")
     if proc.returncode != 0:
         raise SystemExit(f"{shlex.join(argv)} failed ({proc.returncode}): {err[-500:]}")
     return took, usage.ru_maxrss * 1024
