@@ -196,11 +196,37 @@ def _view(name: str, run_id: str | None):
     return run.read()
 
 
+def _sub_runs(status: Any, depth: int = 0) -> list[dict[str, Any]]:
+    """The tree of sub-DAG runs started by this run's steps (latest attempt of each step)."""
+    from dagu.runtime.store import Store
+
+    store = Store(_home())
+    out = []
+    for state in [*status.steps.values(), *status.handlers.values()]:
+        last = state.last
+        for dag, run_id in (last.children or []) if last is not None else []:
+            run = store.run(dag, run_id)
+            child = run.read().status if os.path.isdir(run.path) else None
+            out.append({"step": state.id, "dag": dag, "run_id": run_id,
+                        "status": child.status if child else "missing",
+                        "runs": _sub_runs(child, depth + 1) if child is not None and depth < 50 else []})
+    return out
+
+
+def _tree_lines(runs: list[dict[str, Any]], indent: str = "  ") -> list[str]:
+    lines = []
+    for r in runs:
+        lines.append(f"{indent}{r['step']} -> {r['dag']} run {r['run_id']}: {r['status']}")
+        lines += _tree_lines(r["runs"], indent + "    ")
+    return lines
+
+
 def status_cmd(args: argparse.Namespace) -> int:
     view = _view(dag_name_of(args.file), args.run_id)
     st = view.status
     if args.format == "json":
-        data = {**st.to_dict(), "path": view.path, "live": view.live, "problems": view.problems}
+        data = {**st.to_dict(), "path": view.path, "live": view.live, "problems": view.problems,
+                "sub_runs": _sub_runs(st)}
         sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     for problem in view.problems:
@@ -237,6 +263,9 @@ def status_cmd(args: argparse.Namespace) -> int:
     out.append("")
     for r in rows:
         out.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    tree = _tree_lines(_sub_runs(st))
+    if tree:
+        out += ["", "sub-DAG runs:", *tree]
     sys.stdout.write("\n".join(line.rstrip() for line in out) + "\n")
     return EXIT_OK
 

@@ -41,6 +41,7 @@ class JobResult:
     error: str | None = None  # a failure that is not just an exit status
     output: str | None = None  # overrides the captured stdout as the value of `output:`
     outputs: dict[str, Any] | None = None  # a sub-DAG's outputs
+    children: list[list[str]] | None = None  # [dag, run_id] of the runs this attempt started
 
 
 @dataclass

@@ -107,8 +107,10 @@ class CallJob:
             code = self._codes.get(0, -1)
             status, outputs = self._child(f"{_UNSAFE.sub('_', f'{self._ctx.run_id}.{self._ctx.step.id}.{self._ctx.attempt}')}")
             value = {"name": self._dag, "status": status, "outputs": outputs}
+            run_id = _UNSAFE.sub('_', f'{self._ctx.run_id}.{self._ctx.step.id}.{self._ctx.attempt}')
             return JobResult(exit_code=code, output=json.dumps(value, ensure_ascii=False), outputs=outputs,
-                             error=None if code == 0 else f"sub-DAG {self._dag!r} ended {status}")
+                             error=None if code == 0 else f"sub-DAG {self._dag!r} ended {status}",
+                             children=[[self._dag, run_id]])
         base = _UNSAFE.sub("_", f"{self._ctx.run_id}.{self._ctx.step.id}.{self._ctx.attempt}")
         results, all_outputs, failed = [], [], 0
         for index, item in enumerate(self._items):
@@ -121,6 +123,7 @@ class CallJob:
         value = {"summary": summary, "results": results, "outputs": all_outputs}
         return JobResult(exit_code=1 if failed else 0, output=json.dumps(value, ensure_ascii=False),
                          outputs={"summary": summary, "results": results, "items": all_outputs},
+                         children=[[self._dag, f"{base}.{i}"] for i in range(len(self._items))],
                          error=f"{failed} of {len(self._items)} runs of {self._dag!r} failed" if failed else None)
 
 

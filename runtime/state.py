@@ -41,6 +41,7 @@ class Attempt:
     stdout: str | None = None
     stderr: str | None = None
     usage: dict[str, Any] | None = None
+    children: list[list[str]] | None = None  # [dag, run_id] of sub-DAG runs this attempt started
 
 
 @dataclass
@@ -157,6 +158,7 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
             attempt.signal = event.get("signal")
             attempt.error = event.get("error")
             attempt.usage = event.get("usage")
+            attempt.children = event.get("children")
     elif kind == "step_skipped":
         state = _step(status, event)
         state.status = SKIPPED

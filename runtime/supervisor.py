@@ -870,6 +870,8 @@ class Supervisor:
             fields["error"] = error
         if result.outputs is not None:
             fields["outputs"] = result.outputs
+        if result.children:
+            fields["children"] = result.children
         self.facts[step.id] = StepFacts(output=output_value, stdout=node.stdout, stderr=node.stderr,
                                         exit_code=code, outputs=result.outputs)
         if step.output and output_value is not None and code == 0:

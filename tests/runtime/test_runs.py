@@ -447,3 +447,34 @@ def test_restart_and_follow_logs(env: Env) -> None:
         restarted.wait(timeout=20)
     finally:
         first.kill()
+
+
+def test_sub_dag_runs_are_real_runs_linked_to_their_parent(env: Env) -> None:
+    env.write("nest.yaml", """
+        steps:
+          - id: outer
+            call: middle
+        ---
+        name: middle
+        steps:
+          - id: inner
+            call: leaf
+            params: "WHO=middle"
+        ---
+        name: leaf
+        params:
+          - WHO: nobody
+        steps:
+          - id: say
+            command: echo "leaf from ${WHO}" >> trace.txt
+        """)
+    res = env.run("start", "nest.yaml", "--run-id", "n1")
+    assert res.returncode == 0, res.stderr
+    assert (env.dir / "trace.txt").read_text() == "leaf from middle\n"
+    tree = env.status("nest", "n1")["sub_runs"]
+    assert [(r["step"], r["dag"], r["run_id"], r["status"]) for r in tree] == \
+        [("outer", "middle", "n1.outer.1", "succeeded")]
+    assert [(r["dag"], r["status"]) for r in tree[0]["runs"]] == [("leaf", "succeeded")]
+    child = env.status("middle", "n1.outer.1")
+    assert child["parent"] == "nest/n1" and child["params"] == []
+    assert "sub-DAG runs:" in env.run("status", "nest", "--run-id", "n1").stdout
