@@ -102,6 +102,25 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("-q", "--quiet", action="store_true")
     x.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
 
+    eq = sub.add_parser("enqueue", help="put a run in the DAG's queue (started by `dagu queue run` or the scheduler)")
+    eq.add_argument("file", metavar="FILE")
+    eq.add_argument("--run-id", default=None)
+    eq.add_argument("-p", "--params", default=None)
+    eq.add_argument("rest", nargs="*", metavar="-- PARAMS")
+
+    dq = sub.add_parser("dequeue", help="take a waiting run out of its queue (it is recorded as aborted)")
+    dq.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    dq.add_argument("--run-id", required=True)
+
+    qu = sub.add_parser("queue", help="list the queues, or run them: dagu queue list | dagu queue run [--once]")
+    qu.add_argument("action", choices=("list", "run"))
+    qu.add_argument("--once", action="store_true", help="run: exit when the queues are empty")
+    qu.add_argument("--poll", type=float, default=1.0, metavar="SEC", help="run: how often to look (default 1)")
+
+    sq = sub.add_parser("start-queued", help=argparse.SUPPRESS)  # the dispatcher's way to start one
+    sq.add_argument("target", metavar="DAG/RUN_ID")
+    sq.add_argument("-q", "--quiet", action="store_true")
+
     sc = sub.add_parser("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
     sc.add_argument("which", nargs="?", choices=("dag", "plan"), default="dag")
 
@@ -279,6 +298,10 @@ COMMANDS = {
     "logs": cli_run.logs_cmd,
     "cleanup": cli_run.cleanup_cmd,
     "exec": cli_run.exec_cmd,
+    "enqueue": lambda a: cli_run.enqueue_cmd(a, _load_for_run),
+    "dequeue": cli_run.dequeue_cmd,
+    "queue": cli_run.queue_cmd,
+    "start-queued": cli_run.start_queued_cmd,
     "schema": _schema,
     "explain": _explain,
     "migrate": _migrate,

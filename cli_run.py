@@ -399,3 +399,57 @@ def exec_cmd(args: argparse.Namespace) -> int:
     plan = Plan(plan_version=PLAN_VERSION, compiler=f"dagu {__version__}", source="<dagu exec>", source_sha256="",
                 root=name, dags={name: dag})
     return _run_outcome(lambda: runner.start(plan, None, [], args.run_id, _home(), os.environ), args.quiet)
+
+
+def enqueue_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str | None]]) -> int:
+    from dagu.runtime.queue import Queues
+    from dagu.runtime.runner import new_run_id
+    from dagu.runtime.store import Store, StoreError
+
+    plan, extra = load(args.file)
+    if plan is None:
+        sys.stderr.write(extra or "")
+        return EXIT_FAILED
+    words = _words(args.params, args.rest)
+    try:
+        item = Queues(Store(_home())).enqueue(plan, None, words, args.run_id or new_run_id())
+    except StoreError as exc:
+        raise CommandFailed(str(exc)) from None
+    sys.stdout.write(f"{item.run_id}\n")
+    sys.stderr.write(f"dagu enqueue: run {item.run_id} of {item.dag!r} is queued in {item.queue!r}\n")
+    return EXIT_OK
+
+
+def dequeue_cmd(args: argparse.Namespace) -> int:
+    from dagu.runtime.queue import Queues
+    from dagu.runtime.store import Store
+
+    name = dag_name_of(args.file)
+    if not Queues(Store(_home())).dequeue(name, args.run_id):
+        raise CommandFailed(f"run {args.run_id!r} of {name!r} is not waiting in a queue")
+    sys.stderr.write(f"dagu dequeue: removed run {args.run_id} of {name!r} from its queue\n")
+    return EXIT_OK
+
+
+def queue_cmd(args: argparse.Namespace) -> int:
+    from dagu.runtime.queue import Queues, dispatch
+    from dagu.runtime.store import Store
+    from dagu.runtime.supervisor import self_argv
+
+    store = Store(_home())
+    if args.action == "list":
+        for item in Queues(store).items():
+            sys.stdout.write(f"{item.queue}\t{item.dag}\t{item.run_id}\t{_fmt_time(item.enqueued_at)}\n")
+        return EXIT_OK
+    started = dispatch(store, self_argv(), os.environ, once=args.once, poll_sec=args.poll)
+    sys.stderr.write(f"dagu queue: started {started} run(s)\n")
+    return EXIT_OK
+
+
+def start_queued_cmd(args: argparse.Namespace) -> int:
+    from dagu.runtime import runner
+
+    dag, _, run_id = args.target.partition("/")
+    if not run_id:
+        raise CommandFailed("give DAG/RUN_ID")
+    return _run_outcome(lambda: runner.start_queued(dag, run_id, _home(), os.environ), args.quiet)

@@ -88,6 +88,44 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
             slot.release()
 
 
+def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
+                 hooks: Sequence[RunHook] = ()) -> Outcome:
+    """Start a run that `dagu enqueue` recorded: same directory, plan and params."""
+    from dagu.runtime.queue import queued_words
+    from dagu.runtime.state import QUEUED
+    from dagu.spec.plan import PlanError, load_plan
+
+    store = Store(home)
+    run = store.run(dag_name, run_id)
+    view = run.read(repair=False)
+    if view.status.status != QUEUED:
+        raise RunRefused(f"run {run_id!r} of {dag_name!r} is {view.status.status}, not queued")
+    try:
+        plan = load_plan(run.plan)
+    except PlanError as exc:
+        raise RunRefused(f"cannot start the queued run: {exc}") from None
+    dag = plan.dags[dag_name]
+    try:
+        ctx = build_context(plan, run.plan, dag, run, run_id, queued_words(run), home, environ)
+    except (ParamError, EvalError) as exc:
+        _refuse_queued(run, view.status, str(exc))
+        raise RunRefused(str(exc)) from None
+    slot = store.take_slot(dag.name, dag.max_active_runs, run)
+    if slot is None:
+        raise RunRefused(f"DAG {dag.name!r} is at max_active_runs={dag.max_active_runs}; the run stays queued")
+    try:
+        return _supervise(ctx, view.status, run, hooks=hooks)
+    finally:
+        slot.release()
+
+
+def _refuse_queued(run: RunDir, status: RunStatus, why: str) -> None:
+    journal = Journal(run.journal, status.seq)
+    journal.add({"ev": "run_finished", "at": time.time(), "status": FAILED, "error": f"refused: {why}"})
+    journal.close()
+    run.write_snapshot(run.read(repair=False).status)
+
+
 def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
           hooks: Sequence[RunHook] = ()) -> Outcome:
     """Continue a finished or interrupted run: failed, aborted and unrun steps run again."""

@@ -129,6 +129,9 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
         status.parent = event.get("parent", status.parent)
         for sid, name in event.get("steps", []):
             status.steps.setdefault(sid, StepState(id=sid, name=name))
+    elif kind == "queued":
+        status.status = QUEUED
+        status.params = list(event.get("params", []))
     elif kind == "step_reset":  # a retry puts a step back in line
         state = _step(status, event)
         state.status = NOT_STARTED

@@ -1,0 +1,173 @@
+"""Queued runs: `dagu enqueue` records a run to start later; a dispatcher starts them in order.
+
+A queued run is an ordinary run from the moment it is enqueued: its directory,
+plan and journal exist (status `queued`), so `dagu status` and `dagu history`
+show it and nothing is lost if the machine reboots before it starts.  The
+queue itself is one small file per waiting run under `$DAGU_HOME/queue/<queue>/`,
+named so that a directory listing is the order (enqueue time, then run id).
+Taking an entry is a rename under an flock, so two dispatchers never start the
+same run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from dagu.runtime.state import ABORTED, QUEUED, RunStatus
+from dagu.runtime.store import Journal, RunDir, Store, StoreError, write_atomic
+from dagu.spec.plan import Plan, PlanError, dump_plan, load_plan
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    queue: str
+    dag: str
+    run_id: str
+    entry: str  # the queue file
+    enqueued_at: float
+
+
+class Queues:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.root = os.path.join(store.home, "queue")
+
+    def _dir(self, queue: str) -> str:
+        return os.path.join(self.root, queue)
+
+    def enqueue(self, plan: Plan, dag_name: str | None, words: Sequence[str], run_id: str,
+                plan_text: str | None = None) -> QueueItem:
+        dag = plan.dags[dag_name or plan.root]
+        queue = dag.queue or dag.name
+        run = self.store.create(dag.name, run_id, plan_text if plan_text is not None else dump_plan(plan))
+        now = time.time()
+        status = RunStatus(dag=dag.name, run_id=run_id, status=QUEUED)
+        journal = Journal(run.journal)
+        event = journal.add({"ev": "queued", "at": now, "queue": queue, "params": list(words)})
+        journal.close()
+        from dagu.runtime.state import apply
+
+        apply(status, event)
+        run.write_snapshot(status)
+        os.makedirs(self._dir(queue), exist_ok=True)
+        entry = os.path.join(self._dir(queue), f"{now:017.6f}-{dag.name}-{run_id}.json")
+        write_atomic(entry, json.dumps({"dag": dag.name, "run_id": run_id, "enqueued_at": now}) + "\n")
+        return QueueItem(queue, dag.name, run_id, entry, now)
+
+    def items(self, queue: str | None = None) -> list[QueueItem]:
+        if queue:
+            queues = [queue]
+        else:
+            try:
+                queues = sorted(n for n in os.listdir(self.root)
+                                if not n.startswith(".") and os.path.isdir(os.path.join(self.root, n)))
+            except FileNotFoundError:
+                queues = []
+        out = []
+        for q in queues:
+            try:
+                names = sorted(n for n in os.listdir(self._dir(q)) if n.endswith(".json"))
+            except FileNotFoundError:
+                continue
+            for name in names:
+                path = os.path.join(self._dir(q), name)
+                try:
+                    with open(path, encoding="utf-8") as fh:
+                        data = json.load(fh)
+                    out.append(QueueItem(q, data["dag"], data["run_id"], path, float(data["enqueued_at"])))
+                except (OSError, ValueError, KeyError):
+                    continue  # half-written or taken meanwhile
+        return out
+
+    def _locked(self) -> int:
+        os.makedirs(self.root, exist_ok=True)
+        fd = os.open(os.path.join(self.root, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def take(self, item: QueueItem) -> bool:
+        """Remove the entry if it is still there; True if this caller got it."""
+        fd = self._locked()
+        try:
+            os.unlink(item.entry)
+            return True
+        except FileNotFoundError:
+            return False
+        finally:
+            os.close(fd)
+
+    def dequeue(self, dag: str, run_id: str) -> bool:
+        """Take a waiting run out of its queue; the run is recorded as aborted, not deleted."""
+        for item in self.items():
+            if item.dag == dag and item.run_id == run_id and self.take(item):
+                run = self.store.run(dag, run_id)
+                view = run.read(repair=False)
+                journal = Journal(run.journal, view.status.seq)
+                journal.add({"ev": "run_finished", "at": time.time(), "status": ABORTED,
+                             "error": "removed from the queue (dagu dequeue) before it started"})
+                journal.close()
+                run.write_snapshot(run.read(repair=False).status)
+                return True
+        return False
+
+
+def queued_words(run: RunDir) -> list[str]:
+    """The params a queued run was enqueued with."""
+    from dagu.runtime.store import read_journal
+
+    events, _problems = read_journal(run.journal)
+    for event in events:
+        if event.get("ev") == "queued":
+            return list(event.get("params", []))
+    return []
+
+
+def dispatch(store: Store, self_argv: Sequence[str], environ: Mapping[str, str], once: bool = False,
+             poll_sec: float = 1.0, stop: Callable[[], bool] | None = None) -> int:
+    """Start queued runs in order, each as its own `dagu start` process, within each DAG's
+    max_active_runs.  With `once`, return when the queues are empty and started runs ended.
+    Returns how many runs were started."""
+    queues = Queues(store)
+    children: dict[int, tuple[subprocess.Popen, str]] = {}
+    started = 0
+    limits: dict[str, int] = {}
+    while True:
+        for pid, (proc, _dag) in list(children.items()):
+            if proc.poll() is not None:
+                del children[pid]
+        blocked: set[str] = set()  # a queue whose head cannot start waits (order is kept)
+        for item in queues.items():
+            if item.queue in blocked:
+                continue
+            limit = limits.get(item.dag)
+            if limit is None:
+                try:
+                    limit = limits[item.dag] = load_plan(store.run(item.dag, item.run_id).plan) \
+                        .dags[item.dag].max_active_runs
+                except (PlanError, KeyError):
+                    limit = limits[item.dag] = 1
+            mine = sum(1 for _p, dag in children.values() if dag == item.dag)
+            active = max(mine, sum(1 for _ in store.active_runs(item.dag)))
+            if active >= max(1, limit):
+                blocked.add(item.queue)
+                continue
+            if not queues.take(item):
+                continue
+            proc = subprocess.Popen([*self_argv, "start-queued", "-q", f"{item.dag}/{item.run_id}"],
+                                    env=dict(environ), stdin=subprocess.DEVNULL, start_new_session=True)
+            children[proc.pid] = (proc, item.dag)
+            started += 1
+        if once and not children and not queues.items():
+            return started
+        if stop is not None and stop():
+            return started
+        time.sleep(poll_sec)
+
+
+__all__ = ["QueueItem", "Queues", "dispatch", "queued_words", "StoreError"]
