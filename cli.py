@@ -121,6 +121,21 @@ def _parser() -> argparse.ArgumentParser:
     sq.add_argument("target", metavar="DAG/RUN_ID")
     sq.add_argument("-q", "--quiet", action="store_true")
 
+    ap = sub.add_parser("approve", help="approve a step waiting for approval, then continue its run")
+    ap.add_argument("run_id", metavar="RUN_ID")
+    ap.add_argument("step", metavar="STEP")
+    ap.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
+                    help="a value the step's approval asks for (repeatable)")
+    ap.add_argument("--dag", default=None, help="the DAG, when the run id is not unique")
+    ap.add_argument("-q", "--quiet", action="store_true")
+
+    rj = sub.add_parser("reject", help="reject a step waiting for approval; the run then fails")
+    rj.add_argument("run_id", metavar="RUN_ID")
+    rj.add_argument("step", metavar="STEP")
+    rj.add_argument("--reason", default=None)
+    rj.add_argument("--dag", default=None, help="the DAG, when the run id is not unique")
+    rj.add_argument("-q", "--quiet", action="store_true")
+
     sc = sub.add_parser("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
     sc.add_argument("which", nargs="?", choices=("dag", "plan"), default="dag")
 
@@ -302,6 +317,8 @@ COMMANDS = {
     "dequeue": cli_run.dequeue_cmd,
     "queue": cli_run.queue_cmd,
     "start-queued": cli_run.start_queued_cmd,
+    "approve": lambda a: cli_run.decide_cmd(a, approve=True),
+    "reject": lambda a: cli_run.decide_cmd(a, approve=False),
     "schema": _schema,
     "explain": _explain,
     "migrate": _migrate,

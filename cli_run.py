@@ -453,3 +453,23 @@ def start_queued_cmd(args: argparse.Namespace) -> int:
     if not run_id:
         raise CommandFailed("give DAG/RUN_ID")
     return _run_outcome(lambda: runner.start_queued(dag, run_id, _home(), os.environ), args.quiet)
+
+
+def decide_cmd(args: argparse.Namespace, approve: bool) -> int:
+    import getpass
+
+    from dagu.runtime import runner
+
+    inputs: dict[str, str] = {}
+    for item in getattr(args, "input", []):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandFailed(f"-i {item!r}: write KEY=VALUE")
+        inputs[key] = value
+    try:
+        by = getpass.getuser()
+    except (KeyError, OSError):
+        by = "unknown"
+    return _run_outcome(lambda: runner.decide(args.run_id, args.step, approve, inputs,
+                                              getattr(args, "reason", None), by, _home(), os.environ,
+                                              dag_name=args.dag), args.quiet)

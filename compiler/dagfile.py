@@ -225,6 +225,10 @@ def _scope(env, params, dotenv_keys, steps: list[Step], handlers: list[Step], da
         scope.step_env[owner] = {e.name for e in s.env}
         if s.output:
             scope.outputs.setdefault(s.output, []).append(s.id)
+        approval = s.options.get("approval")
+        if isinstance(approval, dict) and isinstance(approval.get("input"), list):
+            for name in approval["input"]:  # what the approver enters reaches the steps after it
+                scope.outputs.setdefault(str(name), []).append(s.id)
     scope.step_ids.update(s.id for s in steps)
     box = data.get("sandbox")
     if isinstance(box, dict):

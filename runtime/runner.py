@@ -45,8 +45,9 @@ def new_run_id() -> str:
 
 
 def exit_code_of(status: RunStatus) -> int:
-    """0 for success, partial success and a run its precondition skipped; 1 otherwise."""
-    if status.status in (SUCCEEDED, PARTIAL):
+    """0 for success, partial success, a run waiting for approval and a run its precondition
+    skipped; 1 otherwise."""
+    if status.status in (SUCCEEDED, PARTIAL, "waiting"):
         return 0
     if status.status == ABORTED and (status.error or "").startswith("DAG precondition not met"):
         return 0
@@ -117,6 +118,71 @@ def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, st
         return _supervise(ctx, view.status, run, hooks=hooks)
     finally:
         slot.release()
+
+
+def find_run(store: Store, run_id: str, dag_name: str | None = None) -> RunDir:
+    """A run by its id alone (ids are unique in practice), or by DAG name and id."""
+    dags = [dag_name] if dag_name else sorted(os.listdir(store.runs)) if os.path.isdir(store.runs) else []
+    found = [store.run(d, run_id) for d in dags if os.path.isdir(store.run(d, run_id).path)]
+    if not found:
+        raise RunRefused(f"no run {run_id!r} under {store.runs}")
+    if len(found) > 1:
+        raise RunRefused(f"run id {run_id!r} exists for several DAGs ({', '.join(sorted(os.path.basename(os.path.dirname(r.path)) for r in found))}); "
+                         "name the DAG with --dag")
+    return found[0]
+
+
+def decide(run_id: str, step_id: str, approve: bool, inputs: Mapping[str, str], reason: str | None, by: str,
+           home: str, environ: Mapping[str, str], dag_name: str | None = None,
+           hooks: Sequence[RunHook] = ()) -> Outcome:
+    """Approve or reject a waiting step, then continue the run in this process."""
+    from dagu.runtime.state import WAITING
+    from dagu.spec.plan import PlanError, load_plan
+
+    store = Store(home)
+    run = find_run(store, run_id, dag_name)
+    view = run.read(repair=False)
+    state = view.status.steps.get(step_id)
+    if view.status.status != WAITING or state is None or state.status != WAITING:
+        waiting = [s.id for s in view.status.steps.values() if s.status == WAITING]
+        raise RunRefused(f"step {step_id!r} of run {run_id!r} is not waiting for approval"
+                         + (f" (waiting: {', '.join(waiting)})" if waiting else f" (the run is {view.status.status})"))
+    try:
+        plan = load_plan(run.plan)
+    except PlanError as exc:
+        raise RunRefused(str(exc)) from None
+    dag = plan.dags[view.status.dag]
+    step = next(s for s in dag.steps if s.id == step_id)
+    rule = step.options.get("approval") or {}
+    if approve:
+        allowed = list(rule.get("input") or [])
+        unknown = [k for k in inputs if allowed and k not in allowed]
+        if unknown:
+            raise RunRefused(f"input {', '.join(unknown)} is not among the step's approval inputs ({', '.join(allowed)})")
+        missing = [k for k in rule.get("required") or [] if not inputs.get(k)]
+        if missing:
+            raise RunRefused(f"approval of {step_id!r} requires input {', '.join(missing)}: "
+                             f"dagu approve {run_id} {step_id} " + " ".join(f"-i {k}=..." for k in missing))
+    if not run.acquire():
+        raise RunRefused(f"run {run_id!r} is locked by another process ({run.lock})")
+    try:
+        journal = Journal(run.journal, view.status.seq)
+        event: dict = {"ev": "approved" if approve else "rejected", "at": time.time(), "step": step_id, "by": by}
+        if approve:
+            event["inputs"] = dict(inputs)
+        elif reason:
+            event["reason"] = reason
+        journal.add(event)
+        journal.close()
+    finally:
+        run.release()
+    status = run.read(repair=False).status
+    try:
+        ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, status.parent, retry_of=status)
+    except (ParamError, EvalError) as exc:
+        raise RunRefused(str(exc)) from None
+    ctx.resume = True
+    return _supervise(ctx, status, run, hooks=hooks)
 
 
 def _refuse_queued(run: RunDir, status: RunStatus, why: str) -> None:

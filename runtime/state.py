@@ -19,6 +19,7 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 ABORTED = "aborted"
 PARTIAL = "partially_succeeded"
+WAITING = "waiting"  # a step waits for approval; no supervisor runs until someone decides
 RUN_FINAL = frozenset({SUCCEEDED, FAILED, ABORTED, PARTIAL})
 
 # Step statuses: the run statuses plus these two.
@@ -55,6 +56,8 @@ class StepState:
     outputs: dict[str, Any] | None = None  # a sub-DAG's outputs (call steps)
     reason: str | None = None  # why it was skipped / failed, for people
     handler: str | None = None  # "init", "success", ... for handler steps
+    tolerated: bool = False  # failed, but continue_on let the run go on
+    approval: dict[str, Any] | None = None  # {"decision", "by", "at", "inputs", "reason"} once decided
 
     @property
     def last(self) -> Attempt | None:
@@ -154,6 +157,7 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
             state.output_name = event.get("output_name")
         if "outputs" in event:
             state.outputs = event["outputs"]
+        state.tolerated = bool(event.get("tolerated", False))
         attempt = state.last
         if attempt is not None and attempt.finished_at is None and event.get("attempt") == attempt.number:
             attempt.finished_at = event["at"]
@@ -166,6 +170,16 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
         state = _step(status, event)
         state.status = SKIPPED
         state.reason = event.get("reason")
+    elif kind in ("approved", "rejected"):
+        state = _step(status, event)
+        state.approval = {"decision": kind, "by": event.get("by"), "at": event["at"],
+                          "inputs": event.get("inputs", {}), "reason": event.get("reason")}
+        if kind == "approved":
+            state.status = SUCCEEDED
+            state.reason = f"approved by {event.get('by')}"
+        else:
+            state.status = FAILED
+            state.reason = f"rejected by {event.get('by')}" + (f": {event['reason']}" if event.get("reason") else "")
     elif kind == "output":
         status.outputs[event["name"]] = event["value"]
     elif kind == "run_finished":

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from dagu.runtime.state import QUEUED, RUN_FINAL, RunStatus, apply
+from dagu.runtime.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
 
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 STATE_FORMAT = 1
@@ -223,7 +223,7 @@ class RunDir:
                 except (KeyError, TypeError, ValueError) as exc:
                     problems.append(f"{self.journal}: record seq {event.get('seq')} is malformed ({exc}); skipped")
         view = RunView(self.path, status, problems)
-        if status.status in RUN_FINAL or status.status == QUEUED:  # a queued run has no supervisor yet
+        if status.status in RUN_FINAL or status.status in (QUEUED, WAITING):  # no supervisor expected
             return view
         fd = _try_lock(self.lock) if os.path.exists(self.path) else None
         if fd is None:

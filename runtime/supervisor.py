@@ -31,8 +31,8 @@ from dagu.executors.base import Job, JobContext, Launch
 from dagu.runtime import accounting, limits as limits_mod, sandbox
 from dagu.runtime.evaluate import EvalError, Scope, StepFacts, read_dotenv, render, resolve_path
 from dagu.runtime.hooks import Hooks
-from dagu.runtime.state import (ABORTED, FAILED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, RunStatus,
-                                StepState, apply)
+from dagu.runtime.state import (ABORTED, FAILED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, WAITING,
+                                RunStatus, StepState, apply)
 from dagu.runtime.store import Journal, RunDir, hostname
 from dagu.spec.plan import Condition, Dag, Matcher, Plan, Step
 
@@ -61,7 +61,8 @@ class RunContext:
     self_argv: list[str]
     environ: Mapping[str, str]  # the supervisor's own environment
     parent: str | None = None
-    retry_of: RunStatus | None = None  # set by `dagu retry`
+    retry_of: RunStatus | None = None  # set by `dagu retry` and by a resume after an approval
+    resume: bool = False  # keep every finished step (approval resume), not only the succeeded ones
 
 
 class JournalHook:
@@ -109,6 +110,7 @@ class Node:
     cgroup_oom: bool = False
     limits: Any = None
     spawn_error: str | None = None
+    approved: bool = False
 
     @property
     def key(self) -> str:
@@ -228,10 +230,11 @@ class Supervisor:
         ctx = self.ctx
         retry = ctx.retry_of is not None
         self.emit("run_started", pid=os.getpid(), host=hostname(), parent=ctx.parent,
-                  params=[f"{k}={v}" for k, v in ctx.params], retry=retry,
+                  params=[f"{k}={v}" for k, v in ctx.params], retry=retry and not ctx.resume,
+                  resume=ctx.resume,
                   steps=[[s.id, s.name] for s in self.dag.steps])
         if retry:
-            self._restore(ctx.retry_of)
+            self._restore(ctx.retry_of, ctx.resume)
         self.flush(force=True)
         final: str
         if not retry and self.dag.preconditions:
@@ -242,7 +245,7 @@ class Supervisor:
                 self.error = f"DAG precondition not met: {unmet}"
                 return self._finish(ABORTED, handlers=("exit",))
         init = self.dag.handlers.get("init")
-        if init is not None:
+        if init is not None and not ctx.resume:
             node = self._handler_node("init")
             self._loop_with([node])
             if node.status != SUCCEEDED:
@@ -259,8 +262,8 @@ class Supervisor:
 
     def _finish(self, final: str, handlers: tuple[str, ...] | None = None) -> RunStatus:
         if handlers is None:
-            handlers = ({SUCCEEDED: ("success",), PARTIAL: ("success",), FAILED: ("failure",),
-                         ABORTED: ("abort",)}[final]) + ("exit",)
+            handlers = {SUCCEEDED: ("success", "exit"), PARTIAL: ("success", "exit"), FAILED: ("failure", "exit"),
+                        ABORTED: ("abort", "exit"), WAITING: ("wait",)}[final]
         self.status.status = final  # handlers see DAG_RUN_STATUS
         for h in handlers:
             if h not in self.dag.handlers:
@@ -288,6 +291,11 @@ class Supervisor:
         statuses = [n for n in self.nodes.values()]
         if any(n.status in (FAILED, ABORTED) and not n.tolerated for n in statuses):
             return FAILED
+        if any(n.status == WAITING for n in statuses):
+            waiting = [n.step.id for n in statuses if n.status == WAITING]
+            self.error = (f"waiting for approval of step(s) {', '.join(waiting)}: "
+                          f"dagu approve {self.ctx.run_id} STEP, or dagu reject {self.ctx.run_id} STEP")
+            return WAITING
         if any(n.status == FAILED and n.tolerated for n in statuses):
             return PARTIAL
         return SUCCEEDED
@@ -295,13 +303,23 @@ class Supervisor:
     def _handler_node(self, name: str) -> Node:
         return Node(self.dag.handlers[name], handler=name)
 
-    def _restore(self, previous: RunStatus) -> None:
-        """`dagu retry`: keep succeeded steps (and their outputs), put the rest back in line."""
+    def _restore(self, previous: RunStatus, resume: bool = False) -> None:
+        """`dagu retry`: keep succeeded steps (and their outputs), put the rest back in line.
+
+        A resume after an approval decision keeps failed steps too (and whether continue_on
+        tolerated them): it only runs what has not run yet.
+        """
+        keep = (SUCCEEDED, SKIPPED, FAILED, ABORTED) if resume else (SUCCEEDED, SKIPPED)
         for sid, node in self.nodes.items():
             old = previous.steps.get(sid)
-            if old is not None and old.status in (SUCCEEDED, SKIPPED) and sid in previous.steps:
+            if old is not None and old.status in keep and sid in previous.steps:
                 node.status = old.status
+                node.tolerated = old.tolerated
                 node.done = True
+                if old.approval and old.approval.get("decision") == "approved":
+                    node.approved = True
+                    for name, value in (old.approval.get("inputs") or {}).items():
+                        self.output_order.append((sid, name, str(value)))
                 node.attempt = len(old.attempts)
                 last = old.last
                 self.facts[sid] = StepFacts(output=old.output, outputs=old.outputs,
@@ -886,6 +904,11 @@ class Supervisor:
                            step.repeat_policy.max_interval_sec, node.repeats)  # type: ignore[union-attr]
             return
         if code == 0 and not error:
+            approval = step.options.get("approval") if node.handler is None else None
+            if isinstance(approval, dict) and not node.approved:
+                prompt = approval.get("prompt") or "approve to continue"
+                self._conclude(node, WAITING, fields=fields, reason=f"waiting for approval: {prompt}")
+                return
             self._conclude(node, SUCCEEDED, fields=fields)
             return
         if not stopping and self._should_retry(node, code):
@@ -900,6 +923,7 @@ class Supervisor:
             return
         if node.handler is None and self._continue(node, code):
             node.tolerated = not step.continue_on.mark_success
+            fields["tolerated"] = node.tolerated
             status = SUCCEEDED if step.continue_on.mark_success else FAILED
             self._conclude(node, status, fields=fields,
                            reason=(error or f"exit status {code}") + "; the run continues (continue_on)")
@@ -1002,9 +1026,9 @@ class Supervisor:
         else:
             self.emit("step_finished", step=node.step.id, name=node.step.name, handler=node.handler,
                       attempt=node.attempt, status=status, reason=reason, **data)
-        if status == SUCCEEDED and node.step.output and "output" in data:
+        if status in (SUCCEEDED, WAITING) and node.step.output and "output" in data:
             self.output_order.append((node.step.id, node.step.output, data["output"]))
-        if node.handler is not None:
+        if node.handler is not None or status == WAITING:  # a waiting step releases nothing yet
             return
         for sid in self.dependents.get(node.step.id, ()):
             dep = self.nodes[sid]
@@ -1047,7 +1071,7 @@ def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_
     scope = Scope(vars=dict(variables), env=env, cwd=dag.base_dir)
     specials = {"DAG_NAME": dag.name, "DAG_RUN_ID": run_id}
     scope.vars.update(specials)
-    if retry_of is not None:  # a retry runs with the params its run started with
+    if retry_of is not None:  # a retry (or resume) runs with the params its run started with
         params = [tuple(p.split("=", 1)) for p in retry_of.params if "=" in p]
         scope.vars.update(dict(params))
     else:

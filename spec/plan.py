@@ -266,19 +266,25 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return names
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def _encode(value: Any) -> Any:
-    names = _FIELD_NAMES.get(type(value)) or (_field_names(type(value)) if dataclasses.is_dataclass(value) else None)
+    cls = type(value)
+    if cls in _SCALARS:  # most of a plan: checked first, without a dataclass lookup
+        return value
+    names = _FIELD_NAMES.get(cls) or (_field_names(cls) if dataclasses.is_dataclass(value) else None)
     if names is not None:
         out = {}
         for name in names:
             item = getattr(value, name)
             if item is not None:
-                out[name] = _encode(item)
+                out[name] = item if type(item) in _SCALARS else _encode(item)
         return out
     if isinstance(value, (list, tuple)):
-        return [_encode(v) for v in value]
+        return [v if type(v) in _SCALARS else _encode(v) for v in value]
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: v if type(v) in _SCALARS else _encode(v) for k, v in value.items()}
     return value
 
 
