@@ -28,11 +28,23 @@ def render_template(parts: list) -> str:
     return "".join(out)
 
 
+def _condition(cond) -> str:
+    text = render_template(cond.condition)
+    if cond.expected is None:
+        shown = f"`{text}` succeeds"
+    else:
+        shown = f"{text} {'matches' if cond.expected.regex else 'equals'} {render_template(cond.expected.pattern)!r}"
+    return f"not ({shown})" if cond.negate else shown
+
+
 def _what(step: Step) -> str:
     if step.call is not None:
         return f"call {step.call.dag}" + (" (parallel)" if step.parallel else "")
     if step.routes:
-        return "route " + ", ".join(f"{render_template(r.match.pattern)} -> {'/'.join(r.targets)}" for r in step.routes)
+        value = render_template(list(step.value or []))
+        return f"route {value!r}: " + ", ".join(
+            f"{'re:' if r.match.regex else ''}{render_template(r.match.pattern)} -> {'/'.join(r.targets)}"
+            for r in step.routes)
     if step.script is not None:
         return "script" + (f" via {render_template(step.command[0])}" if step.command else "")
     if step.command:
@@ -64,6 +76,8 @@ def describe(plan: Plan, params_flag: str | None = None, rest: list[str] | None 
     params = _params(dag, params_flag, rest or [])
     if params:
         lines.append("params: " + " ".join(params))
+    for cond in dag.preconditions:
+        lines.append(f"runs only if {_condition(cond)}")
     if "init" in dag.handlers:
         lines.append("  handler init")
     width = max((len(s) for s in dag.order), default=4)
@@ -71,6 +85,15 @@ def describe(plan: Plan, params_flag: str | None = None, rest: list[str] | None 
         step = steps[sid]
         after = f"  (after {', '.join(step.depends)})" if step.depends else ""
         lines.append(f"  {n:>3}. {sid:<{width}}  {_what(step)}{after}")
+        for cond in step.preconditions:
+            lines.append(f"       {'':<{width}}  only if {_condition(cond)}")
+        if step.repeat_policy is not None:
+            lines.append(f"       {'':<{width}}  repeats {step.repeat_policy.mode}"
+                         + (f" (at most {step.repeat_policy.limit} runs)" if step.repeat_policy.limit else ""))
+        if step.retry_policy is not None and step.retry_policy.limit:
+            lines.append(f"       {'':<{width}}  retried up to {step.retry_policy.limit} times")
+        if step.options.get("approval"):
+            lines.append(f"       {'':<{width}}  then waits for approval (dagu approve)")
     for h in ("success", "failure", "abort", "exit"):
         if h in dag.handlers:
             lines.append(f"  handler {h}")
