@@ -361,21 +361,19 @@ def cleanup_cmd(args: argparse.Namespace) -> int:
 
     name = dag_name_of(args.file)
     store = Store(_home())
-    cutoff = time.time() - args.retention_days * 86400
-    removed = 0
-    for view in store.views(name):
-        st = view.status
-        if view.live or st.status not in RUN_FINAL:
-            continue
-        if (st.finished_at or st.started_at or 0) >= cutoff:
-            continue
-        removed += 1
-        if args.dry_run:
-            sys.stdout.write(f"would delete {st.run_id} ({st.status}, {_fmt_time(st.started_at)})\n")
-        else:
-            store.run(name, st.run_id).path and store.remove(store.run(name, st.run_id))
-    verb = "would delete" if args.dry_run else "deleted"
-    sys.stderr.write(f"dagu cleanup: {verb} {removed} run(s) of {name!r} older than {args.retention_days:g} days\n")
+    if args.dry_run:
+        cutoff = time.time() - args.retention_days * 86400
+        count = 0
+        for view in store.views(name):
+            st = view.status
+            if not view.live and st.status in RUN_FINAL and (st.finished_at or st.started_at or 0) < cutoff:
+                count += 1
+                sys.stdout.write(f"would delete {st.run_id} ({st.status}, {_fmt_time(st.started_at)})\n")
+        sys.stderr.write(f"dagu cleanup: would delete {count} run(s) of {name!r} "
+                         f"older than {args.retention_days:g} days\n")
+        return EXIT_OK
+    removed = store.expire(name, args.retention_days)
+    sys.stderr.write(f"dagu cleanup: deleted {len(removed)} run(s) of {name!r} older than {args.retention_days:g} days\n")
     return EXIT_OK
 
 

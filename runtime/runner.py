@@ -83,10 +83,16 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
     ctx.run = run
     ctx.plan_path = run.plan
     try:
-        return _supervise(ctx, RunStatus(dag=dag.name, run_id=run_id, parent=parent), run, hooks=hooks)
+        outcome = _supervise(ctx, RunStatus(dag=dag.name, run_id=run_id, parent=parent), run, hooks=hooks)
     finally:
         if slot is not None:
             slot.release()
+    if parent is None and dag.hist_retention_days > 0:  # upstream's hist_retention_days, after each run
+        try:
+            store.expire(dag.name, dag.hist_retention_days)
+        except (OSError, StoreError):
+            pass  # housekeeping never fails a run
+    return outcome
 
 
 def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],

@@ -478,3 +478,30 @@ def test_sub_dag_runs_are_real_runs_linked_to_their_parent(env: Env) -> None:
     child = env.status("middle", "n1.outer.1")
     assert child["parent"] == "nest/n1" and child["params"] == []
     assert "sub-DAG runs:" in env.run("status", "nest", "--run-id", "n1").stdout
+
+
+def test_hist_retention_days_expires_old_runs_after_each_run(env: Env) -> None:
+    env.write("keep.yaml", """
+        hist_retention_days: 1
+        steps:
+          - id: a
+            command: "true"
+        """)
+    assert env.run("start", "keep.yaml", "--run-id", "old").returncode == 0
+    old = env.home / "runs" / "keep" / "old"
+    status = json.loads((old / "status.json").read_text())
+    status["started_at"] -= 3 * 86400
+    status["finished_at"] -= 3 * 86400
+    (old / "status.json").write_text(json.dumps(status))
+    past = time.time() - 3 * 86400
+    for path in (old, old / "journal.jsonl"):
+        os.utime(path, (past, past))
+    # the journal still says the run finished now: expiry goes by the folded status, so rewrite it too
+    lines = [json.loads(line) for line in (old / "journal.jsonl").read_text().splitlines()]
+    for event in lines:
+        event["at"] -= 3 * 86400
+    (old / "journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    os.utime(old / "journal.jsonl", (past, past))
+    os.utime(old, (past, past))
+    assert env.run("start", "keep.yaml", "--run-id", "new").returncode == 0
+    assert [r["run_id"] for r in json.loads(env.run("history", "keep", "--format", "json").stdout)] == ["new"]
