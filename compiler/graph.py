@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import span_of
+from dagu.compiler.legacy import LEGACY_CODES
 from dagu.compiler.steps import STEP_ID, StepDraft
 
 
@@ -81,6 +82,7 @@ def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGr
     depends: dict[str, tuple[str, ...]] = {}
     edge_where: dict[tuple[str, str], tuple] = {}
     routed = _routed_from(drafts, by_id)
+    migrate_hint = chain and _looks_1x(ctx)
     for d in drafts:
         if by_id.get(d.id) is not d:
             continue
@@ -89,9 +91,13 @@ def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGr
             if router not in resolved:
                 resolved.append(router)
         if chain and d.depends:
-            ctx.report(d.path + ("depends",), "chain-depends", at_key=True, step=label(d),
-                       notes=["add `type: graph` at the top of the file to declare dependencies, "
-                              "or remove depends: a chain runs steps in file order"])
+            notes = ["add `type: graph` at the top of the file to declare dependencies, "
+                     "or remove depends: a chain runs steps in file order"]
+            if migrate_hint:  # 1.x ran the chain plus the depends: keep both
+                notes = ["Dagu 1.x ran this step after the one before it and after its depends; "
+                         f"`dagu migrate {ctx.source.path} --write` rewrites the file as type: graph "
+                         "with every dependency written out"]
+            ctx.report(d.path + ("depends",), "chain-depends", at_key=True, step=label(d), notes=notes)
         else:
             for target, where in d.depends:
                 real = target if target in by_id else by_name.get(target)
@@ -110,6 +116,11 @@ def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGr
         _report_cycles(ctx, depends, edge_where, by_id)
         order = sorted(depends, key=index.__getitem__)
     return StepGraph(depends=depends, order=order)
+
+
+def _looks_1x(ctx: DocContext) -> bool:
+    """The file spells something the Dagu 1.x way (reported before the graph is built)."""
+    return any(d.code in LEGACY_CODES and d.file == ctx.source.path for d in ctx.reporter.diagnostics)
 
 
 def ordered(depends: dict[str, tuple[str, ...]], index: dict[str, int]) -> list[str]:

@@ -7,6 +7,8 @@ stands (keeping its quotes), `executor:` gives way to the `type:`/`config:`
 lines it held (dedented by one level, comments and all), and nothing else of
 the file changes: comments, key order, quoting, blank lines, line endings and a
 missing final newline are kept.  No round-trip YAML library is needed for that.
+A 1.x chain whose steps also set `depends` becomes `type: graph` with every
+dependency written out (chain_rewrite.py), which is what 1.x ran.
 
 A migrated file is checked by reading it again: it must parse and hold no 1.x
 spelling any more (tests also check that it compiles to the plan the original
@@ -19,10 +21,11 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
+from dagu.compiler.chain_rewrite import chain_with_depends, rewrite_chain
 from dagu.compiler.diagnostics import Diagnostic, Reporter
 from dagu.compiler.legacy import Fix, find_fixes, node_at
 from dagu.compiler.loader import Document, SourceFile, Span, load_source
-from dagu.compiler.spellings import dag_names, steps_of
+from dagu.compiler.spellings import dag_names
 
 
 @dataclass(frozen=True)
@@ -120,12 +123,16 @@ def migrate_text(path: str, text: str) -> Migration:
             else:
                 migration.applied.append(fix)
                 edits.append(edit)
-        chained = _chain_with_depends(doc)
-        if chained is not None:
-            migration.notes.append(_note(path, chained, (
+        chain = rewrite_chain(source, doc)
+        if chain is not None and chain.blocked:
+            migration.notes.extend(_note(path, span, text) for span, text in chain.blocked)
+            migration.notes.append(_note(path, chain_with_depends(doc), (  # type: ignore[arg-type]
                 "this DAG has no 'type:', so it is a chain, yet its steps set depends: Dagu 1.x ran them "
                 "after the step before them and after their depends; v2 wants 'type: graph' with every "
-                "dependency written out (not rewritten automatically)")))
+                "dependency written out (not rewritten, see the notes above)")))
+        elif chain is not None:
+            edits.extend(Edit(start, end, text) for start, end, text in chain.edits)
+            migration.notes.extend(_note(path, span, text) for span, text in chain.notes)
     migration.after = apply_edits(text, edits)
     if migration.changed and not _reads_back(path, migration.after):
         migration.after = text  # never hand back a file we broke; say so instead
@@ -153,17 +160,6 @@ def _manual_reason(source: SourceFile, doc: Document, fix: Fix) -> str:
     if fix.automatic and not _value_follows_key(source, fix):
         return "'executor' is not rewritten: its value is an alias (*name); write type: and config: by hand"
     return "'executor' is not rewritten: it holds keys other than type and config; move them by hand"
-
-
-def _chain_with_depends(doc: Document) -> Span | None:
-    """Where a chain DAG (no `type:`) first declares depends, which v2 rejects."""
-    data = doc.data
-    if not isinstance(data, dict) or "type" in data:
-        return None
-    for step_path, step in steps_of(data):
-        if step_path[0] == "steps" and "depends" in step:
-            return doc.key_spans.get(step_path + ("depends",))
-    return None
 
 
 def apply_edits(text: str, edits: list[Edit]) -> str:

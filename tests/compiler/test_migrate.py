@@ -23,7 +23,9 @@ from plan_compare import IgnoringLegacy, comparable, messages
 
 from dagu.cli import main
 from dagu.compiler.migrate import migrate_file, migrate_text
+from dagu.compiler.loader import load_source
 from dagu.compiler.pipeline import compile_file
+from dagu.compiler.steps import flatten
 
 CORPUS = Path(__file__).parent / "corpus"
 LEGACY = sorted(p.name for p in CORPUS.glob("legacy_*.yaml"))
@@ -218,8 +220,20 @@ def test_what_cannot_be_rewritten_is_left_with_a_located_note(tmp_path: Path) ->
     migration = migrate_file(str(path))
     assert not migration.changed and len(migration.manual) == 2
     assert migration.notes[0].startswith(f"{path}:3:5: note: 'executor' is not rewritten")
-    chain = migrate_file(str(CORPUS / "bad_legacy_chain_depends.yaml"))
-    assert chain.changed and any(":7:5: note: this DAG has no 'type:'" in n for n in chain.notes)
+    chain = migrated(tmp_path, """\
+        steps:
+          - name: a
+            command: echo a
+          - echo one
+            and two
+          - name: c
+            command: echo c
+            depends: a
+        """, name="chain.yaml")
+    assert "type:" not in chain  # a multi-line bare command: nothing of the chain is rewritten
+    notes = migrate_file(str(tmp_path / "chain.yaml")).notes
+    assert notes[0].startswith(f"{tmp_path / 'chain.yaml'}:4:5: note: this step is a command written as a multi-line")
+    assert notes[1].startswith(f"{tmp_path / 'chain.yaml'}:8:5: note: this DAG has no 'type:'")
 
 
 def test_cli_prints_the_diff_and_check_fails_on_change(tmp_path: Path) -> None:
@@ -253,3 +267,190 @@ def test_cli_reports_an_unparsable_file_at_its_position(tmp_path: Path) -> None:
     code, out, err = run_cli("migrate", "broken.yaml", cwd=tmp_path)
     assert code == 1 and out == ""
     assert "broken.yaml:3:1: error: YAML syntax error" in err
+
+
+# --- a 1.x chain whose steps also set depends -------------------------------------------------
+# Dagu 1.30.2 ran such a file as the chain (each item after the item before it; a nested list is a
+# group whose members run together) plus the declared depends.  The migrated file says exactly that.
+
+
+def meant_by_1x(text: str) -> dict[str, set[str]]:
+    """Each step's dependencies as Dagu 1.x ran the (first) document: the chain's plus its own."""
+    doc = load_source("x.yaml", text, IgnoringLegacy()).documents[0]
+    drafts = flatten(None, doc.data["steps"], chain=True)
+    by_name = {}
+    for d in drafts:
+        if isinstance(d.raw.get("name"), str):
+            by_name.setdefault(d.raw["name"], d.id)
+    ids = {d.id for d in drafts}
+    return {d.id: set(d.implied) | {t if t in ids else by_name[t] for t, _ in d.depends} for d in drafts}
+
+
+def planned(path: Path) -> dict[str, set[str]]:
+    result = compile_file(str(path))
+    assert result.ok and not result.diagnostics, messages(result)
+    return {s.id: set(s.depends) for s in result.plan.dags[result.plan.root].steps}
+
+
+def check_chain_migration(tmp_path: Path, text: str, expected: str) -> None:
+    path = tmp_path / "chain.yaml"
+    text = textwrap.dedent(text)
+    path.write_text(text, encoding="utf-8")
+    assert not compile_file(str(path)).ok  # chain-depends
+    migration = migrate_file(str(path))
+    assert migration.after == textwrap.dedent(expected)
+    path.write_text(migration.after, encoding="utf-8")
+    assert planned(path) == meant_by_1x(text)
+    assert not migrate_text(str(path), migration.after).changed
+
+
+def test_1x_chain_with_depends_becomes_a_graph_keeping_comments(tmp_path: Path) -> None:
+    check_chain_migration(tmp_path, """\
+        # yaml-language-server: $schema=https://example.com/dag.schema.json
+        # nightly load
+
+        name: nightly   # the DAG's name
+        steps:
+          - name: extract   # first
+            command: ./extract.sh
+          - name: transform
+            command: ./transform.sh
+          - name: load data
+            depends:
+              - extract   # the raw files
+            command: ./load.sh
+            continueOn:
+              failure: true
+          - name: notify
+            command: ./notify.sh
+            depends: load data
+          - name: archive
+            depends: [extract]
+            command: ./archive.sh
+        """, """\
+        # yaml-language-server: $schema=https://example.com/dag.schema.json
+        # nightly load
+
+        type: graph
+        name: nightly   # the DAG's name
+        steps:
+          - name: extract   # first
+            command: ./extract.sh
+          - name: transform
+            depends: extract
+            command: ./transform.sh
+          - name: load data
+            depends:
+              - extract   # the raw files
+              - transform
+            command: ./load.sh
+            continue_on:
+              failure: true
+          - name: notify
+            command: ./notify.sh
+            depends: load data
+          - name: archive
+            depends: [extract, notify]
+            command: ./archive.sh
+        """)
+
+
+def test_parallel_groups_bare_commands_and_flow_steps(tmp_path: Path) -> None:
+    check_chain_migration(tmp_path, """\
+        steps:
+          - id: fetch
+            command: ./fetch.sh
+          - - name: left
+              command: ./left.sh
+            - command: ./right.sh
+              depends: fetch
+          - name: join
+            depends: [left]
+            command: ./join.sh
+          - echo bare
+          - command: |
+              echo block
+            name: has block
+          - {name: flowy, command: echo f}
+          - {name: flowy2, command: echo f, depends: [flowy]}
+          - name: scalar
+            depends: 'has block'
+            command: echo s
+        """, """\
+        type: graph
+        steps:
+          - id: fetch
+            command: ./fetch.sh
+          - - name: left
+              depends: fetch
+              command: ./left.sh
+            - command: ./right.sh
+              depends: fetch
+          - name: join
+            depends: [left, cmd_3]
+            command: ./join.sh
+          - command: echo bare
+            depends: join
+          - command: |
+              echo block
+            name: has block
+            depends: cmd_5
+          - {name: flowy, command: echo f, depends: has block}
+          - {name: flowy2, command: echo f, depends: [flowy]}
+          - name: scalar
+            depends: ['has block', flowy2]
+            command: echo s
+        """)
+
+
+def test_steps_as_a_map_and_flow_lists(tmp_path: Path) -> None:
+    check_chain_migration(tmp_path, """\
+        steps:
+          a:
+            command: echo a
+          b: echo b   # bee
+          c:
+            command: echo c
+            depends: a
+        """, """\
+        type: graph
+        steps:
+          a:
+            command: echo a
+          b:
+            command: echo b
+            depends: a   # bee
+          c:
+            command: echo c
+            depends: [a, b]
+        """)
+    check_chain_migration(tmp_path, """\
+        steps: [echo a, {name: b, command: echo b, depends: cmd_1}, echo c]
+        """, """\
+        type: graph
+        steps: [echo a, {name: b, command: echo b, depends: cmd_1}, {command: echo c, depends: b}]
+        """)
+
+
+def test_generated_ids_used_as_depends_come_with_a_note(tmp_path: Path) -> None:
+    path = tmp_path / "flow.yaml"
+    path.write_text("steps:\n  - echo a\n  - name: b\n    depends: []\n    command: echo b\n", encoding="utf-8")
+    migration = migrate_file(str(path))
+    assert migration.after == "type: graph\nsteps:\n  - echo a\n  - name: b\n    depends: [cmd_1]\n    command: echo b\n"
+    assert migration.notes == [f"{path}:2:5: note: this step has no id or name, so depends refers to it by its "
+                               "generated id 'cmd_1', which changes when steps are added above it; give it an id"]
+
+
+def test_chain_depends_in_a_1x_file_points_to_migrate(tmp_path: Path) -> None:
+    shutil.copy(CORPUS / "bad_legacy_chain_depends.yaml", tmp_path / "old.yaml")
+    code, out, _ = run_cli("validate", "old.yaml", cwd=tmp_path)
+    assert code == 1
+    assert ("old.yaml:7:5: error: step 'load data' sets depends, but the DAG is type: chain  [chain-depends]"
+            in out)
+    assert ("  note: Dagu 1.x ran this step after the one before it and after its depends; "
+            "`dagu migrate old.yaml --write` rewrites the file as type: graph with every dependency written out"
+            in out)
+    code, _, _ = run_cli("migrate", "--write", "old.yaml", cwd=tmp_path)
+    assert code == 0
+    code, out, _ = run_cli("validate", "old.yaml", cwd=tmp_path)
+    assert code == 0, out
