@@ -8,6 +8,7 @@ the runtime never goes back to YAML.  Sub-DAG calls that loop are rejected here.
 
 from __future__ import annotations
 
+import gc
 import graphlib
 import os
 from dataclasses import dataclass, field
@@ -88,8 +89,23 @@ def _call_file(base_dir: str, target: str) -> str | None:
 
 
 def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
-    """Compile one workflow file and every DAG it calls into a single plan."""
-    reporter = reporter or Reporter()
+    """Compile one workflow file and every DAG it calls into a single plan.
+
+    The cyclic garbage collector is paused meanwhile: compiling allocates
+    hundreds of thousands of small objects that all stay alive, and the
+    collector's passes over them took a third of the time of a 10,000-step
+    file.  Nothing here makes much cyclic garbage; it is collected afterwards.
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _compile_file(path, reporter or Reporter())
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _compile_file(path: str, reporter: Reporter) -> CompileResult:
     units: dict[str, FileUnit] = {}
     root_key = os.path.normpath(os.path.abspath(path))
     units[root_key] = _compile_unit(path, reporter)
