@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     qu.add_argument("--once", action="store_true", help="run: exit when the queues are empty")
     qu.add_argument("--poll", type=float, default=1.0, metavar="SEC", help="run: how often to look (default 1)")
 
+    sd = sub.add_parser("scheduler", help="start runs when their schedules fire, and dispatch the queues")
+    sd.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
+
     sq = sub.add_parser("start-queued", help=argparse.SUPPRESS)  # the dispatcher's way to start one
     sq.add_argument("target", metavar="DAG/RUN_ID")
     sq.add_argument("-q", "--quiet", action="store_true")
@@ -273,6 +276,26 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _scheduler(args: argparse.Namespace) -> int:
+    """Run the scheduler in the foreground until SIGTERM/SIGINT (a standby while another is active)."""
+    import signal
+    import time
+
+    from dagu.runtime.scheduler import serve
+
+    stopping: list[int] = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, _frame: stopping.append(signum))
+
+    def log(line: str) -> None:
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} dagu scheduler: {line}\n")
+        sys.stderr.flush()
+
+    home = dagu_home()
+    return serve(home, args.dags or os.path.join(home, "dags"), _load_for_run, os.environ,
+                 stop=lambda: bool(stopping), log=log)
+
+
 def _migrate(args: argparse.Namespace) -> int:
     """Print the diff that takes each file from Dagu 1.x to v2; --write applies it, --check fails on it."""
     from dagu.compiler.migrate import migrate_file, write_migration
@@ -317,6 +340,7 @@ COMMANDS = {
     "dequeue": cli_run.dequeue_cmd,
     "queue": cli_run.queue_cmd,
     "start-queued": cli_run.start_queued_cmd,
+    "scheduler": _scheduler,
     "approve": lambda a: cli_run.decide_cmd(a, approve=True),
     "reject": lambda a: cli_run.decide_cmd(a, approve=False),
     "schema": _schema,

@@ -128,46 +128,74 @@ def queued_words(run: RunDir) -> list[str]:
     return []
 
 
-def dispatch(store: Store, self_argv: Sequence[str], environ: Mapping[str, str], once: bool = False,
-             poll_sec: float = 1.0, stop: Callable[[], bool] | None = None) -> int:
-    """Start queued runs in order, each as its own `dagu start` process, within each DAG's
-    max_active_runs.  With `once`, return when the queues are empty and started runs ended.
-    Returns how many runs were started."""
-    queues = Queues(store)
-    children: dict[int, tuple[subprocess.Popen, str]] = {}
-    started = 0
-    limits: dict[str, int] = {}
-    while True:
-        for pid, (proc, _dag) in list(children.items()):
+class Dispatcher:
+    """Starts queued runs in order, each as its own `dagu start-queued` process, within each
+    DAG's max_active_runs.  It remembers the runs it started until they end, because a run
+    just started may not hold its max_active_runs slot yet: one pass must not see the slot
+    free and start another."""
+
+    def __init__(self, store: Store, self_argv: Sequence[str], environ: Mapping[str, str]) -> None:
+        self.store = store
+        self.argv = list(self_argv)
+        self.environ = dict(environ)
+        self.queues = Queues(store)
+        self.children: dict[int, tuple[subprocess.Popen, str]] = {}
+        self.limits: dict[str, int] = {}
+
+    def busy(self) -> bool:
+        self._reap()
+        return bool(self.children)
+
+    def _reap(self) -> None:
+        for pid, (proc, _dag) in list(self.children.items()):
             if proc.poll() is not None:
-                del children[pid]
+                del self.children[pid]
+
+    def _limit(self, item: QueueItem) -> int:
+        limit = self.limits.get(item.dag)
+        if limit is None:
+            try:
+                limit = load_plan(self.store.run(item.dag, item.run_id).plan).dags[item.dag].max_active_runs
+            except (PlanError, KeyError):
+                limit = 1
+            self.limits[item.dag] = limit
+        return max(1, limit)
+
+    def step(self) -> int:
+        """One pass: start what may start now, never wait.  Returns how many started."""
+        self._reap()
+        started = 0
         blocked: set[str] = set()  # a queue whose head cannot start waits (order is kept)
-        for item in queues.items():
+        for item in self.queues.items():
             if item.queue in blocked:
                 continue
-            limit = limits.get(item.dag)
-            if limit is None:
-                try:
-                    limit = limits[item.dag] = load_plan(store.run(item.dag, item.run_id).plan) \
-                        .dags[item.dag].max_active_runs
-                except (PlanError, KeyError):
-                    limit = limits[item.dag] = 1
-            mine = sum(1 for _p, dag in children.values() if dag == item.dag)
-            active = max(mine, sum(1 for _ in store.active_runs(item.dag)))
-            if active >= max(1, limit):
+            mine = sum(1 for _p, dag in self.children.values() if dag == item.dag)
+            active = max(mine, sum(1 for _ in self.store.active_runs(item.dag)))
+            if active >= self._limit(item):
                 blocked.add(item.queue)
                 continue
-            if not queues.take(item):
+            if not self.queues.take(item):
                 continue
-            proc = subprocess.Popen([*self_argv, "start-queued", "-q", f"{item.dag}/{item.run_id}"],
-                                    env=dict(environ), stdin=subprocess.DEVNULL, start_new_session=True)
-            children[proc.pid] = (proc, item.dag)
+            proc = subprocess.Popen([*self.argv, "start-queued", "-q", f"{item.dag}/{item.run_id}"],
+                                    env=self.environ, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.children[proc.pid] = (proc, item.dag)
             started += 1
-        if once and not children and not queues.items():
+        return started
+
+
+def dispatch(store: Store, self_argv: Sequence[str], environ: Mapping[str, str], once: bool = False,
+             poll_sec: float = 1.0, stop: Callable[[], bool] | None = None) -> int:
+    """Run a Dispatcher: until stopped, or with `once` until the queues are empty and the runs
+    it started have ended.  Returns how many runs were started."""
+    dispatcher = Dispatcher(store, self_argv, environ)
+    started = 0
+    while True:
+        started += dispatcher.step()
+        if once and not dispatcher.busy() and not dispatcher.queues.items():
             return started
         if stop is not None and stop():
             return started
         time.sleep(poll_sec)
 
 
-__all__ = ["QueueItem", "Queues", "dispatch", "queued_words", "StoreError"]
+__all__ = ["Dispatcher", "QueueItem", "Queues", "dispatch", "queued_words", "StoreError"]
