@@ -125,11 +125,16 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     handler_owners = {f"handler_on.{h}" for h in handlers}
     check_references(ctx, ctx.refs, scope, _ancestors_of(graph), handler_owners)
 
-    source_map = {s.id: _ref(ctx, by_id[s.id]) for s in steps}
+    file = os.path.abspath(ctx.source.path)
+    spans, start = ctx.doc.spans, ctx.doc.start
+    source_map = {}
+    for s in steps:
+        span = spans.get(by_id[s.id].path) or start
+        source_map[s.id] = SourceRef(file, span.line, span.col)
     for h in handlers:
         span = ctx.doc.key_spans.get(("handler_on", h))
         if span:
-            source_map[f"handler_on.{h}"] = SourceRef(os.path.abspath(ctx.source.path), span.line, span.col)
+            source_map[f"handler_on.{h}"] = SourceRef(file, span.line, span.col)
 
     catchup = values.parse_duration(ctx, ("catchup_window",), data.get("catchup_window"))
     tags = data.get("tags")
@@ -139,7 +144,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         name=name,
         type=dag_type,
         base_dir=base_dir,
-        file=os.path.abspath(ctx.source.path),
+        file=file,
         steps=tuple(steps),
         order=tuple(graph.order),
         description=data.get("description") if isinstance(data.get("description"), str) else None,
@@ -179,11 +184,6 @@ def _declared(drafts: list[StepDraft], by_id: dict[str, StepDraft]) -> list[str]
         if by_id[d.id] is d:
             seen.append(d.id)
     return seen
-
-
-def _ref(ctx: DocContext, draft: StepDraft) -> SourceRef:
-    span = ctx.doc.spans.get(draft.path) or ctx.doc.start
-    return SourceRef(os.path.abspath(ctx.source.path), span.line, span.col)
 
 
 def _ancestors_of(graph: StepGraph):

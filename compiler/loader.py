@@ -15,7 +15,7 @@ import bisect
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import yaml
 
@@ -104,14 +104,128 @@ class Span(NamedTuple):
     style: str | None = None  # scalar style: None (plain), "'", '"', "|", ">"
 
 
+class _NodeTree:
+    """A document's composed YAML nodes, walked by path when a span is asked for.
+
+    Spans are needed only where a diagnostic or the plan's source map points,
+    so the loader keeps the nodes rather than a span for each of the ~100,000
+    paths of a 10,000-step file.  A mapping's keys are indexed the way
+    `_Builder.mapping` reads them (first of a duplicated key, explicit keys
+    before merged ones), so a path finds the node its value was built from.
+    """
+
+    def __init__(self, root: yaml.Node) -> None:
+        self.root = root
+        self._entries: dict[int, dict[Any, tuple[yaml.Node, yaml.Node]]] = {}
+
+    def entries(self, node: yaml.MappingNode) -> dict[Any, tuple[yaml.Node, yaml.Node]]:
+        found = self._entries.get(id(node))
+        if found is None:
+            found = self._entries[id(node)] = {}
+            merged = []
+            for key_node, value_node in node.value:
+                if _is_merge(key_node):
+                    merged.extend(_merge_sources(value_node))
+                    continue
+                found.setdefault(_key(key_node), (key_node, value_node))
+            for key_node, value_node in merged:
+                found.setdefault(_key(key_node), (key_node, value_node))
+        return found
+
+    def find(self, path: Path) -> tuple[yaml.Node | None, yaml.Node | None]:
+        """(key node, value node) at `path`; the key node is None for the root and list items."""
+        key_node, node = None, self.root
+        for part in path:
+            kind = type(node)
+            if kind is yaml.SequenceNode:
+                if not isinstance(part, int) or not 0 <= part < len(node.value):
+                    return None, None
+                key_node, node = None, node.value[part]
+            elif kind is yaml.MappingNode:
+                try:
+                    key_node, node = self.entries(node)[part]
+                except (KeyError, TypeError):
+                    return None, None
+            else:
+                return None, None
+        return key_node, node
+
+    def walk(self) -> tuple[dict[Path, Span], dict[Path, Span]]:
+        """Every path's span and key span, in the order the values are built."""
+        spans: dict[Path, Span] = {}
+        key_spans: dict[Path, Span] = {}
+
+        def visit(node: yaml.Node, path: Path) -> None:
+            spans[path] = _node_span(node)
+            if type(node) is yaml.SequenceNode:
+                for i, child in enumerate(node.value):
+                    visit(child, path + (i,))
+            elif type(node) is yaml.MappingNode:
+                for key, (key_node, value_node) in self.entries(node).items():
+                    key_spans[path + (key,)] = _node_span(key_node)
+                    visit(value_node, path + (key,))
+
+        visit(self.root, ())
+        return spans, key_spans
+
+
+class SpanIndex:
+    """Spans by path, read from the node tree on first use; the passes may add more.
+
+    Behaves as the dict it replaces (get, in, [], []=, items) for the
+    value spans (`keys=False`) or the key spans (`keys=True`) of a document.
+    """
+
+    def __init__(self, tree: _NodeTree | None, keys: bool) -> None:
+        self._tree = tree
+        self._keys = keys
+        self._known: dict[Path, Span | None] = {}
+        self._added: dict[Path, Span] = {}  # set by the passes (legacy renames), in order
+
+    def get(self, path: Path, default: Any = None) -> Any:
+        try:
+            span = self._known[path]
+        except KeyError:
+            span = self._known[path] = self._lookup(path)
+        return default if span is None else span
+
+    def _lookup(self, path: Path) -> Span | None:
+        if self._tree is None:
+            return None
+        key_node, node = self._tree.find(path)
+        target = key_node if self._keys else node
+        return None if target is None else _node_span(target)
+
+    def __contains__(self, path: Path) -> bool:
+        return self.get(path) is not None
+
+    def __getitem__(self, path: Path) -> Span:
+        span = self.get(path)
+        if span is None:
+            raise KeyError(path)
+        return span
+
+    def __setitem__(self, path: Path, span: Span) -> None:
+        self._known[path] = span
+        self._added[path] = span
+
+    def items(self) -> Iterable[tuple[Path, Span]]:
+        every: dict[Path, Span] = {}
+        if self._tree is not None:
+            spans, key_spans = self._tree.walk()
+            every = key_spans if self._keys else spans
+        every.update(self._added)
+        return every.items()
+
+
 @dataclass
 class Document:
-    """One YAML document of a file, as data plus the spans of its nodes."""
+    """One YAML document of a file, as data plus the spans of its nodes (see `SpanIndex`)."""
 
     data: Any
     index: int
-    spans: dict[Path, Span] = field(default_factory=dict)
-    key_spans: dict[Path, Span] = field(default_factory=dict)
+    spans: SpanIndex = field(default_factory=lambda: SpanIndex(None, keys=False))
+    key_spans: SpanIndex = field(default_factory=lambda: SpanIndex(None, keys=True))
     start: Span | None = None
 
 
@@ -168,56 +282,60 @@ def _line_starts(text: str) -> list[int]:
     return starts
 
 
-class _Builder:
-    """Turns composed YAML nodes into Python values, recording spans by path."""
+def _node_span(node: yaml.Node) -> Span:
+    mark = node.start_mark
+    style = node.style if type(node) is yaml.ScalarNode else None
+    return Span(mark.line + 1, mark.column + 1, mark.index, node.end_mark.index, style)
 
-    def __init__(self, doc: Document, reporter: Reporter, source: "SourceFile") -> None:
-        self.doc = doc
+
+def _is_merge(key_node: yaml.Node) -> bool:
+    return key_node.tag == _PLAIN and key_node.value == "<<" or key_node.tag == "tag:yaml.org,2002:merge"
+
+
+def _merge_sources(value_node: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
+    """The (key, value) nodes a `<<:` merge brings in, in order."""
+    sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+    return [pair for src in sources if isinstance(src, yaml.MappingNode) for pair in src.value]
+
+
+class _Builder:
+    """Turns composed YAML nodes into Python values (spans stay in the nodes, see `_NodeTree`)."""
+
+    def __init__(self, reporter: Reporter, source: "SourceFile") -> None:
         self.reporter = reporter
         self.source = source
 
-    def span(self, node: yaml.Node) -> Span:
-        mark = node.start_mark
-        style = node.style if type(node) is yaml.ScalarNode else None
-        return Span(mark.line + 1, mark.column + 1, mark.index, node.end_mark.index, style)
-
-    def build(self, node: yaml.Node, path: Path) -> Any:
-        mark = node.start_mark
+    def build(self, node: yaml.Node) -> Any:
         kind = type(node)
         if kind is yaml.ScalarNode:
-            self.doc.spans[path] = Span(mark.line + 1, mark.column + 1, mark.index, node.end_mark.index, node.style)
             return _scalar(node)
-        self.doc.spans[path] = Span(mark.line + 1, mark.column + 1, mark.index, node.end_mark.index, None)
         if kind is yaml.SequenceNode:
             build = self.build
-            return [build(child, path + (i,)) for i, child in enumerate(node.value)]
-        return self.mapping(node, path)
+            return [build(child) for child in node.value]
+        return self.mapping(node)
 
-    def mapping(self, node: yaml.MappingNode, path: Path) -> dict[str, Any]:
+    def mapping(self, node: yaml.MappingNode) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        merged: list[tuple[Any, yaml.Node, yaml.Node]] = []
+        first_keys: dict[Any, yaml.Node] = {}
+        merged: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
-            if key_node.tag == _PLAIN and key_node.value == "<<" or key_node.tag == "tag:yaml.org,2002:merge":
-                sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-                for src in sources:
-                    if isinstance(src, yaml.MappingNode):
-                        merged.extend((_key(k), k, v) for k, v in src.value)
+            if _is_merge(key_node):
+                merged.extend(_merge_sources(value_node))
                 continue
             key = _key(key_node)
             if key in out:
-                first = self.doc.key_spans.get(path + (key,))
-                where = f" (first at line {first.line})" if first else ""
+                first = first_keys[key].start_mark.line + 1
                 self.reporter.at_span(
-                    self.source, self.span(key_node), "duplicate-key",
-                    key=key, where=where,
+                    self.source, _node_span(key_node), "duplicate-key",
+                    key=key, where=f" (first at line {first})",
                 )
                 continue
-            self.doc.key_spans[path + (key,)] = self.span(key_node)
-            out[key] = self.build(value_node, path + (key,))
-        for key, key_node, value_node in merged:
+            first_keys[key] = key_node
+            out[key] = self.build(value_node)
+        for key_node, value_node in merged:
+            key = _key(key_node)
             if key not in out:  # explicit keys win over merged ones, as YAML says
-                self.doc.key_spans[path + (key,)] = self.span(key_node)
-                out[key] = self.build(value_node, path + (key,))
+                out[key] = self.build(value_node)
         return out
 
 
@@ -279,8 +397,9 @@ def load_source(path: str, text: str, reporter: Reporter) -> SourceFile:
     for index, node in enumerate(nodes):
         if node is None:
             continue
-        doc = Document(data=None, index=index)
-        doc.data = _Builder(doc, reporter, source).build(node, ())
+        tree = _NodeTree(node)
+        doc = Document(data=_Builder(reporter, source).build(node), index=index,
+                       spans=SpanIndex(tree, keys=False), key_spans=SpanIndex(tree, keys=True))
         doc.start = doc.spans[()]
         source.documents.append(doc)
     return source

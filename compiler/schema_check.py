@@ -16,12 +16,13 @@ import functools
 import json
 import re
 from importlib import resources
-from typing import Any, Iterable
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any, Iterable
 
 from dagu.compiler.context import DocContext
+
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import ValidationError
 
 _TYPE_WORDS = {
     "string": "a string", "integer": "an integer", "number": "a number", "boolean": "true or false",
@@ -42,6 +43,8 @@ def _load_schema(name: str) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _validator(name: str = "dag") -> Draft202012Validator:
+    from jsonschema import Draft202012Validator  # ~50 ms to import: only for documents that need it
+
     return Draft202012Validator(load_schema(name))
 
 
@@ -103,6 +106,37 @@ def is_simple_step(step: Any) -> bool:
     return True
 
 
+# Top-level keys that, with these types, the schema surely accepts.
+_SIMPLE_DAG_KEYS = {
+    "name": lambda v: isinstance(v, str),
+    "description": lambda v: isinstance(v, str),
+    "group": lambda v: isinstance(v, str),
+    "type": lambda v: v == "chain" or v == "graph",
+}
+
+
+def is_simple_document(data: Any) -> bool:
+    """True for a document the schema surely accepts: simple steps and plain top-level keys.
+
+    Such a document needs no jsonschema at all (not even its import), which
+    is the common small workflow and the bulk of a generated large one.
+    """
+    if not isinstance(data, dict) or "steps" not in data:
+        return False
+    for key, value in data.items():
+        if key == "steps":
+            continue
+        check = _SIMPLE_DAG_KEYS.get(key)
+        if check is None or not check(value):
+            return False
+    steps = data["steps"]
+    if isinstance(steps, list):
+        return all(map(is_simple_step, steps))
+    if isinstance(steps, dict):
+        return all(isinstance(s, dict) and is_simple_step(s) for s in steps.values())
+    return False
+
+
 def _without_simple_steps(data: Any) -> tuple[Any, list[int] | None]:
     """The document with surely-valid steps left out, and how to map list indexes back."""
     if not isinstance(data, dict):
@@ -121,6 +155,8 @@ def _without_simple_steps(data: Any) -> tuple[Any, list[int] | None]:
 
 def check_document(ctx: DocContext) -> None:
     """Report every shape problem of the document (each place once)."""
+    if is_simple_document(ctx.doc.data):
+        return
     seen: set[tuple] = set()
     data, kept = _without_simple_steps(ctx.doc.data)
     for error in _validator().iter_errors(data):

@@ -127,35 +127,45 @@ def _templates_in(ctx: DocContext, path: Path, value: Any, owner: str) -> Any:
     return value
 
 
+_NO_CONTINUE_ON = ContinueOn()  # frozen: one shared default
+
+
 def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defaults: StepDefaults,
                custom_types: frozenset[str], owner: str | None = None) -> Step:
-    """The plan's Step for one draft, defaults applied and expressions parsed."""
+    """The plan's Step for one draft, defaults applied and expressions parsed.
+
+    Most steps set a handful of keys, so each optional pass runs only when its
+    key is there (what it would return for a missing key is written out
+    instead), and paths are built only for the keys present.  The passes run
+    in the same order either way, so diagnostics and references keep theirs.
+    """
     raw, path = draft.raw, draft.path
     owner = owner or draft.id
+    get = raw.get
+    template = ctx.template
     stype = step_type(raw)
     if stype not in KNOWN_TYPES and stype not in custom_types:
-        ctx.report(path + ("type",), "unknown-step-type", value=repr(raw.get("type")),
+        ctx.report(path + ("type",), "unknown-step-type", value=repr(get("type")),
                    notes=[f"known types: {', '.join(sorted(KNOWN_TYPES - set(ALIASES)))}"])
 
-    t = lambda key, value: ctx.template(path + (key,), value, owner)  # noqa: E731
-    command_raw = raw.get("command")
+    command_raw = get("command")
     if isinstance(command_raw, list):
-        command = tuple(ctx.template(path + ("command", i), c, owner) for i, c in enumerate(command_raw))
+        command = tuple(template(path + ("command", i), c, owner) for i, c in enumerate(command_raw))
     elif command_raw is not None:
-        command = (t("command", command_raw),)
+        command = (template(path + ("command",), command_raw, owner),)
     else:
         command = ()
     if "script" in raw and "call" in raw:
         ctx.report(path, "conflicting-keys", where=f"step '{draft.id}'", first="script", second="call")
-    if stype == "command" and not command and raw.get("script") is None and "exec" not in raw \
+    if stype == "command" and not command and get("script") is None and "exec" not in raw \
             and "run" not in raw and "action" not in raw and not _has_unknown_keys(raw):
         ctx.report(path, "empty-step", step=draft.id,
                    notes=["add `command:` (or `script:`), or `call:` to run another DAG"])
 
-    output = raw.get("output")
+    output = get("output")
     if isinstance(output, dict):
         output = output.get("name")
-    signal_name = raw.get("signal_on_stop")
+    signal_name = get("signal_on_stop")
     if isinstance(signal_name, str):
         canonical = signal_name.upper() if signal_name.upper().startswith("SIG") else "SIG" + signal_name.upper()
         if canonical not in _SIGNALS:
@@ -165,11 +175,11 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
 
     call = None
     if "call" in raw and isinstance(raw["call"], str):
-        call = Call(dag=raw["call"], params=_call_params(ctx, path + ("params",), raw.get("params"), owner))
-    parallel = _parallel(ctx, path + ("parallel",), raw.get("parallel"), owner) if "parallel" in raw else None
+        call = Call(dag=raw["call"], params=_call_params(ctx, path + ("params",), get("params"), owner))
+    parallel = _parallel(ctx, path + ("parallel",), raw["parallel"], owner) if "parallel" in raw else None
 
     routes = []
-    raw_routes = raw.get("routes")
+    raw_routes = get("routes")
     if isinstance(raw_routes, dict):
         for pattern, targets in raw_routes.items():
             tlist = targets if isinstance(targets, list) else [targets]
@@ -178,40 +188,50 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
                 targets=tuple(scalar_text(x) for x in tlist if x is not None),
             ))
 
-    config_raw = raw.get("with") if "with" in raw else raw.get("config")
+    config_raw = raw["with"] if "with" in raw else get("config")
     config = _templates_in(ctx, path + (("with" if "with" in raw else "config"),), config_raw, owner) \
         if isinstance(config_raw, dict) else {}
-    options = {k: _templates_in(ctx, path + (k,), v, owner) for k, v in raw.items() if k not in _DIRECT_KEYS}
+    options = {} if raw.keys() <= _DIRECT_KEYS else \
+        {k: _templates_in(ctx, path + (k,), v, owner) for k, v in raw.items() if k not in _DIRECT_KEYS}
 
     retry = values.retry_policy(ctx, path + ("retry_policy",), raw["retry_policy"]) \
         if "retry_policy" in raw else defaults.retry_policy
-    timeout = values.parse_duration(ctx, path + ("timeout_sec",), raw.get("timeout_sec"))
+    timeout = values.parse_duration(ctx, path + ("timeout_sec",), raw["timeout_sec"]) \
+        if "timeout_sec" in raw else None
+    name = get("name", draft.id)
+    description = get("description")
+    script = get("script")
+    working_dir = get("working_dir")
+    stdout, stderr, value = get("stdout"), get("stderr"), get("value")
     return Step(
         id=draft.id,
-        name=scalar_text(raw.get("name", draft.id)),
+        name=name if type(name) is str else scalar_text(name),
         type=stype,
-        description=raw.get("description") if isinstance(raw.get("description"), str) else None,
+        description=description if isinstance(description, str) else None,
         command=command,
-        script=t("script", raw["script"]) if raw.get("script") is not None else None,
-        shell=values.shell_words(ctx, path + ("shell",), raw.get("shell")) or defaults.shell,
-        working_dir=t("working_dir", raw["working_dir"]) if raw.get("working_dir") is not None else defaults.working_dir,
-        env=values.env_entries(ctx, path + ("env",), raw.get("env"), owner),
+        script=template(path + ("script",), script, owner) if script is not None else None,
+        shell=(values.shell_words(ctx, path + ("shell",), raw["shell"]) if "shell" in raw else ()) or defaults.shell,
+        working_dir=template(path + ("working_dir",), working_dir, owner) if working_dir is not None
+        else defaults.working_dir,
+        env=values.env_entries(ctx, path + ("env",), raw["env"], owner) if "env" in raw else (),
         depends=depends,
         output=output if isinstance(output, str) else None,
-        stdout=t("stdout", raw["stdout"]) if raw.get("stdout") is not None else None,
-        stderr=t("stderr", raw["stderr"]) if raw.get("stderr") is not None else None,
-        preconditions=values.conditions(ctx, path + ("preconditions",), raw.get("preconditions"), owner),
-        continue_on=values.continue_on(ctx, path + ("continue_on",), raw.get("continue_on"), owner)
-        if "continue_on" in raw else ContinueOn(),
+        stdout=template(path + ("stdout",), stdout, owner) if stdout is not None else None,
+        stderr=template(path + ("stderr",), stderr, owner) if stderr is not None else None,
+        preconditions=values.conditions(ctx, path + ("preconditions",), raw["preconditions"], owner)
+        if "preconditions" in raw else (),
+        continue_on=values.continue_on(ctx, path + ("continue_on",), raw["continue_on"], owner)
+        if "continue_on" in raw else _NO_CONTINUE_ON,
         retry_policy=retry,
-        repeat_policy=values.repeat_policy(ctx, path + ("repeat_policy",), raw.get("repeat_policy"), owner),
+        repeat_policy=values.repeat_policy(ctx, path + ("repeat_policy",), raw["repeat_policy"], owner)
+        if "repeat_policy" in raw else None,
         timeout_sec=timeout,
         signal_on_stop=signal_name if isinstance(signal_name, str) else "SIGTERM",
-        mail_on_error=bool(raw.get("mail_on_error", False)),
+        mail_on_error=bool(get("mail_on_error", False)),
         max_output_size=defaults.max_output_size,
         call=call,
         parallel=parallel,
-        value=t("value", raw["value"]) if raw.get("value") is not None else None,
+        value=template(path + ("value",), value, owner) if value is not None else None,
         routes=tuple(routes),
         config=config,
         options=options,
