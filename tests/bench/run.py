@@ -161,7 +161,47 @@ def running(e: Engine, repeat: int, floor: float, work: Path) -> list[Row]:
             Row("100 MB stdout step: supervisor peak RSS", "MiB", {e.name: rss / 2**20})]
 
 
-GROUPS = ("startup", "compile", "run")
+def idle_scheduler(e: Engine, work: Path, settle_sec: float = 3.0, measure_sec: float = 10.0) -> list[Row]:
+    """RSS and CPU of a scheduler with 10 DAGs whose next tick is far away (upstream: `scheduler -d`)."""
+    dags = work / f"sched-{e.name}" / "dags"
+    dags.mkdir(parents=True)
+    for i in range(10):
+        (dags / f"d{i}.yaml").write_text(f'schedule: "0 0 1 1 *"\nsteps:\n  - {"name" if e.upstream else "id"}: s\n'
+                                         f'    command: echo {i}\n')
+    home = work / f"sched-{e.name}" / "home"
+    home.mkdir()
+    argv = [*e.argv, "scheduler", "-d" if e.upstream else "--dags", str(dags)]
+    proc = subprocess.Popen(argv, env={**os.environ, "DAGU_HOME": str(home)}, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        import time
+
+        time.sleep(settle_sec)
+        if proc.poll() is not None:
+            return [Row("idle scheduler, 10 DAGs: RSS", "MiB", {e.name: None}),
+                    Row("idle scheduler, 10 DAGs: CPU", "%", {e.name: None})]
+
+        def cpu_ticks() -> int:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+
+        before, started = cpu_ticks(), time.monotonic()
+        time.sleep(measure_sec)
+        used = (cpu_ticks() - before) / os.sysconf("SC_CLK_TCK")
+        took = time.monotonic() - started
+        rss = next(int(line.split()[1]) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines()
+                   if line.startswith("VmRSS:")) / 1024
+        return [Row("idle scheduler, 10 DAGs: RSS", "MiB", {e.name: rss}),
+                Row("idle scheduler, 10 DAGs: CPU", "%", {e.name: 100 * used / took})]
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+GROUPS = ("startup", "compile", "run", "scheduler")
 
 
 def measure_engine(e: Engine, groups: list[str], repeat: int, floor: float, work: Path, progress) -> list[Row]:
@@ -173,6 +213,8 @@ def measure_engine(e: Engine, groups: list[str], repeat: int, floor: float, work
         rows += compiling(e, repeat, work)
     if "run" in groups:
         rows += running(e, repeat, floor, work)
+    if "scheduler" in groups:
+        rows += idle_scheduler(e, work)
     return rows
 
 
@@ -187,7 +229,8 @@ def merge(per_engine: list[list[Row]]) -> list[Row]:
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    return f"{value:.2f}" if unit == "s" or (unit == "ms" and abs(value) < 10) else f"{value:.0f}"
+    small = (unit == "ms" and abs(value) < 10) or (unit == "%" and abs(value) < 10)
+    return f"{value:.2f}" if unit == "s" or small else f"{value:.0f}"
 
 
 def table(rows: list[Row], names: list[str], base: str | None, other: str | None) -> str:
