@@ -17,7 +17,7 @@ from dagu.compiler.context import DocContext, scalar_text
 from dagu.compiler.graph import StepGraph, build_graph, check_routes
 from dagu.compiler.references import Scope, check_references
 from dagu.compiler.schedule import check_timezone, schedule
-from dagu.compiler.schema_check import check_document
+from dagu.compiler.schema_check import check_document, is_simple_document
 from dagu.compiler.spellings import normalize_document
 from dagu.compiler.steps import StepDefaults, StepDraft, build_step, flatten
 from dagu.spec.plan import Dag, SourceRef, Step
@@ -85,8 +85,9 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     if not isinstance(data, dict):
         ctx.report((), "not-a-mapping", actual=type(data).__name__ if data is not None else "nothing")
         return None
-    normalize_document(ctx, base_dir)
-    check_document(ctx)
+    simple = is_simple_document(data)  # asked once: both passes below want it
+    normalize_document(ctx, base_dir, simple)
+    check_document(ctx, simple)
 
     name = data.get("name") if isinstance(data.get("name"), str) else default_name
     check_dag_name(ctx, ("name",) if "name" in data else (), name)

@@ -153,9 +153,12 @@ def _without_simple_steps(data: Any) -> tuple[Any, list[int] | None]:
     return data, None
 
 
-def check_document(ctx: DocContext) -> None:
-    """Report every shape problem of the document (each place once)."""
-    if is_simple_document(ctx.doc.data):
+def check_document(ctx: DocContext, simple: bool | None = None) -> None:
+    """Report every shape problem of the document (each place once).
+
+    `simple`: is_simple_document's answer when the caller already has it.
+    """
+    if simple if simple is not None else is_simple_document(ctx.doc.data):
         return
     seen: set[tuple] = set()
     data, kept = _without_simple_steps(ctx.doc.data)

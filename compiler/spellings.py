@@ -43,10 +43,14 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONST_REF = re.compile(r"(?<!\\)\$\{consts\.([A-Za-z][A-Za-z0-9_]*)\}")
 
 
-def normalize_document(ctx: DocContext, base_dir: str) -> None:
-    """Report 1.x spellings, then rewrite the document's data into our v2 spelling."""
+def normalize_document(ctx: DocContext, base_dir: str, simple: bool = False) -> None:
+    """Report 1.x spellings, then rewrite the document's data into our v2 spelling.
+
+    `simple`: the document holds only v2 keys of plain values (schema_check.is_simple_document),
+    so it has no 1.x spelling and no run:/action: step to find; only consts and secrets remain.
+    """
     data = ctx.doc.data
-    fixes = find_fixes(ctx.doc, dag_names(ctx.source), base_dir)
+    fixes = [] if simple else find_fixes(ctx.doc, dag_names(ctx.source), base_dir)
     if fixes:
         told = any(d.code in LEGACY_CODES and d.file == ctx.source.path for d in ctx.reporter.diagnostics)
         first = min(fixes, key=lambda f: f.key_span.start)
@@ -55,6 +59,8 @@ def normalize_document(ctx: DocContext, base_dir: str) -> None:
     apply_fixes(ctx.doc, fixes)
     ctx.consts = _consts(ctx, data.get("consts"))
     _secrets(ctx, data.get("secrets"))
+    if simple:
+        return
     custom = frozenset(data["step_types"]) if isinstance(data.get("step_types"), dict) else frozenset()
     for path, step in steps_of(data):
         if "run" in step or "action" in step:
