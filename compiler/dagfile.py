@@ -113,7 +113,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     )
     env = values.env_entries(ctx, ("env",), data.get("env"), None)
     params = values.params(ctx, ("params",), data.get("params"))
-    custom_types = frozenset(data["step_types"]) if isinstance(data.get("step_types"), dict) else frozenset()
+    custom_types = data["step_types"] if isinstance(data.get("step_types"), dict) else {}
 
     by_id = {d.id: d for d in reversed(drafts)}  # first draft wins for duplicated ids
     steps = [build_step(ctx, by_id[sid], graph.depends[sid], defaults, custom_types) for sid in _declared(drafts, by_id)]
@@ -199,7 +199,7 @@ def _ancestors_of(graph: StepGraph):
     return ancestors
 
 
-def _handlers(ctx: DocContext, raw: Any, defaults: StepDefaults, custom_types: frozenset[str]) -> dict[str, Step]:
+def _handlers(ctx: DocContext, raw: Any, defaults: StepDefaults, custom_types: dict[str, Any]) -> dict[str, Step]:
     if not isinstance(raw, dict):
         return {}
     out = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import signal
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 from dagu.compiler.context import DocContext, Path, scalar_text
 from dagu.compiler.expressions import is_plain
@@ -131,7 +131,7 @@ _NO_CONTINUE_ON = ContinueOn()  # frozen: one shared default
 
 
 def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defaults: StepDefaults,
-               custom_types: frozenset[str], owner: str | None = None) -> Step:
+               custom_types: Mapping[str, Any], owner: str | None = None) -> Step:
     """The plan's Step for one draft, defaults applied and expressions parsed.
 
     Most steps set a handful of keys, so each optional pass runs only when its
@@ -141,9 +141,17 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
     """
     raw, path = draft.raw, draft.path
     owner = owner or draft.id
+    stype = step_type(raw)
+    if stype in custom_types and stype not in KNOWN_TYPES:  # a step_types: name: expand it here
+        from dagu.compiler.custom_types import expand
+
+        expanded = expand(ctx, raw, path, stype, custom_types[stype])
+        if expanded is None:  # reported; build the rest of the step without follow-on errors
+            expanded = {**{k: v for k, v in raw.items() if k not in ("type", "with")}, "type": "noop"}
+        raw = expanded
+        stype = step_type(raw)
     get = raw.get
     template = ctx.template
-    stype = step_type(raw)
     if stype not in KNOWN_TYPES and stype not in custom_types:
         ctx.report(path + ("type",), "unknown-step-type", value=repr(get("type")),
                    notes=[f"known types: {', '.join(sorted(KNOWN_TYPES - set(ALIASES)))}"])
