@@ -120,6 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     sd = sub.add_parser("scheduler", help="start runs when their schedules fire, and dispatch the queues")
     sd.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
+    sa = sub.add_parser("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
+    sa.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
+
     sq = sub.add_parser("start-queued", help=argparse.SUPPRESS)  # the dispatcher's way to start one
     sq.add_argument("target", metavar="DAG/RUN_ID")
     sq.add_argument("-q", "--quiet", action="store_true")
@@ -341,6 +344,7 @@ COMMANDS = {
     "queue": cli_run.queue_cmd,
     "start-queued": cli_run.start_queued_cmd,
     "scheduler": _scheduler,
+    "start-all": _scheduler,
     "approve": lambda a: cli_run.decide_cmd(a, approve=True),
     "reject": lambda a: cli_run.decide_cmd(a, approve=False),
     "schema": _schema,
