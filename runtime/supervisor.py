@@ -583,14 +583,16 @@ class Supervisor:
         return None
 
     @staticmethod
-    def _matches(matcher: Matcher, value: str, scope: Scope) -> bool:
+    def _matches(matcher: Matcher, value: str, scope: Scope, contains: bool = False) -> bool:
+        """A `re:` pattern is searched anywhere; literal text must equal the value (or, with
+        `contains`, appear in it, as continue_on.output reads stdout lines)."""
         pattern = render(matcher.pattern, scope, False)
         if matcher.regex:
             try:
                 return re.search(pattern, value) is not None
             except re.error:
                 return False
-        return value == pattern
+        return pattern in value if contains else value == pattern
 
     # ------------------------------------------------------------------ starting a step
 
@@ -986,21 +988,11 @@ class Supervisor:
                 with open(node.stdout, encoding="utf-8", errors="replace") as fh:
                     for line in fh:
                         line = line.rstrip("\n")
-                        if any(self._line_matches(m, line, scope) for m in rule.output):
+                        if any(self._matches(m, line, scope, contains=True) for m in rule.output):
                             return True
             except OSError:
                 return False
         return False
-
-    @staticmethod
-    def _line_matches(matcher: Matcher, line: str, scope: Scope) -> bool:
-        pattern = render(matcher.pattern, scope, False)
-        if matcher.regex:
-            try:
-                return re.search(pattern, line) is not None
-            except re.error:
-                return False
-        return pattern in line
 
     def _record_attempt(self, node: Node, status: str, fields: dict[str, Any]) -> None:
         """An attempt that ends but is followed by another (retry, repeat)."""
