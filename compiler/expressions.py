@@ -32,7 +32,7 @@ from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lark import Lark, Token
+    from lark import Lark
 
 __all__ = ["ExprProblem", "Template", "is_plain", "parse_template"]
 

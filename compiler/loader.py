@@ -19,7 +19,7 @@ from typing import Any, Iterable, NamedTuple
 
 import yaml
 
-from dagu.compiler.diagnostics import Diagnostic, Reporter
+from dagu.compiler.diagnostics import Reporter
 
 Path = tuple[Any, ...]
 

@@ -66,7 +66,7 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
     try:
         ctx = build_context(plan, "", dag, None, run_id, words, home, environ, parent)
     except (ParamError, EvalError) as exc:
-        raise RunRefused(str(exc)) from None
+        raise RunRefused(f"{dag.file}: {exc}") from None
     text = plan_text if plan_text is not None else dump_plan(plan)
     try:
         run = store.create(dag.name, run_id, text)
@@ -115,8 +115,8 @@ def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, st
     try:
         ctx = build_context(plan, run.plan, dag, run, run_id, queued_words(run), home, environ)
     except (ParamError, EvalError) as exc:
-        _refuse_queued(run, view.status, str(exc))
-        raise RunRefused(str(exc)) from None
+        _refuse_queued(run, view.status, f"{dag.file}: {exc}")
+        raise RunRefused(f"{dag.file}: {exc}") from None
     slot = store.take_slot(dag.name, dag.max_active_runs, run)
     if slot is None:
         raise RunRefused(f"DAG {dag.name!r} is at max_active_runs={dag.max_active_runs}; the run stays queued")
@@ -186,7 +186,7 @@ def decide(run_id: str, step_id: str, approve: bool, inputs: Mapping[str, str], 
     try:
         ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, status.parent, retry_of=status)
     except (ParamError, EvalError) as exc:
-        raise RunRefused(str(exc)) from None
+        raise RunRefused(f"{dag.file}: {exc}") from None
     ctx.resume = True
     return _supervise(ctx, status, run, hooks=hooks)
 
@@ -224,7 +224,7 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
     try:
         ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, previous.parent, retry_of=previous)
     except (ParamError, EvalError) as exc:
-        raise RunRefused(str(exc)) from None
+        raise RunRefused(f"{dag.file}: {exc}") from None
     slot = None
     if previous.parent is None:
         slot = store.take_slot(dag.name, dag.max_active_runs, run)

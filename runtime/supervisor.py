@@ -32,7 +32,7 @@ from dagu.runtime import accounting, limits as limits_mod, sandbox
 from dagu.runtime.evaluate import EvalError, Scope, StepFacts, read_dotenv, render, resolve_path
 from dagu.runtime.hooks import Hooks
 from dagu.runtime.state import (ABORTED, FAILED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, WAITING,
-                                RunStatus, StepState, apply)
+                                RunStatus, apply)
 from dagu.runtime.store import Journal, RunDir, hostname
 from dagu.spec.plan import Condition, Dag, Matcher, Plan, Step
 
@@ -597,10 +597,18 @@ class Supervisor:
     # ------------------------------------------------------------------ starting a step
 
     def _begin(self, node: Node) -> None:
-        """A step's first run in this run: preconditions, then launch."""
+        """A step's first run in this run: preconditions, then launch.
+
+        The scope is built here only when a precondition or an inline step needs it; a plain
+        step goes straight to `_launch`, which builds its own (once per step on the hot path).
+        """
         step = node.step
         node.tries = 0
         node.repeats = 0
+        inline = bool(step.routes) or step.type in ("router", "noop")
+        if not step.preconditions and not inline:
+            self._launch(node)
+            return
         scope = self._scope(node)
         try:
             cwd = self._cwd(step, scope)
@@ -611,12 +619,17 @@ class Supervisor:
                     self._conclude(node, SKIPPED, reason=f"precondition not met: {unmet}", event="step_skipped")
                     return
         except (EvalError, OSError) as exc:
-            self._fail_without_process(node, str(exc))
+            self._fail_without_process(node, self._located(node, str(exc)))
             return
-        if step.routes or step.type in ("router", "noop"):
+        if inline:
             self._inline(node, scope)
             return
         self._launch(node)
+
+    def _located(self, node: Node, message: str) -> str:
+        """A configuration error of a step, prefixed with where the step is written (file:line:col)."""
+        where = self.dag.source_map.get(f"handler_on.{node.handler}" if node.handler else node.step.id)
+        return f"{where}: {message}" if where else message
 
     def _cwd(self, step: Step, scope: Scope) -> str:
         cwd = self.ctx.cwd
@@ -624,7 +637,7 @@ class Supervisor:
         if step.working_dir is not None and step.working_dir != self.dag.working_dir:
             cwd = resolve_path(cwd, render(step.working_dir, scope, False))
         if not os.path.isdir(cwd):
-            raise EvalError(f"working directory {cwd} does not exist")
+            raise EvalError(f"working directory {cwd} does not exist (create it, or fix working_dir)")
         return cwd
 
     def _fail_without_process(self, node: Node, error: str) -> None:
@@ -690,7 +703,8 @@ class Supervisor:
         except (EvalError, ExecutorError, ValueError, OSError) as exc:
             self.emit("step_started", step=step.id, name=step.name, handler=node.handler, attempt=node.attempt,
                       stdout=node.stdout, stderr=node.stderr)
-            self._conclude(node, FAILED, reason=str(exc), error=str(exc))
+            message = self._located(node, str(exc))
+            self._conclude(node, FAILED, reason=message, error=message)
             return
         timeout = step.timeout_sec
         node.deadline = node.started_mono + timeout if timeout else None

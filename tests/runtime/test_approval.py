@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.runtime.test_runs import Env, env  # noqa: F401  (the fixture)
+from tests.runtime.conftest import Env
 
 GATED = """
     type: graph
@@ -35,7 +35,7 @@ def _trace(env: Env) -> list[str]:
     return (env.dir / "trace.txt").read_text().splitlines()
 
 
-def test_approve_with_inputs_continues_the_run(env: Env) -> None:  # noqa: F811
+def test_approve_with_inputs_continues_the_run(env: Env) -> None:
     env.write("gated.yaml", GATED)
     res = env.run("start", "gated.yaml", "--run-id", "g1")
     assert res.returncode == 0, res.stderr
@@ -60,7 +60,7 @@ def test_approve_with_inputs_continues_the_run(env: Env) -> None:  # noqa: F811
     assert again.returncode == 1 and "not waiting" in again.stderr
 
 
-def test_reject_fails_the_run_and_runs_the_failure_handlers(env: Env) -> None:  # noqa: F811
+def test_reject_fails_the_run_and_runs_the_failure_handlers(env: Env) -> None:
     env.write("gated.yaml", GATED)
     assert env.run("start", "gated.yaml", "--run-id", "g2").returncode == 0
     res = env.run("reject", "g2", "gate", "--reason", "not today")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.runtime.test_runs import Env, env  # noqa: F401  (the fixture)
+from tests.runtime.conftest import Env
 
 
-def test_queue_runs_in_order_within_max_active_runs(env: Env) -> None:  # noqa: F811
+def test_queue_runs_in_order_within_max_active_runs(env: Env) -> None:
     env.write("q.yaml", """
         max_active_runs: 2
         params:
@@ -46,7 +46,7 @@ def test_queue_runs_in_order_within_max_active_runs(env: Env) -> None:  # noqa: 
     assert env.run("queue", "list").stdout == ""
 
 
-def test_a_queued_run_with_bad_params_is_refused_when_it_starts(env: Env) -> None:  # noqa: F811
+def test_a_queued_run_with_bad_params_is_refused_when_it_starts(env: Env) -> None:
     env.write("p.yaml", """
         params:
           - WHO: x

@@ -13,49 +13,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-DAGU = [sys.executable, "-m", "dagu"]
-
-
-class Env:
-    def __init__(self, tmp: Path) -> None:
-        self.dir = tmp / "work"
-        self.home = tmp / "home"
-        self.dir.mkdir()
-        self.home.mkdir()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGU_", "DAG_"))}
-        self.env["DAGU_HOME"] = str(self.home)
-
-    def write(self, name: str, text: str) -> Path:
-        path = self.dir / name
-        path.write_text(textwrap.dedent(text))
-        return path
-
-    def run(self, *args: str, timeout: float = 60, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([*DAGU, *args], cwd=self.dir, env={**self.env, **(env or {})}, capture_output=True,
-                              text=True, timeout=timeout)
-
-    def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([*DAGU, *args], cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-
-    def status(self, dag: str, run_id: str | None = None) -> dict:
-        args = ["status", dag, "--format", "json"] + (["--run-id", run_id] if run_id else [])
-        res = self.run(*args)
-        assert res.returncode == 0, res.stderr
-        return json.loads(res.stdout)
-
-    def wait_for(self, name: str, timeout: float = 20) -> None:
-        deadline = time.monotonic() + timeout
-        while not (self.dir / name).exists():
-            assert time.monotonic() < deadline, f"{name} never appeared"
-            time.sleep(0.02)
-
+from tests.runtime.conftest import Env
 
 def _alive(pid: int) -> bool:
     """Running, not a zombie (an orphan's zombie stays until init reaps it)."""
@@ -64,11 +27,6 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Env:
-    return Env(tmp_path)
 
 
 def test_run_records_status_outputs_and_accounting(env: Env) -> None:
@@ -505,3 +463,19 @@ def test_hist_retention_days_expires_old_runs_after_each_run(env: Env) -> None:
     os.utime(old, (past, past))
     assert env.run("start", "keep.yaml", "--run-id", "new").returncode == 0
     assert [r["run_id"] for r in json.loads(env.run("history", "keep", "--format", "json").stdout)] == ["new"]
+
+
+def test_a_step_that_cannot_start_is_reported_where_it_is_written(env: Env) -> None:
+    path = env.write("wd.yaml", """
+        params:
+          - WHO: x
+        steps:
+          - id: a
+            working_dir: nowhere
+            command: echo hi
+        """)
+    res = env.run("start", "wd.yaml")
+    assert res.returncode == 1
+    assert f"{path}:4:5: working directory" in res.stderr and "fix working_dir" in res.stderr
+    refused = env.run("start", "wd.yaml", "--", "UNDECLARED=1")
+    assert refused.returncode == 1 and f"{path}: unknown param 'UNDECLARED'" in refused.stderr

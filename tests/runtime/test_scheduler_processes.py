@@ -15,10 +15,10 @@ from dagu.runtime.scheduler import Scheduler
 from dagu.runtime.store import Store
 from dagu.runtime.supervisor import self_argv
 from tests.runtime.test_scheduler import compile_for_scheduler, utc
-from tests.runtime.test_runs import Env, env  # noqa: F401  (the fixture)
+from tests.runtime.conftest import Env
 
 
-def test_a_due_tick_starts_an_ordinary_detached_run(env: Env) -> None:  # noqa: F811
+def test_a_due_tick_starts_an_ordinary_detached_run(env: Env) -> None:
     dags = env.dir / "dags"
     dags.mkdir()
     (dags / "tick.yaml").write_text(
@@ -48,7 +48,7 @@ def _wait_line(path: Path, text: str, timeout: float) -> None:
         time.sleep(0.05)
 
 
-def test_a_standby_scheduler_takes_over_when_the_leader_is_killed(env: Env) -> None:  # noqa: F811
+def test_a_standby_scheduler_takes_over_when_the_leader_is_killed(env: Env) -> None:
     (env.home / "dags").mkdir()
     logs = [env.dir / "first.log", env.dir / "second.log"]
     procs = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.runtime.test_runs import Env, env  # noqa: F401  (the fixture)
+from tests.runtime.conftest import Env
 
 
 def _trace(env: Env) -> list[str]:
@@ -10,7 +10,7 @@ def _trace(env: Env) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def test_parallel_items_from_an_output_with_object_fields(env: Env) -> None:  # noqa: F811
+def test_parallel_items_from_an_output_with_object_fields(env: Env) -> None:
     env.write("fan.yaml", """
         steps:
           - id: list
@@ -40,7 +40,7 @@ def test_parallel_items_from_an_output_with_object_fields(env: Env) -> None:  # 
     assert _trace(env) == ["a=1", "b=2", "done 2"]
 
 
-def test_call_steps_take_preconditions_and_retries(env: Env) -> None:  # noqa: F811
+def test_call_steps_take_preconditions_and_retries(env: Env) -> None:
     env.write("callretry.yaml", """
         type: graph
         steps:
@@ -71,7 +71,7 @@ def test_call_steps_take_preconditions_and_retries(env: Env) -> None:  # noqa: F
     assert [r["status"] for r in st["sub_runs"]] == ["succeeded"]  # the latest attempt's run
 
 
-def test_rich_params_are_checked_before_anything_runs(env: Env) -> None:  # noqa: F811
+def test_rich_params_are_checked_before_anything_runs(env: Env) -> None:
     env.write("rich.yaml", """
         params:
           - name: COUNT
@@ -95,7 +95,7 @@ def test_rich_params_are_checked_before_anything_runs(env: Env) -> None:  # noqa
     assert _trace(env) == ["prod 3"]
 
 
-def test_outputs_are_scoped_to_ancestors_and_restored_on_retry(env: Env) -> None:  # noqa: F811
+def test_outputs_are_scoped_to_ancestors_and_restored_on_retry(env: Env) -> None:
     env.write("scoped.yaml", """
         type: graph
         steps:
