@@ -476,6 +476,6 @@ def test_a_step_that_cannot_start_is_reported_where_it_is_written(env: Env) -> N
         """)
     res = env.run("start", "wd.yaml")
     assert res.returncode == 1
-    assert f"{path}:4:5: working directory" in res.stderr and "fix working_dir" in res.stderr
+    assert f"{path}:5:5: working directory" in res.stderr and "fix working_dir" in res.stderr
     refused = env.run("start", "wd.yaml", "--", "UNDECLARED=1")
     assert refused.returncode == 1 and f"{path}: unknown param 'UNDECLARED'" in refused.stderr
