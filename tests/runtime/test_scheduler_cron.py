@@ -64,3 +64,16 @@ def test_shortcuts_and_run_id_stamps() -> None:
     assert cron.next_fire(CronEntry("@weekly", "UTC"), utc(2026, 1, 1)) == utc(2026, 1, 4)  # a Sunday
     assert cron.stamp(utc(2026, 3, 29, 1, 0, 0)) == "20260329T010000Z"
     assert cron.next_fire(CronEntry("0 0 31 2 *", "UTC"), utc(2026, 1, 1)) is None  # never fires
+
+
+def test_a_dag_level_timezone_reads_every_expression_without_its_own_cron_tz(tmp_path) -> None:
+    from dagu.compiler.pipeline import compile_file
+
+    path = tmp_path / "tz.yaml"
+    path.write_text('timezone: Asia/Tokyo\nschedule: ["0 9 * * *", "CRON_TZ=UTC 0 9 * * *"]\nsteps: [echo hi]\n')
+    result = compile_file(str(path))
+    assert result.plan is not None, result
+    tokyo, utc_entry = result.plan.main.schedule.start
+    assert (tokyo.tz, utc_entry.tz) == ("Asia/Tokyo", "UTC")
+    first = cron.next_fire(tokyo, utc(2026, 6, 1))
+    assert datetime.fromtimestamp(first, timezone.utc).hour == 0  # 09:00 in Tokyo is 00:00 UTC
