@@ -142,6 +142,16 @@ def _parser() -> argparse.ArgumentParser:
     rj.add_argument("--dag", default=None, help="the DAG, when the run id is not unique")
     rj.add_argument("-q", "--quiet", action="store_true")
 
+    pb = sub.add_parser("push-back", help="send a waiting step back: its approval.rewind_to step (default: "
+                                          "itself) and everything after it run again, then it waits again")
+    pb.add_argument("run_id", metavar="RUN_ID")
+    pb.add_argument("step", metavar="STEP")
+    pb.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
+                    help="feedback for the steps that run again, as variables (repeatable)")
+    pb.add_argument("--reason", default=None)
+    pb.add_argument("--dag", default=None, help="the DAG, when the run id is not unique")
+    pb.add_argument("-q", "--quiet", action="store_true")
+
     sc = sub.add_parser("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
     sc.add_argument("which", nargs="?", choices=("dag", "plan"), default="dag")
 
@@ -345,8 +355,9 @@ COMMANDS = {
     "start-queued": cli_run.start_queued_cmd,
     "scheduler": _scheduler,
     "start-all": _scheduler,
-    "approve": lambda a: cli_run.decide_cmd(a, approve=True),
-    "reject": lambda a: cli_run.decide_cmd(a, approve=False),
+    "approve": lambda a: cli_run.decide_cmd(a, "approve"),
+    "reject": lambda a: cli_run.decide_cmd(a, "reject"),
+    "push-back": lambda a: cli_run.decide_cmd(a, "push_back"),
     "schema": _schema,
     "explain": _explain,
     "migrate": _migrate,

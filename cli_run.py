@@ -453,7 +453,7 @@ def start_queued_cmd(args: argparse.Namespace) -> int:
     return _run_outcome(lambda: runner.start_queued(dag, run_id, _home(), os.environ), args.quiet)
 
 
-def decide_cmd(args: argparse.Namespace, approve: bool) -> int:
+def decide_cmd(args: argparse.Namespace, decision: str) -> int:
     import getpass
 
     from dagu.runtime import runner
@@ -468,6 +468,6 @@ def decide_cmd(args: argparse.Namespace, approve: bool) -> int:
         by = getpass.getuser()
     except (KeyError, OSError):
         by = "unknown"
-    return _run_outcome(lambda: runner.decide(args.run_id, args.step, approve, inputs,
+    return _run_outcome(lambda: runner.decide(args.run_id, args.step, decision, inputs,
                                               getattr(args, "reason", None), by, _home(), os.environ,
                                               dag_name=args.dag), args.quiet)

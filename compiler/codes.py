@@ -110,6 +110,9 @@ CODES: dict[str, Code] = _catalogue(
          "Steps that depend on each other in a loop can never start."),
     Code("unknown-route-target", "error", "router step '{step}' routes to unknown step '{target}'",
          "Router targets must be ids of steps in the same DAG."),
+    Code("bad-rewind-target", "error", "approval of step '{step}' rewinds to '{target}', {why}",
+         "approval.rewind_to names the step a push-back runs again from: the approval step itself or a "
+         "step it depends on (directly or through others), by id or name."),
     Code("unknown-call-target", "error", "step '{step}' calls unknown DAG '{target}'",
          "call names a DAG defined in the same file (after ---) or a file NAME.yaml beside it."),
     Code("call-recursion", "error", "sub-DAG calls form a loop: {cycle}",

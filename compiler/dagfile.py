@@ -14,7 +14,7 @@ from typing import Any
 
 from dagu.compiler import values
 from dagu.compiler.context import DocContext, scalar_text
-from dagu.compiler.graph import StepGraph, build_graph, check_routes
+from dagu.compiler.graph import StepGraph, build_graph, check_rewind_targets, check_routes
 from dagu.compiler.references import Scope, check_references
 from dagu.compiler.schedule import check_timezone, schedule
 from dagu.compiler.schema_check import check_document, is_simple_document
@@ -100,6 +100,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     drafts = flatten(ctx, data.get("steps"), chain)
     graph = build_graph(ctx, drafts, chain)
     check_routes(ctx, drafts, set(graph.depends))
+    check_rewind_targets(ctx, drafts, graph)
 
     raw_dotenv = data.get("dotenv")
     dotenv = tuple(raw_dotenv) if isinstance(raw_dotenv, list) else (raw_dotenv,) if isinstance(raw_dotenv, str) else (".env",)

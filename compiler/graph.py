@@ -188,3 +188,23 @@ def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str]) -> Non
                     where = d.path + ("routes", pattern) + ((k,) if isinstance(targets, list) else ())
                     ctx.report(where, "unknown-route-target", step=d.id, target=target,
                                notes=suggest(target, sorted(ids)))
+
+
+def check_rewind_targets(ctx: DocContext, drafts: list[StepDraft], graph: StepGraph) -> None:
+    """approval.rewind_to must name the step itself or one of its ancestors; a name becomes the id,
+    so the runtime only ever sees ids."""
+    by_name = {str(d.raw["name"]): d.id for d in drafts if isinstance(d.raw.get("name"), str)}
+    for d in drafts:
+        approval = d.raw.get("approval")
+        if not isinstance(approval, dict) or not isinstance(approval.get("rewind_to"), str):
+            continue
+        target = approval["rewind_to"]
+        resolved = target if target in graph.depends else by_name.get(target)
+        if resolved is None:
+            ctx.report(d.path + ("approval", "rewind_to"), "bad-rewind-target", step=d.id, target=target,
+                       why="which is not a step of this DAG", notes=suggest(target, sorted(graph.depends)))
+        elif resolved != d.id and resolved not in graph.ancestors(d.id):
+            ctx.report(d.path + ("approval", "rewind_to"), "bad-rewind-target", step=d.id, target=target,
+                       why="which does not run before it (not among the steps it depends on)")
+        elif resolved != target:
+            approval["rewind_to"] = resolved

@@ -23,7 +23,8 @@ STEP_FIELDS = frozenset({"output", "exit_code", "stdout", "stderr"})
 SPECIAL_VARS = frozenset({
     "DAG_NAME", "DAG_RUN_ID", "DAG_RUN_LOG_FILE", "DAG_RUN_STEP_NAME", "DAG_RUN_STEP_STDOUT_FILE",
     "DAG_RUN_STEP_STDERR_FILE", "DAG_RUN_STATUS", "DAG_RUN_WORK_DIR", "DAG_PARAMS_JSON",
-    "DAG_RUN_STEP_ID", "DAG_WAITING_STEPS", "DAGU_PARAMS_JSON", "ITEM", "DAG_RUN_ATTEMPT",
+    "DAG_RUN_STEP_ID", "DAG_WAITING_STEPS", "DAG_PUSHBACK", "DAG_PUSHBACK_ITERATION",
+    "DAG_PUSHBACK_PREVIOUS_STDOUT_FILE", "DAGU_PARAMS_JSON", "ITEM", "DAG_RUN_ATTEMPT",
 })
 
 # What the runtime passes from the invoking environment to every step (runtime/sandbox.py's

@@ -9,6 +9,7 @@ before its journal is opened.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 import uuid
@@ -21,7 +22,7 @@ from dagu.runtime.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, R
 from dagu.runtime.store import Journal, RunDir, Store, StoreError
 from dagu.runtime.hooks import RunHook
 from dagu.runtime.supervisor import RunContext, Supervisor, build_context
-from dagu.spec.plan import Plan, dump_plan
+from dagu.spec.plan import Dag, Plan, dump_plan
 
 
 class RunRefused(Exception):
@@ -138,10 +139,19 @@ def find_run(store: Store, run_id: str, dag_name: str | None = None) -> RunDir:
     return found[0]
 
 
-def decide(run_id: str, step_id: str, approve: bool, inputs: Mapping[str, str], reason: str | None, by: str,
+APPROVE, REJECT, PUSH_BACK = "approve", "reject", "push_back"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def decide(run_id: str, step_id: str, decision: str, inputs: Mapping[str, str], reason: str | None, by: str,
            home: str, environ: Mapping[str, str], dag_name: str | None = None,
            hooks: Sequence[RunHook] = ()) -> Outcome:
-    """Approve or reject a waiting step, then continue the run in this process."""
+    """Approve, reject or push back a waiting step, then continue the run in this process.
+
+    A push-back runs the step's `approval.rewind_to` step (default: the step itself) and
+    everything downstream of it again, with the approver's inputs as feedback, and the run
+    waits at the approval again: review until it is right, in one run with one history.
+    """
     from dagu.runtime.state import WAITING
     from dagu.spec.plan import PlanError, load_plan
 
@@ -160,24 +170,25 @@ def decide(run_id: str, step_id: str, approve: bool, inputs: Mapping[str, str], 
     dag = plan.dags[view.status.dag]
     step = next(s for s in dag.steps if s.id == step_id)
     rule = step.options.get("approval") or {}
-    if approve:
-        allowed = list(rule.get("input") or [])
-        unknown = [k for k in inputs if allowed and k not in allowed]
-        if unknown:
-            raise RunRefused(f"input {', '.join(unknown)} is not among the step's approval inputs ({', '.join(allowed)})")
-        missing = [k for k in rule.get("required") or [] if not inputs.get(k)]
-        if missing:
-            raise RunRefused(f"approval of {step_id!r} requires input {', '.join(missing)}: "
-                             f"dagu approve {run_id} {step_id} " + " ".join(f"-i {k}=..." for k in missing))
+    event: dict = {"ev": {APPROVE: "approved", REJECT: "rejected", PUSH_BACK: "pushed_back"}[decision],
+                   "at": time.time(), "step": step_id, "by": by}
+    if decision == APPROVE:
+        _check_approval_inputs(rule, inputs, run_id, step_id)
+        event["inputs"] = dict(inputs)
+    elif decision == PUSH_BACK:
+        bad = [k for k in inputs if not _ENV_NAME.fullmatch(k)]
+        if bad:
+            raise RunRefused(f"push-back input {', '.join(map(repr, bad))} is not a variable name "
+                             "(letters, digits and _, not starting with a digit)")
+        target = rule.get("rewind_to") or step_id
+        event.update(inputs=dict(inputs), rewind_to=target, reset=rewound_steps(dag, target),
+                     iteration=int((view.status.pushback or {}).get("iteration", 0)) + 1)
+    if reason:
+        event["reason"] = reason
     if not run.acquire():
         raise RunRefused(f"run {run_id!r} is locked by another process ({run.lock})")
     try:
         journal = Journal(run.journal, view.status.seq)
-        event: dict = {"ev": "approved" if approve else "rejected", "at": time.time(), "step": step_id, "by": by}
-        if approve:
-            event["inputs"] = dict(inputs)
-        elif reason:
-            event["reason"] = reason
         journal.add(event)
         journal.close()
     finally:
@@ -189,6 +200,33 @@ def decide(run_id: str, step_id: str, approve: bool, inputs: Mapping[str, str], 
         raise RunRefused(f"{dag.file}: {exc}") from None
     ctx.resume = True
     return _supervise(ctx, status, run, hooks=hooks)
+
+
+def _check_approval_inputs(rule: Mapping, inputs: Mapping[str, str], run_id: str, step_id: str) -> None:
+    allowed = list(rule.get("input") or [])
+    unknown = [k for k in inputs if allowed and k not in allowed]
+    if unknown:
+        raise RunRefused(f"input {', '.join(unknown)} is not among the step's approval inputs ({', '.join(allowed)})")
+    missing = [k for k in rule.get("required") or [] if not inputs.get(k)]
+    if missing:
+        raise RunRefused(f"approval of {step_id!r} requires input {', '.join(missing)}: "
+                         f"dagu approve {run_id} {step_id} " + " ".join(f"-i {k}=..." for k in missing))
+
+
+def rewound_steps(dag: Dag, target: str) -> list[str]:
+    """`target` and every step downstream of it, in the DAG's order: what a push-back runs again."""
+    dependents: dict[str, list[str]] = {}
+    for s in dag.steps:
+        for d in s.depends:
+            dependents.setdefault(d, []).append(s.id)
+    seen = {target}
+    todo = [target]
+    while todo:
+        for nxt in dependents.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return [sid for sid in dag.order if sid in seen]
 
 
 def _refuse_queued(run: RunDir, status: RunStatus, why: str) -> None:

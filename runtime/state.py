@@ -80,6 +80,9 @@ class RunStatus:
     steps: dict[str, StepState] = field(default_factory=dict)
     handlers: dict[str, StepState] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> value, for callers
+    # the latest approval push-back: {"iteration", "step", "by", "at", "inputs", "rewind_to",
+    # "reset": [step ids run again], "history": [{"iteration", "by", "at", "inputs"}, ...]}
+    pushback: dict[str, Any] | None = None
     seq: int = 0  # the last journal sequence number folded in
 
     def to_dict(self) -> dict[str, Any]:
@@ -180,6 +183,19 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
         else:
             state.status = FAILED
             state.reason = f"rejected by {event.get('by')}" + (f": {event['reason']}" if event.get("reason") else "")
+    elif kind == "pushed_back":  # the approver sent the run back: the rewound steps run again
+        history = list((status.pushback or {}).get("history", []))
+        entry = {"iteration": event["iteration"], "by": event.get("by"), "at": event["at"],
+                 "inputs": event.get("inputs", {})}
+        status.pushback = {**entry, "step": event["step"], "rewind_to": event["rewind_to"],
+                           "reset": list(event["reset"]), "history": [*history, entry]}
+        for sid in event["reset"]:
+            state = status.steps.setdefault(sid, StepState(id=sid, name=sid))
+            state.status = NOT_STARTED
+            state.approval = None
+            state.output = None
+            state.outputs = None
+            state.reason = f"pushed back by {event.get('by')} (iteration {event['iteration']})"
     elif kind == "output":
         status.outputs[event["name"]] = event["value"]
     elif kind == "run_finished":

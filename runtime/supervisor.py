@@ -15,6 +15,7 @@ rewrite of a growing status file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import resource
@@ -549,6 +550,24 @@ class Supervisor:
                 out["DAG_RUN_STEP_STDERR_FILE"] = node.stderr or ""
             if node.handler:
                 out["DAG_RUN_STATUS"] = self.status.status
+            else:
+                out.update(self._pushback_vars(node.step.id))
+        return out
+
+    def _pushback_vars(self, sid: str) -> dict[str, str]:
+        """What a step run again by an approval push-back is told (upstream's names): the
+        iteration, the approver's feedback (also one variable per input) and its last stdout."""
+        previous = self.ctx.retry_of
+        pushback = previous.pushback if previous is not None else None
+        if not pushback or sid not in pushback.get("reset", ()):
+            return {}
+        out = {k: str(v) for k, v in (pushback.get("inputs") or {}).items()}
+        out["DAG_PUSHBACK_ITERATION"] = str(pushback["iteration"])
+        out["DAG_PUSHBACK"] = json.dumps({k: pushback.get(k) for k in
+                                          ("iteration", "by", "at", "inputs", "history")})
+        old = previous.steps.get(sid)
+        if old is not None and old.last is not None and old.last.stdout:
+            out["DAG_PUSHBACK_PREVIOUS_STDOUT_FILE"] = old.last.stdout
         return out
 
     def _env_from(self, variables: Mapping[str, str]) -> dict[str, str]:

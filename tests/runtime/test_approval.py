@@ -73,3 +73,84 @@ def test_reject_fails_the_run_and_runs_the_failure_handlers(env: Env) -> None:
     events = [json.loads(line)["ev"] for line in
               (env.home / "runs" / "gated" / "g2" / "journal.jsonl").read_text().splitlines()]
     assert "rejected" in events and events[-1] == "run_finished"
+
+
+REVIEWED = """
+    type: graph
+    steps:
+      - id: draft
+        command: echo "draft ${DAG_PUSHBACK_ITERATION:-0} ${FEEDBACK:-none}" | tee -a trace.txt
+      - id: lint
+        depends: draft
+        command: echo lint >> trace.txt
+      - id: review
+        depends: lint
+        command: echo review >> trace.txt
+        approval:
+          rewind_to: draft
+      - id: publish
+        depends: review
+        command: echo publish >> trace.txt
+    """
+
+
+def test_push_back_runs_the_rewind_target_and_what_follows_again_with_the_feedback(env: Env) -> None:
+    env.write("reviewed.yaml", REVIEWED)
+    assert env.run("start", "reviewed.yaml", "--run-id", "r1").returncode == 0
+    assert _trace(env) == ["draft 0 none", "lint", "review"]
+    res = env.run("push-back", "r1", "review", "-i", "FEEDBACK=shorter")
+    assert res.returncode == 0, res.stderr
+    assert _trace(env)[3:] == ["draft 1 shorter", "lint", "review"]  # and waits again
+    st = env.status("reviewed", "r1")
+    assert st["status"] == "waiting" and st["steps"]["review"]["status"] == "waiting"
+    assert [len(st["steps"][s]["attempts"]) for s in ("draft", "lint", "review")] == [2, 2, 2]
+    assert st["pushback"]["iteration"] == 1 and st["pushback"]["reset"] == ["draft", "lint", "review", "publish"]
+    # the rewound step sees the whole history and its previous stdout
+    res = env.run("push-back", "r1", "review", "-i", "FEEDBACK=even shorter")
+    assert res.returncode == 0, res.stderr
+    st = env.status("reviewed", "r1")
+    history = st["pushback"]["history"]
+    assert [(h["iteration"], h["inputs"]["FEEDBACK"]) for h in history] == [(1, "shorter"), (2, "even shorter")]
+    previous = st["steps"]["draft"]["attempts"][1]["stdout"]
+    assert open(previous).read() == "draft 1 shorter\n"
+    res = env.run("approve", "r1", "review")
+    assert res.returncode == 0, res.stderr
+    assert _trace(env)[-2:] == ["review", "publish"]
+    assert env.status("reviewed", "r1")["status"] == "succeeded"
+
+
+def test_push_back_without_rewind_to_runs_the_approval_step_again(env: Env) -> None:
+    env.write("gated.yaml", GATED)
+    assert env.run("start", "gated.yaml", "--run-id", "g3").returncode == 0
+    res = env.run("push-back", "g3", "gate", "-i", "bad-name=x")
+    assert res.returncode == 1 and "bad-name" in res.stderr
+    res = env.run("push-back", "g3", "gate", "--reason", "again")
+    assert res.returncode == 0, res.stderr
+    assert _trace(env)[3:] == ["gate", "wait waiting"]  # build is not run again
+    st = env.status("gated", "g3")
+    assert len(st["steps"]["build"]["attempts"]) == 1 and len(st["steps"]["gate"]["attempts"]) == 2
+
+
+def test_rewind_to_must_name_the_step_or_one_it_depends_on(env: Env) -> None:
+    env.write("bad.yaml", """
+        type: graph
+        steps:
+          - id: a
+            command: "true"
+          - id: b
+            command: "true"
+          - id: gate
+            depends: a
+            command: "true"
+            approval:
+              rewind_to: b
+          - id: gate2
+            depends: a
+            command: "true"
+            approval:
+              rewind_to: nope
+        """)
+    res = env.run("compile", "bad.yaml")
+    assert res.returncode == 1
+    assert "bad.yaml:12:18: error: approval of step 'gate' rewinds to 'b', which does not run before it" in res.stdout + res.stderr
+    assert "bad.yaml:17:18: error: approval of step 'gate2' rewinds to 'nope', which is not a step" in res.stdout + res.stderr
