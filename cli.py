@@ -165,14 +165,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _collect(paths: Sequence[str]) -> list[str]:
-    """Files to compile: files as given, directories expanded to their YAML files."""
+def _collect(paths: Sequence[str], dags_only: bool = True) -> list[str]:
+    """Files to compile: files as given, directories expanded to their YAML files.
+
+    `dags_only`: leave out a directory's base config (base.yaml), which is merged into
+    its DAGs rather than compiled (migrate still rewrites it)."""
+    skip = _never
+    if dags_only:
+        from dagu.compiler.base_config import is_base_config
+
+        skip = is_base_config
     files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             found = sorted(
                 os.path.join(path, f) for f in os.listdir(path)
                 if f.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(path, f))
+                and not skip(os.path.join(path, f))
             )
             if not found:
                 raise UsageError(f"{path}: no *.yaml or *.yml files in this directory")
@@ -182,6 +191,10 @@ def _collect(paths: Sequence[str]) -> list[str]:
         else:
             raise UsageError(f"{path}: no such file or directory")
     return files
+
+
+def _never(path: str) -> bool:
+    return False
 
 
 def _check(args: argparse.Namespace, write: bool) -> int:
@@ -314,7 +327,7 @@ def _migrate(args: argparse.Namespace) -> int:
     from dagu.compiler.migrate import migrate_file, write_migration
     from dagu.compiler.render import render
 
-    files = _collect(args.paths)
+    files = _collect(args.paths, dags_only=False)
     changed, unreadable = [], []
     for f in files:
         migration = migrate_file(f)

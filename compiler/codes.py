@@ -35,6 +35,20 @@ CODES: dict[str, Code] = _catalogue(
          "A workflow file needs at least one YAML document with steps."),
     Code("not-a-mapping", "error", "a workflow document must be a mapping of keys, got {actual}",
          "Each YAML document of a workflow file is a mapping such as `steps: [...]`."),
+    # --- base config (base.yaml) ------------------------------------------
+    Code("base-config-shape", "error", "a base config is one mapping of DAG keys, {actual}",
+         "base.yaml (or the file DAGU_BASE_CONFIG names) holds defaults merged under every DAG of its "
+         "directory: one YAML document, a mapping such as `env: [...]`."),
+    Code("base-config-key", "error", "'{key}' cannot be set in a base config: {reason}",
+         "A base config holds defaults shared by every DAG; each DAG's own steps and name stay in its file."),
+    Code("base-config-missing", "error", "DAGU_BASE_CONFIG names {value}, which {reason}",
+         "DAGU_BASE_CONFIG=PATH uses that file as every DAG's base config; empty means none; unset means "
+         "base.yaml (or base.yml) beside each DAG file."),
+    Code("base-config-not-a-dag", "error", "{value} is the base config of its directory, not a workflow",
+         "base.yaml is merged under every DAG of its directory and is not compiled on its own."),
+    Code("duplicate-step-type", "error", "step type '{name}' is also defined in the base config {where}",
+         "A DAG may not redefine a custom step type of its base config (as upstream Dagu refuses it); "
+         "rename one of them."),
     # --- shape (schema) ---------------------------------------------------
     Code("unknown-key", "error", "unknown key '{key}' in {where}",
          "The key is not part of the Dagu v2 format at this place."),

@@ -37,8 +37,17 @@ class DocContext:
     refs: list[TemplateRef] = field(default_factory=list)
     consts: dict[str, str] = field(default_factory=dict)  # `consts:`, inlined into ${consts.NAME}
 
+    def where(self, path: Path) -> tuple[SourceFile, Document, Path]:
+        """The file, document and path the node at `path` was read from.
+
+        The document itself, except for a DAG merged over a base config
+        (base_config.py), whose values may come from base.yaml.
+        """
+        return self.source, self.doc, path
+
     def report(self, path: Path, code: str, *, at_key: bool = False, **fields: Any) -> None:
-        self.reporter.at_path(self.source, self.doc, path, code, at_key=at_key, **fields)
+        source, doc, path = self.where(path)
+        self.reporter.at_path(source, doc, path, code, at_key=at_key, **fields)
 
     def template(self, path: Path, value: Any, owner: str | None = None) -> list[Any]:
         """Parse a user string into template parts, reporting problems at their exact column."""
@@ -54,11 +63,13 @@ class DocContext:
             if is_plain(text):
                 return [text] if text else []
         parsed = parse_template(text)
-        span = span_of(self.doc, path)
+        if parsed.problems:
+            source, doc, where = self.where(path)
+            span = span_of(doc, where)
         for problem in parsed.problems:
-            line, col = self.source.locate_in_scalar(span, text, problem.offset, problem.length)
+            line, col = source.locate_in_scalar(span, text, problem.offset, problem.length)
             notes = [problem.hint] if problem.hint else []
-            self.reporter.at(self.source, line, col, problem.code, message=problem.message,
+            self.reporter.at(source, line, col, problem.code, message=problem.message,
                              notes=notes, width=problem.length)
         namespaced = "{env." in text or "{params." in text
         for offset, length, node in parsed.refs:
@@ -67,8 +78,10 @@ class DocContext:
             self.refs.append(TemplateRef(owner, path, node, offset, length, text))
         return parsed.parts
 
-    def position_of_ref(self, ref: TemplateRef) -> tuple[int, int]:
-        return self.source.locate_in_scalar(span_of(self.doc, ref.path), ref.text, ref.offset, ref.length)
+    def position_of_ref(self, ref: TemplateRef) -> tuple[SourceFile, int, int]:
+        """The file, line and column of a variable reference."""
+        source, doc, path = self.where(ref.path)
+        return (source, *source.locate_in_scalar(span_of(doc, path), ref.text, ref.offset, ref.length))
 
 
 def scalar_text(value: Any) -> str:

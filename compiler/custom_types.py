@@ -4,6 +4,8 @@ A definition names a built-in `type`, a JSON Schema for the step's `with:`
 input and a `template` of step fields.  A step using it is checked against the
 schema here, where errors can point at the step's own `with:` keys, and the
 plan receives the expanded built-in step: the runtime never sees custom types.
+Types may also come from the directory's base config (base_config.py); a
+problem with such a definition is reported in base.yaml.
 
 Templates take upstream's two forms: a string may hold `{{ .input.PATH }}`
 (the input value as text), and a mapping `{$input: PATH}` inserts the value
@@ -18,6 +20,7 @@ import re
 from typing import Any
 
 from dagu.compiler.context import DocContext
+from dagu.compiler.diagnostics import span_of
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _INPUT_PATH = re.compile(r"^\.input((?:\.[A-Za-z_][A-Za-z0-9_-]*)*)$")
@@ -89,6 +92,14 @@ def _render(template: Any, inputs: dict[str, Any]) -> Any:
     return template
 
 
+def _schema_note(ctx: DocContext, name: str) -> str:
+    """Where the type's input_schema is written: this file, or the base config it came from."""
+    source, doc, where = ctx.where(("step_types", name, "input_schema"))
+    span = doc.key_spans.get(where) or span_of(doc, where)
+    place = f"{source.path}:{span.line}" if source is not ctx.source else f"line {span.line}"
+    return f"the input schema is under step_types: {name}: input_schema ({place})"
+
+
 def expand(ctx: DocContext, raw: dict[str, Any], path: tuple, name: str, definition: Any) -> dict[str, Any] | None:
     """The raw step a custom-type step expands to, or None once its problems are reported."""
     if not isinstance(definition, dict):
@@ -103,10 +114,10 @@ def expand(ctx: DocContext, raw: dict[str, Any], path: tuple, name: str, definit
         from jsonschema import Draft202012Validator  # only files that define custom types pay for it
 
         with_key = "with" if "with" in raw else "config" if "config" in raw else None
+        note = _schema_note(ctx, name)
         for error in sorted(Draft202012Validator(schema).iter_errors(inputs), key=lambda e: list(e.absolute_path)):
             where = path + ((with_key,) + tuple(error.absolute_path) if with_key else ("type",))
-            ctx.report(where, "custom-type-input", type=name, reason=error.message,
-                       notes=[f"the input schema is under step_types: {name}: input_schema"])
+            ctx.report(where, "custom-type-input", type=name, reason=error.message, notes=[note])
             ok = False
     if not ok:
         return None

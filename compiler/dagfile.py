@@ -134,9 +134,10 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         span = spans.get(by_id[s.id].path) or start
         source_map[s.id] = SourceRef(file, span.line, span.col)
     for h in handlers:
-        span = ctx.doc.key_spans.get(("handler_on", h))
+        origin, doc, where = ctx.where(("handler_on", h))  # a handler may come from base.yaml
+        span = doc.key_spans.get(where)
         if span:
-            source_map[f"handler_on.{h}"] = SourceRef(file, span.line, span.col)
+            source_map[f"handler_on.{h}"] = SourceRef(os.path.abspath(origin.path), span.line, span.col)
 
     catchup = values.parse_duration(ctx, ("catchup_window",), data.get("catchup_window"))
     tags = data.get("tags")

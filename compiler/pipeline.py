@@ -4,6 +4,8 @@ A workflow file may hold several `---`-separated DAGs (the first is the main
 one, the others sub-DAGs called by name) and may `call` DAGs in files beside
 it.  Those files are compiled too and embedded, so a plan is self-contained:
 the runtime never goes back to YAML.  Sub-DAG calls that loop are rejected here.
+Each document is merged over its directory's base config first
+(base_config.py); the plan lists the base configs among its dependencies.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import os
 from dataclasses import dataclass, field
 
 from dagu import __version__
+from dagu.compiler.base_config import BaseConfigs, overlay
 from dagu.compiler.context import DocContext
 from dagu.compiler.dagfile import CompiledDoc, compile_document
+from dagu.compiler.codes import CODES
 from dagu.compiler.diagnostics import Diagnostic, Reporter, span_of
 from dagu.compiler.graph import suggest
 from dagu.compiler.loader import SourceFile, read_source
@@ -47,7 +51,16 @@ class CompileResult:
         return not any(d.is_error for d in self.diagnostics)
 
 
-def _compile_unit(path: str, reporter: Reporter) -> FileUnit:
+def _compile_unit(path: str, reporter: Reporter, bases: BaseConfigs, main: bool) -> FileUnit:
+    """One file's documents; `main`: the file whose first document is the plan's main DAG."""
+    base_path = bases.path_for(path)
+    if base_path is not None and base_path == os.path.abspath(path):
+        entry = CODES["base-config-not-a-dag"]
+        reporter.add(Diagnostic(
+            file=path, line=1, col=1, severity=entry.severity, code=entry.name,
+            message=entry.template.format(value=path),
+            notes=("compile the DAG files beside it: each one is merged over it",)))
+        return FileUnit(source=None)
     source = read_source(path, reporter)
     unit = FileUnit(source=source)
     if source is None:
@@ -57,10 +70,13 @@ def _compile_unit(path: str, reporter: Reporter) -> FileUnit:
     if not source.documents:
         reporter.at(source, 1, 1, "empty-file", notes=["a minimal workflow: steps: [echo hello]"])
         return unit
+    base = bases.load(base_path) if base_path is not None else None
     base_dir = os.path.dirname(os.path.abspath(path))
     stem = os.path.splitext(os.path.basename(path))[0]
     for i, doc in enumerate(source.documents):
         ctx = DocContext(source, doc, reporter)
+        if base is not None:
+            ctx = overlay(base, ctx, main=main and i == 0)
         named = isinstance(doc.data, dict) and isinstance(doc.data.get("name"), str)
         if i > 0 and not named and isinstance(doc.data, dict):
             ctx.report((), "unnamed-sub-dag", index=i + 1, notes=["add `name: <dag-name>` to this document"])
@@ -107,8 +123,9 @@ def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
 
 def _compile_file(path: str, reporter: Reporter) -> CompileResult:
     units: dict[str, FileUnit] = {}
+    bases = BaseConfigs(reporter)
     root_key = os.path.normpath(os.path.abspath(path))
-    units[root_key] = _compile_unit(path, reporter)
+    units[root_key] = _compile_unit(path, reporter, bases, main=True)
     calls: dict[str, dict[str, tuple]] = {}  # caller -> callee -> (ctx, path of the call)
     dags: dict[str, Dag] = {}
     pending = [root_key]
@@ -139,16 +156,20 @@ def _compile_file(path: str, reporter: Reporter) -> CompileResult:
                                    f"define it after --- in this file with name: {target}, or create {target}.yaml beside it"])
                     continue
                 if file not in units:
-                    units[file] = _compile_unit(_display_path(file), reporter)
+                    units[file] = _compile_unit(_display_path(file), reporter, bases, main=False)
                     pending.append(file)
                 callee = units[file]
                 if callee.order:
                     edges.setdefault(callee.order[0], (ctx, where))
     _report_recursion(calls)
     root = units[root_key]
+    used_bases = bases.used()
+    if used_bases:
+        _drop_repeats(reporter)
     if reporter.error_count or not root.order:
         return CompileResult(path, None, reporter.diagnostics)
     deps = {k: u.source.sha256 for k, u in sorted(units.items()) if k != root_key and u.source}
+    deps.update(used_bases)
     plan = Plan(
         plan_version=PLAN_VERSION,
         compiler=f"dagu {__version__}",
@@ -159,6 +180,18 @@ def _compile_file(path: str, reporter: Reporter) -> CompileResult:
         dependencies=deps,
     )
     return CompileResult(path, plan, reporter.diagnostics)
+
+
+def _drop_repeats(reporter: Reporter) -> None:
+    """A problem with a base value is found once per document merged over it: report it once."""
+    seen: set[tuple] = set()
+    kept = []
+    for d in reporter.diagnostics:
+        key = (d.file, d.line, d.col, d.code, d.message)
+        if key not in seen:
+            seen.add(key)
+            kept.append(d)
+    reporter.diagnostics[:] = kept
 
 
 def _display_path(path: str) -> str:
@@ -204,5 +237,6 @@ def _report_recursion(calls: dict[str, dict[str, tuple]]) -> None:
         notes = []
         for u, v in cycle:
             c, w = graph.edges[u, v]["where"]
-            notes.append(f"'{u}' calls '{v}' ({c.source.path}:{span_of(c.doc, w).line})")
+            source, doc, w = c.where(w)
+            notes.append(f"'{u}' calls '{v}' ({source.path}:{span_of(doc, w).line})")
         ctx.report(where, "call-recursion", cycle=" -> ".join(names), notes=notes)

@@ -140,5 +140,5 @@ def _show(name: str, path: list) -> str:
 
 
 def _report(ctx: DocContext, where: TemplateRef, code: str, notes: list[str], **fields: str) -> None:
-    line, col = ctx.position_of_ref(where)
-    ctx.reporter.at(ctx.source, line, col, code, notes=notes, width=where.length, **fields)
+    source, line, col = ctx.position_of_ref(where)
+    ctx.reporter.at(source, line, col, code, notes=notes, width=where.length, **fields)

@@ -258,12 +258,13 @@ def inline_consts(ctx: DocContext, path: Path, text: str) -> str:
         name = match.group(1)
         if name in ctx.consts:
             return ctx.consts[name]
-        line, col = ctx.source.locate_in_scalar(span_of(ctx.doc, path), text, match.start(), len(match.group(0)))
+        source, doc, where = ctx.where(path)
+        line, col = source.locate_in_scalar(span_of(doc, where), text, match.start(), len(match.group(0)))
         close = difflib.get_close_matches(name, list(ctx.consts), n=1, cutoff=0.6)
         notes = [f"did you mean '{close[0]}'?"] if close else [
             f"declare it: consts: [{{{name}: value}}]" if not ctx.consts
             else "declared consts: " + ", ".join(ctx.consts)]
-        ctx.reporter.at(ctx.source, line, col, "unknown-const", name=name, notes=notes, width=len(match.group(0)))
+        ctx.reporter.at(source, line, col, "unknown-const", name=name, notes=notes, width=len(match.group(0)))
         return ""
 
     return CONST_REF.sub(replace, text)
