@@ -90,9 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("--stderr", action="store_true", help="print stderr instead of stdout")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing until the run finishes")
 
-    cl = sub.add_parser("cleanup", help="delete finished runs older than the retention period")
-    cl.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
-    cl.add_argument("--retention-days", type=float, required=True, metavar="N")
+    cl = sub.add_parser("cleanup", help="delete old finished runs now: by age or count (of FILE), or by total size")
+    cl.add_argument("file", metavar="FILE", nargs="?", help="the workflow file (or its DAG name)")
+    cl.add_argument("--retention-days", type=float, default=None, metavar="N",
+                    help="delete FILE's finished runs older than N days")
+    cl.add_argument("--retention-runs", type=_positive_int, default=None, metavar="N",
+                    help="keep only FILE's newest N finished runs")
+    cl.add_argument("--max-size", type=_size, default=None, metavar="SIZE",
+                    help="delete the oldest finished runs of every DAG until all runs take at most SIZE (e.g. 2GiB)")
     cl.add_argument("--dry-run", action="store_true", help="list what would be deleted")
 
     x = sub.add_parser("exec", help="run one command as a recorded run: dagu exec [--name N] -- CMD ARGS...")
@@ -322,6 +327,17 @@ def _scheduler(args: argparse.Namespace) -> int:
                  stop=lambda: bool(stopping), log=log)
 
 
+def _cleanup(args: argparse.Namespace) -> int:
+    if args.file is None and (args.retention_days is not None or args.retention_runs is not None):
+        raise UsageError("--retention-days and --retention-runs apply to one DAG: give its FILE or name")
+    if args.retention_days is None and args.retention_runs is None and args.max_size is None:
+        raise UsageError("say what to delete: --retention-days N, --retention-runs N (with FILE) "
+                         "or --max-size SIZE (all DAGs)")
+    if args.retention_days is not None and args.retention_days < 0:
+        raise UsageError(f"--retention-days {args.retention_days:g}: must not be negative")
+    return cli_run.cleanup_cmd(args)
+
+
 def _migrate(args: argparse.Namespace) -> int:
     """Print the diff that takes each file from Dagu 1.x to v2; --write applies it, --check fails on it."""
     from dagu.compiler.migrate import migrate_file, write_migration
@@ -357,10 +373,10 @@ COMMANDS = {
     "retry": cli_run.retry_cmd,
     "stop": cli_run.stop_cmd,
     "restart": lambda a: cli_run.restart_cmd(a, _load_for_run),
-    "status": cli_run.status_cmd,
+    "status": _status,
     "history": cli_run.history_cmd,
     "logs": cli_run.logs_cmd,
-    "cleanup": cli_run.cleanup_cmd,
+    "cleanup": _cleanup,
     "exec": cli_run.exec_cmd,
     "enqueue": lambda a: cli_run.enqueue_cmd(a, _load_for_run),
     "dequeue": cli_run.dequeue_cmd,

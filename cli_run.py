@@ -356,24 +356,33 @@ def logs_cmd(args: argparse.Namespace) -> int:
 
 
 def cleanup_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime.state import RUN_FINAL
-    from dagu.runtime.store import Store
+    """Apply retention now: a DAG's age/count limits (FILE) and/or the data dir's size cap (--max-size)."""
+    from dagu.runtime import retention
+    from dagu.runtime.limits import format_size
+    from dagu.runtime.store import Store, StoreError
 
-    name = dag_name_of(args.file)
     store = Store(_home())
-    if args.dry_run:
-        cutoff = time.time() - args.retention_days * 86400
-        count = 0
-        for view in store.views(name):
-            st = view.status
-            if not view.live and st.status in RUN_FINAL and (st.finished_at or st.started_at or 0) < cutoff:
-                count += 1
-                sys.stdout.write(f"would delete {st.run_id} ({st.status}, {_fmt_time(st.started_at)})\n")
-        sys.stderr.write(f"dagu cleanup: would delete {count} run(s) of {name!r} "
-                         f"older than {args.retention_days:g} days\n")
-        return EXIT_OK
-    removed = store.expire(name, args.retention_days)
-    sys.stderr.write(f"dagu cleanup: deleted {len(removed)} run(s) of {name!r} older than {args.retention_days:g} days\n")
+    report = retention.Report()
+    name = dag_name_of(args.file) if args.file else None
+    try:
+        if name is not None and (args.retention_days is not None or args.retention_runs is not None):
+            retention.expire_dag(store, name, args.retention_days, args.retention_runs, dry_run=args.dry_run,
+                                 report=report)
+        if args.max_size is not None:
+            retention.cap_size(store, args.max_size, dry_run=args.dry_run, report=report)
+    except (OSError, StoreError) as exc:
+        raise CommandFailed(f"cleanup stopped after {len(report.removed)} run(s): {exc}") from None
+    verb = "would delete" if args.dry_run else "deleted"
+    for r in report.removed:
+        via = f", with {r.parent}" if r.parent else ""
+        sys.stdout.write(f"{verb} {r.dag}/{r.run_id} ({r.reason}: {r.status}, finished {_fmt_time(r.finished_at)}, "
+                         f"{format_size(r.bytes)}{via})\n")
+    top = [r for r in report.removed if r.parent is None]
+    scope = f" of {name!r}" if name is not None and args.max_size is None else ""
+    sys.stderr.write(f"dagu cleanup: {verb} {len(top)} run(s){scope}, {format_size(report.bytes)}"
+                     + (f"; finished {report.tombstones} interrupted deletion(s)" if report.tombstones else "")
+                     + ("" if args.dry_run or not top else f"; see {os.path.join(store.home, retention.LOG_FILE)}")
+                     + "\n")
     return EXIT_OK
 
 

@@ -32,6 +32,7 @@ _DIRECT_KEYS = frozenset({
     "schedule", "skip_if_successful", "catchup_window", "overlap_policy", "handler_on",
     "preconditions", "timeout_sec", "delay_sec", "max_active_steps", "max_active_runs",
     "max_output_size", "queue", "retry_policy", "tags", "labels", "group", "hist_retention_days",
+    "hist_retention_runs",
     "timezone", "consts",
 })
 
@@ -170,7 +171,8 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         tags=tuple(scalar_text(t) for t in tags),
         labels={str(k): scalar_text(v) for k, v in data["labels"].items()} if isinstance(data.get("labels"), dict) else {},
         group=data.get("group") if isinstance(data.get("group"), str) else None,
-        hist_retention_days=_int(data.get("hist_retention_days"), 30) or 30,
+        hist_retention_days=_int(data.get("hist_retention_days"), None),
+        hist_retention_runs=_int(data.get("hist_retention_runs"), None),
         handlers=handlers,
         settings=settings,
         source_map=source_map,

@@ -13,13 +13,13 @@ import re
 import signal
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from dagu.runtime.evaluate import EvalError
 from dagu.runtime.params import ParamError
 from dagu.runtime.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, RunStatus
-from dagu.runtime.store import Journal, RunDir, Store, StoreError
+from dagu.runtime.store import DiskFullError, Journal, RunDir, Store, StoreError
 from dagu.runtime.hooks import RunHook
 from dagu.runtime.supervisor import RunContext, Supervisor, build_context
 from dagu.spec.plan import Dag, Plan, dump_plan
@@ -34,6 +34,7 @@ class Outcome:
     status: RunStatus
     run: RunDir
     problems: list[str]
+    notes: list[str] = field(default_factory=list)  # what housekeeping did (retention), for stderr
 
     @property
     def exit_code(self) -> int:
@@ -85,15 +86,14 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
     ctx.plan_path = run.plan
     try:
         outcome = _supervise(ctx, RunStatus(dag=dag.name, run_id=run_id, parent=parent), run, hooks=hooks)
+    except DiskFullError:
+        if parent is None:  # make room for the next run before reporting this one
+            _housekeep(store, dag, run_id, environ)
+        raise
     finally:
         if slot is not None:
             slot.release()
-    if parent is None and dag.hist_retention_days > 0:  # upstream's hist_retention_days, after each run
-        try:
-            store.expire(dag.name, dag.hist_retention_days)
-        except (OSError, StoreError):
-            pass  # housekeeping never fails a run
-    return outcome
+    return _retain(store, dag, run_id, environ, outcome) if parent is None else outcome
 
 
 def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
@@ -122,9 +122,10 @@ def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, st
     if slot is None:
         raise RunRefused(f"DAG {dag.name!r} is at max_active_runs={dag.max_active_runs}; the run stays queued")
     try:
-        return _supervise(ctx, view.status, run, hooks=hooks)
+        outcome = _supervise(ctx, view.status, run, hooks=hooks)
     finally:
         slot.release()
+    return _retain(store, dag, run_id, environ, outcome)
 
 
 def find_run(store: Store, run_id: str, dag_name: str | None = None) -> RunDir:
@@ -199,7 +200,8 @@ def decide(run_id: str, step_id: str, decision: str, inputs: Mapping[str, str], 
     except (ParamError, EvalError) as exc:
         raise RunRefused(f"{dag.file}: {exc}") from None
     ctx.resume = True
-    return _supervise(ctx, status, run, hooks=hooks)
+    outcome = _supervise(ctx, status, run, hooks=hooks)
+    return _retain(store, dag, run_id, environ, outcome) if status.parent is None else outcome
 
 
 def _check_approval_inputs(rule: Mapping, inputs: Mapping[str, str], run_id: str, step_id: str) -> None:
@@ -227,6 +229,27 @@ def rewound_steps(dag: Dag, target: str) -> list[str]:
                 seen.add(nxt)
                 todo.append(nxt)
     return [sid for sid in dag.order if sid in seen]
+
+
+def _retain(store: Store, dag: Dag, run_id: str, environ: Mapping[str, str], outcome: Outcome) -> Outcome:
+    """History retention after a top-level run; what it removed goes to `outcome.notes`, what
+    went wrong to `outcome.problems`."""
+    notes, problems = _housekeep(store, dag, run_id, environ)
+    outcome.notes += notes
+    outcome.problems += problems
+    return outcome
+
+
+def _housekeep(store: Store, dag: Dag, run_id: str, environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
+    """runtime/retention.py for this DAG and the data dir; never raises, so it never fails a run."""
+    from dagu.runtime.retention import after_run
+
+    try:
+        report = after_run(store, dag.name, run_id, dag.hist_retention_days, dag.hist_retention_runs, environ)
+    except Exception as exc:  # a bug in housekeeping must not turn a finished run into a failure
+        return [], [f"history retention failed: {type(exc).__name__}: {exc}"]
+    summary = report.summary(store.home)
+    return [summary] if summary else [], report.problems
 
 
 def _refuse_queued(run: RunDir, status: RunStatus, why: str) -> None:
@@ -269,10 +292,11 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
         if slot is None:
             raise RunRefused(f"DAG {dag.name!r} has max_active_runs={dag.max_active_runs} active runs; retry later")
     try:
-        return _supervise(ctx, previous, run, problems=view.problems, hooks=hooks)
+        outcome = _supervise(ctx, previous, run, problems=view.problems, hooks=hooks)
     finally:
         if slot is not None:
             slot.release()
+    return _retain(store, dag, run_id, environ, outcome) if previous.parent is None else outcome
 
 
 def orphans(status: RunStatus) -> list[int]:

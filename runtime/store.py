@@ -29,6 +29,7 @@ from typing import Any, Iterator
 
 from dagu.runtime.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
 
+TOMBSTONE = ".deleting-"  # prefix of a run directory being deleted (see Store.bury)
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 STATE_FORMAT = 1
 
@@ -79,6 +80,15 @@ def write_atomic(path: str, text: str) -> None:
         except OSError:
             pass
         raise _storage_error(path, exc) from None
+
+
+def remove_tree(path: str) -> None:
+    """rmtree that tolerates another process deleting the same tree at the same time."""
+    def gone_already(_func: Any, _path: str, exc_info: Any) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):
+            raise exc_info[1]
+
+    shutil.rmtree(path, onerror=gone_already)
 
 
 class Journal:
@@ -327,31 +337,57 @@ class Store:
         views = self.views(dag)
         return views[0] if views else None
 
-    def remove(self, run: RunDir) -> None:
-        shutil.rmtree(run.path)
+    def dag_names(self) -> list[str]:
+        """Every DAG that has a runs folder (a tombstone or dot-folder is not a DAG)."""
+        try:
+            names = os.listdir(self.runs)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(self.runs, n)))
 
-    def expire(self, dag: str, retention_days: float, now: float | None = None) -> list[str]:
-        """Delete finished runs older than the retention period; returns their ids.
+    # -- deletion ---------------------------------------------------------------
+    # A run is deleted in two steps: an atomic rename to a tombstone (`.deleting-<run_id>`,
+    # beside it), then rmtree.  Listers skip dot-names, so a crash halfway through rmtree
+    # leaves no half-run in `dagu history`; `finish_tombstones` completes the job later.
 
-        Run directories whose mtime is recent are not even read, so this stays cheap for a
-        DAG with thousands of runs; a live or unfinished run is never deleted.
-        """
-        cutoff = (now or time.time()) - retention_days * 86400
-        removed = []
-        for rid in self.run_ids(dag):
-            run = self.run(dag, rid)
+    def bury(self, run: RunDir) -> str | None:
+        """Rename a run's directory to its tombstone; the tombstone's path, or None if the run is gone."""
+        tomb = os.path.join(os.path.dirname(run.path), TOMBSTONE + run.run_id)
+        for _ in range(2):
             try:
-                if os.stat(run.path).st_mtime >= cutoff and os.stat(run.journal).st_mtime >= cutoff:
-                    continue
+                os.rename(run.path, tomb)
+                return tomb
+            except FileNotFoundError:
+                return None  # someone else deleted it first
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise _storage_error(run.path, exc) from None
+                remove_tree(tomb)  # a tombstone of an earlier run with this id, left by a crash
+        raise StoreError(f"{tomb}: cannot replace the leftover tombstone; remove it by hand")
+
+    def remove(self, run: RunDir) -> None:
+        """Delete a run's directory, crash-safely (see `bury`)."""
+        tomb = self.bury(run)
+        if tomb is not None:
+            remove_tree(tomb)
+
+    def tombstones(self, dag: str | None = None) -> list[str]:
+        """Tombstones left by deletions that did not finish (of one DAG, or of all)."""
+        found = []
+        for name in [dag] if dag is not None else self.dag_names():
+            try:
+                entries = os.listdir(self.dag_dir(name))
             except OSError:
                 continue
-            view = run.read(repair=False)
-            st = view.status
-            if view.live or st.status not in RUN_FINAL or (st.finished_at or st.started_at or 0) >= cutoff:
-                continue
-            self.remove(run)
-            removed.append(rid)
-        return removed
+            found += [os.path.join(self.dag_dir(name), e) for e in entries if e.startswith(TOMBSTONE)]
+        return found
+
+    def finish_tombstones(self, dag: str | None = None) -> int:
+        """Complete deletions a crash interrupted; how many tombstones were removed."""
+        tombs = self.tombstones(dag)
+        for tomb in tombs:
+            remove_tree(tomb)
+        return len(tombs)
 
     # -- max_active_runs -------------------------------------------------------
 

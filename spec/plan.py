@@ -228,7 +228,8 @@ class Dag:
     tags: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     group: str | None = None
-    hist_retention_days: int = 30
+    hist_retention_days: int | None = None  # None: the data dir's default (runtime/config.py)
+    hist_retention_runs: int | None = None
     handlers: dict[str, Step] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     source_map: dict[str, SourceRef] = field(default_factory=dict)
