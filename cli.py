@@ -28,6 +28,29 @@ def dagu_home() -> str:
     return os.environ.get("DAGU_HOME") or os.path.join(os.path.expanduser("~"), ".dagu")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def _size(text: str) -> int:
+    """A size such as 500M, 2GiB or 1048576 (bytes); every unit is binary, as in `limits:`."""
+    from dagu.runtime.limits import parse_size
+
+    try:
+        value = parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} leaves no room for any run; give a size such as 2GiB")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dagu", description="Compile, check and run Dagu v2 workflows.")
     p.add_argument("--version", action="version", version=f"dagu {__version__}")
@@ -41,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
                    help="how to print diagnostics (default: text)")
     c.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    c.add_argument("--explain-schedule", action="store_true",
+                   help="write no plans; list each schedule's zone, next fire times (local and UTC) and "
+                        "what the next daylight-saving change does to it")
+    c.add_argument("-n", type=int, default=5, metavar="N", dest="count",
+                   help="--explain-schedule: how many fire times per expression (default 5)")
 
     v = sub.add_parser("validate", help="check workflow files, write nothing")
     v.add_argument("paths", nargs="+", metavar="PATH")
@@ -59,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="print only errors")
     s.add_argument("--dag", default=None, help=argparse.SUPPRESS)  # which DAG of a plan (sub-DAG runs)
     s.add_argument("--parent", default=None, help=argparse.SUPPRESS)  # "dag/run" of the calling run
+    s.add_argument("--missed", default=None, help=argparse.SUPPRESS)  # the scheduler records missed ticks
     s.add_argument("rest", nargs="*", metavar="-- PARAMS", help="parameters after --")
 
     r = sub.add_parser("retry", help="re-run the failed, aborted and unrun steps of a run")
@@ -73,8 +102,13 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("file", metavar="FILE")
     rs.add_argument("-q", "--quiet", action="store_true")
 
-    ss = sub.add_parser("status", help="show a run: each step's status, attempts, exit and resource use")
-    ss.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    ss = sub.add_parser("status", help="show a run: each step's status, attempts, exit and resource use",
+                        description="Show a run, or with --scheduler the scheduler: exit 0 when a scheduler is "
+                                    "alive and looping, 1 when none is running or it is stalled.")
+    ss.add_argument("file", metavar="FILE", nargs="?", help="the workflow file (or its DAG name)")
+    ss.add_argument("--scheduler", action="store_true",
+                    help="show the scheduler instead: alive or not, next tick per DAG, files that do not "
+                         "compile, ticks missed while it is down (exit 0 alive, 1 not running or stalled)")
     ss.add_argument("--run-id", default=None, help="default: the latest run")
     ss.add_argument("--format", choices=("text", "json"), default="text")
 
@@ -255,6 +289,43 @@ def _write_atomic(target: str, text: str) -> None:
     os.replace(tmp, target)
 
 
+def _explain_schedule(args: argparse.Namespace) -> int:
+    """When each schedule fires (runtime/schedule_explain.py); compiles, writes no plan."""
+    import json
+    import time
+
+    from dagu.compiler.pipeline import compile_file
+    from dagu.compiler.render import render
+    from dagu.runtime.schedule_explain import explain_plan, render_text
+
+    if args.count < 1:
+        raise UsageError(f"-n {args.count}: give at least 1")
+    failed, out = False, []
+    now = time.time()
+    for f in _collect(args.paths):
+        result = compile_file(f)
+        if not result.ok:
+            failed = True
+            sys.stderr.write(render("text", result.diagnostics, 1))
+            continue
+        explained = explain_plan(result.plan, now, args.count)
+        if args.format == "json":
+            out.append({"file": f, "schedules": [x.to_dict() for x in explained]})
+        else:
+            sys.stdout.write(render_text(f, explained))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    return EXIT_INVALID if failed else EXIT_OK
+
+
+def _status(args: argparse.Namespace) -> int:
+    if args.scheduler:
+        return cli_run.scheduler_status_cmd(args)
+    if args.file is None:
+        raise UsageError("give a workflow file or DAG name, or --scheduler")
+    return cli_run.status_cmd(args)
+
+
 def _load_for_run(file: str):
     """A plan from a plan file or, compiling it first, from a workflow file."""
     from dagu.spec.plan import PlanError, load_plan
@@ -366,7 +437,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "compile": lambda a: _check(a, write=True),
+    "compile": lambda a: _explain_schedule(a) if a.explain_schedule else _check(a, write=True),
     "validate": lambda a: _check(a, write=False),
     "dry": _dry,
     "start": lambda a: cli_run.start_cmd(a, _load_for_run),

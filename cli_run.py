@@ -121,6 +121,7 @@ def _run_outcome(run: Callable[[], Any], quiet: bool) -> int:
         sys.stderr.write(f"dagu: warning: {problem}\n")
     if not quiet:
         sys.stderr.write(_summary(outcome.status, outcome.run.path))
+        sys.stderr.write("".join(f"{note}\n" for note in outcome.notes))
     return outcome.exit_code
 
 
@@ -140,7 +141,8 @@ def start_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str | N
 
     quiet = args.quiet or args.parent is not None
     return _run_outcome(lambda: runner.start(plan, args.dag, words, args.run_id, _home(), os.environ,
-                                             parent=args.parent, plan_text=plan_text), quiet)
+                                             parent=args.parent, plan_text=plan_text,
+                                             missed=args.missed), quiet)
 
 
 def retry_cmd(args: argparse.Namespace) -> int:
@@ -221,8 +223,26 @@ def _tree_lines(runs: list[dict[str, Any]], indent: str = "  ") -> list[str]:
     return lines
 
 
+def scheduler_status_cmd(args: argparse.Namespace) -> int:
+    """`dagu status --scheduler`: exit 0 when a scheduler is alive and looping, else 1."""
+    from dagu.runtime.scheduler_status import render_text, scheduler_report
+
+    report = scheduler_report(_home(), time.time())
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_text(report))
+    return EXIT_OK if report.healthy else EXIT_FAILED
+
+
 def status_cmd(args: argparse.Namespace) -> int:
-    view = _view(dag_name_of(args.file), args.run_id)
+    from dagu.runtime.scheduler_status import compile_warning
+
+    name = dag_name_of(args.file)
+    warning = compile_warning(_home(), args.file, name)  # the scheduler runs an older plan than the file
+    if warning:
+        sys.stderr.write(f"dagu status: warning: {warning}\n")
+    view = _view(name, args.run_id)
     st = view.status
     if args.format == "json":
         data = {**st.to_dict(), "path": view.path, "live": view.live, "problems": view.problems,
@@ -272,22 +292,27 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 def history_cmd(args: argparse.Namespace) -> int:
     from dagu.runtime.store import Store
+    from dagu.runtime.tick_history import TickRow, merge, tick_rows
 
     name = dag_name_of(args.file)
-    views = Store(_home()).views(name)
+    items = merge(Store(_home()).views(name), tick_rows(_home(), name, time.time()))
     if args.limit is not None:
-        views = views[: args.limit]
+        items = items[: args.limit]
     if args.format == "json":
-        rows = [{"run_id": v.status.run_id, "status": v.status.status, "started_at": v.status.started_at,
+        rows = [v.to_dict() if isinstance(v, TickRow) else
+                {"run_id": v.status.run_id, "status": v.status.status, "started_at": v.status.started_at,
                  "finished_at": v.status.finished_at,
                  "duration_sec": (v.status.finished_at - v.status.started_at)
                  if v.status.finished_at and v.status.started_at else None,
                  "params": v.status.params, "interrupted": v.status.interrupted, "problems": v.problems,
-                 "path": v.path} for v in views]
+                 "path": v.path} for v in items]
         sys.stdout.write(json.dumps(rows, indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
     rows = [("RUN ID", "STATUS", "STARTED", "DURATION", "PARAMS")]
-    for v in views:
+    for v in items:
+        if isinstance(v, TickRow):  # a tick that did not become a run: its note where params go
+            rows.append((v.run_id or "-", v.status, _fmt_time(v.tick), "-", v.note()))
+            continue
         st = v.status
         took = (st.finished_at or time.time()) - st.started_at if st.started_at else None
         label = st.status + (" (interrupted)" if st.interrupted else "") + (" (damaged)" if v.problems else "")

@@ -49,6 +49,10 @@ class ProcessLauncher:
         paths |= {path for path, (_proc, d) in self.children.items() if d == dag}
         return len(paths)
 
+    def active_ids(self, dag: str) -> list[str]:
+        """The run ids of the DAG's live runs, for the reasons the scheduler records."""
+        return sorted(run.run_id for run in self.store.active_runs(dag))
+
     def last_success(self, dag: str) -> float | None:
         """When the newest succeeded run of the DAG started."""
         for view in self.store.views(dag, repair=False):
@@ -59,6 +63,10 @@ class ProcessLauncher:
     def start(self, plan: Plan, plan_path: str, run_id: str) -> None:
         proc = self._spawn([*self.argv, "start", "-q", plan_path, "--run-id", run_id])
         self.children[self.store.run(plan.root, run_id).path] = (proc, plan.root)
+
+    def missed(self, plan: Plan, plan_path: str, run_id: str, why: str) -> None:
+        """Record missed ticks as a run with status missed; its failure handlers notify."""
+        self._spawn([*self.argv, "start", "-q", plan_path, "--run-id", run_id, "--missed", why])
 
     def stop(self, dag: str) -> None:
         self._spawn([*self.argv, "stop", dag])

@@ -58,8 +58,12 @@ def exit_code_of(status: RunStatus) -> int:
 
 def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None, home: str,
           environ: Mapping[str, str], parent: str | None = None, plan_text: str | None = None,
-          hooks: Sequence[RunHook] = ()) -> Outcome:
-    """Run one DAG of a plan in this process until it ends; `hooks` see every event."""
+          hooks: Sequence[RunHook] = (), missed: str | None = None) -> Outcome:
+    """Run one DAG of a plan in this process until it ends; `hooks` see every event.
+
+    With `missed` (why), no step runs: the run records scheduled ticks that were not run,
+    with status missed, and runs the DAG's failure and exit handlers so someone hears of it.
+    """
     store = Store(home)
     dag = plan.dags.get(dag_name or plan.root)
     if dag is None:
@@ -74,8 +78,9 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
         run = store.create(dag.name, run_id, text)
     except StoreError as exc:
         raise RunRefused(str(exc)) from None
+    ctx.missed = missed
     slot = None
-    if parent is None:  # called DAGs run under their caller's slot
+    if parent is None and missed is None:  # called DAGs run under their caller's slot
         slot = store.take_slot(dag.name, dag.max_active_runs, run)
         if slot is None:
             store.remove(run)

@@ -10,6 +10,8 @@
                           "count" and "last_tick"
     plans/<dag>.plan.json the last plan that compiled, which the runs it starts execute
     leader.lock           flock'd by the active scheduler; content = its pid
+    heartbeat.json        its last loop, next tick per DAG, files that do not compile
+                          (written by scheduler.write_heartbeat, read by scheduler_status.py)
 
 A restart reads `handled_until`, so it neither repeats a tick nor forgets one.
 Run ids are `<dag>-<tick>` (see cron.stamp), so even a tick handled again after

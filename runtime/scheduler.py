@@ -42,6 +42,7 @@ from dagu.runtime.schedule_state import Progress, TickJournal
 from dagu.runtime.store import Store, StoreError, write_atomic
 
 GRACE_SEC = 60.0
+SIZE_CAP_EVERY_SEC = 3600.0  # the data dir's max_history_size, applied this often (and at start)
 MISSED_COUNT_LIMIT = 10_000
 _KIND_ORDER = {"stop": 0, "restart": 1, "start": 2}
 
@@ -109,7 +110,7 @@ class Scheduler:
             why = "outside catchup_window" if dag.catchup_window_sec else \
                 "no catchup_window: missed ticks are not run, like cron"
             for kind, entries in kinds:
-                self._record_missed(dag.name, kind, entries, last, cut, why)
+                self._record_missed(entry, kind, entries, last, cut, why)
         ticks = sorted({(t, kind) for kind, entries in kinds for e in entries
                         for t in cron.fire_times(e, cut, now)}, key=lambda tk: (tk[0], _KIND_ORDER[tk[1]]))
         newest = {kind: max((t for t, k in ticks if k == kind), default=None) for kind, _ in kinds}
@@ -132,13 +133,28 @@ class Scheduler:
         self.progress.set(dag.name, now)
         return now
 
-    def _record_missed(self, dag: str, kind: str, entries, last: float, cut: float, why: str) -> None:
+    def _record_missed(self, entry: DagFile, kind: str, entries, last: float, cut: float, why: str) -> None:
+        """One record per range of missed ticks.  Missed start ticks also become one run with
+        status missed (id: the first tick's), whose failure handlers notify; a restart that
+        handles the range again finds that run and does not record it twice."""
+        dag = entry.dag.name
         missed = sorted({t for e in entries for t in cron.fire_times(e, last, cut, limit=MISSED_COUNT_LIMIT)})
         if not missed:
             return
-        self.journal.add({"at": self.clock.now(), "dag": dag, "kind": kind, "action": "missed",
-                          "tick": missed[0], "tick_utc": _utc(missed[0]), "last_tick": missed[-1],
-                          "count": len(missed), "reason": why})
+        record = {"at": self.clock.now(), "dag": dag, "kind": kind, "action": "missed",
+                  "tick": missed[0], "tick_utc": _utc(missed[0]), "last_tick": missed[-1],
+                  "count": len(missed), "reason": why}
+        if kind == "start":
+            run_id = f"{dag}-{cron.stamp(missed[0])}"
+            text = (f"missed {len(missed)} scheduled tick(s) {_utc(missed[0])} .. {_utc(missed[-1])}: "
+                    f"the scheduler was not running then ({why})")
+            try:
+                if not self.launcher.exists(dag, run_id):
+                    self.launcher.missed(entry.plan, entry.plan_path, run_id, text)
+                record["run_id"] = run_id
+            except Exception as exc:  # the record below still says what was missed
+                record["notify_error"] = f"{type(exc).__name__}: {exc}"
+        self.journal.add(record)
         self.log(f"{dag}: missed {len(missed)} {kind} tick(s) {_utc(missed[0])} .. {_utc(missed[-1])} ({why})")
 
     # -- acting on one tick ------------------------------------------------------
@@ -166,7 +182,8 @@ class Scheduler:
             self.launcher.start(plan, entry.plan_path, run_id)
             record.update(action="started")
         elif dag.overlap_policy == "skip":
-            record.update(action="skipped", reason=f"overlap_policy skip: {active} active run(s), "
+            names = ", ".join(self.launcher.active_ids(dag.name)) or "?"
+            record.update(action="skipped", reason=f"overlap_policy skip: {active} active run(s) ({names}), "
                                                    f"max_active_runs {dag.max_active_runs}")
         else:
             self.launcher.enqueue(plan, run_id, replace=dag.overlap_policy == "latest")
@@ -203,6 +220,11 @@ class LeaderLock:
         self.fd = fd
         return True
 
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
     def holder(self) -> str:
         try:
             with open(self.path, encoding="utf-8") as fh:
@@ -211,20 +233,58 @@ class LeaderLock:
             return "?"
 
 
-def write_heartbeat(root: str, now: float, next_due: Mapping[str, float | None]) -> None:
-    """scheduler/heartbeat.json: this process, the time of its last turn, the next tick per DAG."""
+def write_heartbeat(root: str, now: float, next_due: Mapping[str, float | None],
+                    files: DagFiles | None = None, progress: Progress | None = None,
+                    interval_sec: float = 10.0) -> None:
+    """scheduler/heartbeat.json: this process and the time of its last turn, so `dagu status
+    --scheduler` can tell a live scheduler from a dead or stalled one; per scheduled DAG its file,
+    next tick (and the zone it is read in) and handled_until; and the files that do not compile,
+    so a broken file is never silently missing.  Written every 10 s, so kept cheap: one small
+    progress file read per DAG, and a cron walk only for a DAG whose expressions mix zones."""
+    dags: dict[str, Any] = {}
+    broken: list[dict[str, Any]] = []
+    if files is not None:
+        for name, entry in files.dags().items():
+            t = next_due.get(name)
+            handled = progress.get(name)[0] if progress is not None else None
+            dags[name] = {"file": os.path.abspath(entry.path), "next_tick": t,
+                          "next_tick_utc": _utc(t) if t is not None else None,
+                          "tz": _tick_zone(entry, t, handled), "handled_until": handled}
+        for f in sorted(files.files.values(), key=lambda f: f.path):
+            if f.error:
+                broken.append({"file": os.path.abspath(f.path), "error": f.error,
+                               "dag": f.dag.name if f.dag is not None else None,
+                               "keeps_last_good_plan": f.dag is not None})
     write_atomic(os.path.join(root, "heartbeat.json"), json.dumps({
         "format": 1, "pid": os.getpid(), "host": socket.gethostname(), "at": now,
-        "next": {dag: t for dag, t in sorted(next_due.items())}}) + "\n")
+        "interval_sec": interval_sec,
+        "dags_dir": os.path.abspath(files.directory) if files is not None else None,
+        "dags_dir_problem": files.dir_problem if files is not None else None,
+        "next": {dag: t for dag, t in sorted(next_due.items())},
+        "dags": dags, "broken": broken}, ensure_ascii=False) + "\n")
+
+
+def _tick_zone(entry: DagFile, t: float | None, after: float | None) -> str | None:
+    """The zone the DAG's next tick is read in (the one zone of its expressions, nearly always)."""
+    from dagu.runtime.schedule_explain import zone_name
+
+    s = entry.dag.schedule
+    entries = (*s.start, *s.stop, *s.restart)
+    zones = {e.tz for e in entries}
+    if len(zones) == 1:
+        return zone_name(zones.pop())
+    if t is None or after is None:
+        return None
+    for e in entries:
+        if cron.next_fire(e, after) == t:
+            return zone_name(e.tz)
+    return None
 
 
 def serve(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str],
           stop: Callable[[], bool], log: Callable[[str], None], clock: Any = None,
           poll_sec: float = 1.0, heartbeat_sec: float = 10.0) -> int:
     """Wait to be the leader, then schedule until `stop()` says so."""
-    from dagu.runtime.launcher import ProcessLauncher
-    from dagu.runtime.supervisor import self_argv
-
     clock = clock or SystemClock()
     lock = LeaderLock(os.path.join(home, "scheduler", "leader.lock"))
     waiting = False
@@ -235,6 +295,20 @@ def serve(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str]
         if stop():
             return 0
         clock.sleep(1.0)
+    try:
+        return _lead(home, dags_dir, compile, environ, stop, log, clock, poll_sec, heartbeat_sec)
+    finally:
+        lock.release()
+
+
+def _lead(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str],
+          stop: Callable[[], bool], log: Callable[[str], None], clock: Any,
+          poll_sec: float, heartbeat_sec: float) -> int:
+    """The active scheduler's loop: schedule, dispatch the queues, beat."""
+    from dagu.runtime.launcher import ProcessLauncher
+    from dagu.runtime.retention import apply_size_cap
+    from dagu.runtime.supervisor import self_argv
+
     log(f"active (pid {os.getpid()}), DAGs from {dags_dir}")
     store = Store(home)
     launcher = ProcessLauncher(store, self_argv(), environ)
@@ -242,19 +316,24 @@ def serve(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str]
     sched.files.scan()
     for name in sched.files.dags():  # runs whose supervisor died while no one looked: marked interrupted
         store.views(name, repair=True)
-    beat = 0.0
+    beat, seen, capped = 0.0, None, None
     while not stop():
         wake = sched.step()
+        if capped is None or clock.now() - capped >= SIZE_CAP_EVERY_SEC:
+            apply_size_cap(store, None, log)  # runs also cap after they end; this catches the rest
+            capped = clock.now()
         try:
             launcher.dispatch_queues()
         except Exception as exc:  # a damaged queue entry must not stop the schedules
             log(f"queue: {type(exc).__name__}: {exc}")
         now = clock.now()
-        if now - beat >= heartbeat_sec:
+        # beat at once when a file broke, was fixed, came or went, not up to 10 s later
+        shape = sorted((f.path, f.sha256, f.error is None) for f in sched.files.files.values())
+        if now - beat >= heartbeat_sec or shape != seen:
             try:
-                write_heartbeat(sched.root, now, sched.next_due)
+                write_heartbeat(sched.root, now, sched.next_due, sched.files, sched.progress, heartbeat_sec)
             except StoreError as exc:
                 log(str(exc))
-            beat = now
+            beat, seen = now, shape
         clock.sleep(min(poll_sec, max(0.0, (wake - now) if wake is not None else poll_sec)))
     return 0

@@ -20,7 +20,8 @@ FAILED = "failed"
 ABORTED = "aborted"
 PARTIAL = "partially_succeeded"
 WAITING = "waiting"  # a step waits for approval; no supervisor runs until someone decides
-RUN_FINAL = frozenset({SUCCEEDED, FAILED, ABORTED, PARTIAL})
+MISSED = "missed"  # a scheduled tick that was not run (the scheduler was down): no step ran
+RUN_FINAL = frozenset({SUCCEEDED, FAILED, ABORTED, PARTIAL, MISSED})
 
 # Step statuses: the run statuses plus these two.
 NOT_STARTED = "not_started"

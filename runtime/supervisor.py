@@ -32,7 +32,7 @@ from dagu.executors.base import Job, JobContext, Launch
 from dagu.runtime import accounting, limits as limits_mod, sandbox
 from dagu.runtime.evaluate import EvalError, Scope, StepFacts, read_dotenv, render, resolve_path
 from dagu.runtime.hooks import Hooks
-from dagu.runtime.state import (ABORTED, FAILED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, WAITING,
+from dagu.runtime.state import (ABORTED, FAILED, MISSED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, WAITING,
                                 RunStatus, apply)
 from dagu.runtime.store import Journal, RunDir, hostname
 from dagu.spec.plan import Condition, Dag, Matcher, Plan, Step
@@ -64,6 +64,7 @@ class RunContext:
     parent: str | None = None
     retry_of: RunStatus | None = None  # set by `dagu retry` and by a resume after an approval
     resume: bool = False  # keep every finished step (approval resume), not only the succeeded ones
+    missed: str | None = None  # a record of scheduled ticks not run: why; only the failure/exit handlers run
 
 
 class JournalHook:
@@ -238,6 +239,9 @@ class Supervisor:
             self._restore(ctx.retry_of, ctx.resume)
         self.flush(force=True)
         final: str
+        if ctx.missed:  # the scheduler missed ticks: say so where runs are read, and notify
+            self.error = ctx.missed
+            return self._finish(MISSED, handlers=("failure", "exit"))
         if not retry and self.dag.preconditions:
             unmet = self._unmet(self.dag.preconditions, self._scope(None), ctx.cwd, self._env(None))
             if unmet:

@@ -39,6 +39,9 @@ class FakeLauncher:
     def active(self, dag: str) -> int:
         return self.running.get(dag, 0)
 
+    def active_ids(self, dag: str) -> list[str]:
+        return [f"{dag}-running-{i}" for i in range(self.running.get(dag, 0))]
+
     def last_success(self, dag: str) -> float | None:
         return self.succeeded_at.get(dag)
 
@@ -60,6 +63,10 @@ class FakeLauncher:
 
     def enqueue(self, plan, run_id: str, replace: bool = False) -> None:
         self.calls.append(("enqueue-replace" if replace else "enqueue", run_id))
+        self.runs.add((plan.root, run_id))
+
+    def missed(self, plan, plan_path: str, run_id: str, why: str) -> None:
+        self.calls.append(("missed", run_id, why))
         self.runs.add((plan.root, run_id))
 
 
@@ -170,6 +177,13 @@ def test_catchup_window_runs_recent_ticks_and_records_older_ones_as_missed(world
     assert [c for c in world.launcher.calls if c[0] == "enqueue"] == [("enqueue", "d-20260327T060000Z")]
     [missed] = world.journal("missed")
     assert (missed["count"], missed["tick_utc"]) == (4, "2026-03-27T01:00:00Z")
+    # one run records the range (its failure handlers notify); a restart does not record it again
+    [(kind, run_id, why)] = [c for c in world.launcher.calls if c[0] == "missed"]
+    assert run_id == missed["run_id"] == "d-20260327T010000Z"
+    assert "missed 4 scheduled tick(s) 2026-03-27T01:00:00Z .. 2026-03-27T04:00:00Z" in why
+    world.sched = world.new_scheduler()
+    world.at(2026, 3, 27, 6, 31)
+    assert len([c for c in world.launcher.calls if c[0] == "missed"]) == 1
 
 
 @pytest.mark.parametrize("policy, started, other", [

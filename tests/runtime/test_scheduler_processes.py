@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,9 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+from dagu.runtime import runner
 from dagu.runtime.clock import FakeClock
 from dagu.runtime.launcher import ProcessLauncher
+from dagu.runtime.schedule_state import TickJournal
 from dagu.runtime.scheduler import Scheduler
+from dagu.runtime.state import RUN_FINAL
 from dagu.runtime.store import Store
 from dagu.runtime.supervisor import self_argv
 from tests.runtime.test_scheduler import compile_for_scheduler, utc
@@ -72,3 +76,160 @@ def test_a_standby_scheduler_takes_over_when_the_leader_is_killed(env: Env) -> N
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+SLEEPER = """\
+schedule:
+  start: "CRON_TZ=UTC */5 * * * *"
+  stop: "CRON_TZ=UTC 12 * * * *"
+overlap_policy: skip
+max_active_runs: 1
+steps:
+  - id: nap
+    command: sleep 60
+"""
+
+# A scheduler process that handles two turns on a fake clock (the second starts a run), then
+# lives on until it is killed: what a crashed scheduler leaves behind.
+FIRST_SCHEDULER = """
+import os, sys, time
+from dagu.compiler.pipeline import compile_file
+from dagu.compiler.render import render
+from dagu.runtime.clock import FakeClock
+from dagu.runtime.launcher import ProcessLauncher
+from dagu.runtime.scheduler import Scheduler
+from dagu.runtime.store import Store
+from dagu.runtime.supervisor import self_argv
+
+def comp(path):
+    r = compile_file(path)
+    return (r.plan, None) if r.ok else (None, render("text", r.diagnostics, 1))
+
+home, dags, t0, t1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+clock = FakeClock(t0)
+sched = Scheduler(home, dags, comp, ProcessLauncher(Store(home), self_argv(), os.environ), clock)
+sched.step()
+clock.t = t1
+sched.step()
+print("stepped", flush=True)
+time.sleep(600)
+"""
+
+
+def _wait(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_restarted_scheduler_counts_and_stops_the_run_its_predecessor_started(env: Env) -> None:
+    dags = env.dir / "dags"
+    dags.mkdir()
+    (dags / "sleeper.yaml").write_text(SLEEPER)
+    store = Store(str(env.home))
+    run_id = "sleeper-20260327T120500Z"
+    first = subprocess.Popen([sys.executable, "-c", FIRST_SCHEDULER, str(env.home), str(dags),
+                              str(utc(2026, 3, 27, 12, 0, 30)), str(utc(2026, 3, 27, 12, 5) + 0.2)],
+                             env=env.env, stdout=subprocess.PIPE, text=True, cwd=env.dir)
+    try:
+        assert first.stdout.readline().strip() == "stepped"
+        _wait(lambda: [r.run_id for r in store.active_runs("sleeper")] == [run_id], 20,
+              "the first scheduler's run never took its slot")
+        first.kill()  # the scheduler dies; the run it started lives on
+        first.wait()
+        assert [r.run_id for r in store.active_runs("sleeper")] == [run_id]
+
+        clock = FakeClock(utc(2026, 3, 27, 12, 10) + 0.2)
+        sched = Scheduler(str(env.home), str(dags), compile_for_scheduler,
+                          ProcessLauncher(store, self_argv(), env.env), clock)
+        sched.step()  # the 12:10 start tick: the adopted run counts against max_active_runs 1
+        ticks = [r for r in TickJournal(str(env.home / "scheduler")).read() if r.get("tick") == utc(2026, 3, 27, 12, 10)]
+        assert [(t["kind"], t["action"]) for t in ticks] == [("start", "skipped")]
+        assert f"overlap_policy skip: 1 active run(s) ({run_id})" in ticks[0]["reason"]
+        assert not os.path.isdir(store.run("sleeper", "sleeper-20260327T121000Z").path)
+
+        clock.t = utc(2026, 3, 27, 12, 12) + 0.2
+        sched.step()  # the 12:12 stop tick stops the run the dead scheduler started
+        [stop] = [r for r in TickJournal(str(env.home / "scheduler")).read() if r["kind"] == "stop"]
+        assert stop["action"] == "stopped"
+        _wait(lambda: store.run("sleeper", run_id).read(repair=False).status.status in RUN_FINAL, 20,
+              "the adopted run was not stopped")
+        assert store.run("sleeper", run_id).read().status.status == "aborted"
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        runner.stop(store, "sleeper", wait_sec=10)
+
+
+def test_a_run_whose_supervisor_died_while_no_scheduler_ran_is_marked_interrupted_at_start(env: Env) -> None:
+    dags = env.home / "dags"
+    dags.mkdir()
+    (dags / "nap.yaml").write_text("steps:\n  - id: nap\n    command: sleep 60\n")
+    run = Store(str(env.home)).run("nap", "r1")
+    supervisor = env.popen("start", "-q", str(dags / "nap.yaml"), "--run-id", "r1")
+
+    def raw() -> dict:  # the snapshot as on disk (reading through the store would repair it)
+        try:
+            return json.loads(Path(run.status).read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def events() -> list[str]:
+        return [json.loads(line)["ev"] for line in Path(run.journal).read_text().splitlines() if line.strip()]
+
+    def step_pid() -> int | None:
+        last = run.read(repair=False).status.steps.get("nap")
+        return last.last.pid if last is not None and last.last is not None else None
+
+    pid = None
+    scheduler = None
+    try:
+        _wait(lambda: step_pid() is not None, 20, "the step never started")
+        pid = step_pid()
+        supervisor.kill()  # kill -9 while no scheduler runs: nobody notices yet
+        supervisor.wait()
+        assert "interrupted" not in events() and not raw().get("interrupted")
+        log = env.dir / "scheduler.log"
+        with open(log, "w") as fh:
+            scheduler = subprocess.Popen([sys.executable, "-m", "dagu", "scheduler"], env=env.env,
+                                         stdout=fh, stderr=fh, cwd=env.dir)
+        _wait_line(log, "active", 15)
+        _wait(lambda: raw().get("interrupted") is True, 10, "the scheduler did not mark the run interrupted")
+        assert raw()["status"] == "failed" and events()[-1] == "interrupted"
+    finally:
+        if scheduler is not None:
+            scheduler.send_signal(signal.SIGTERM)
+            scheduler.wait(timeout=10)
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait()
+        if pid:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_the_scheduler_applies_the_history_size_cap_when_it_starts(env: Env) -> None:
+    (env.home / "dags").mkdir()
+    env.write("small.yaml", "steps:\n  - id: a\n    command: head -c 20000 /dev/zero\n")
+    for n in range(3):
+        assert env.run("start", "small.yaml", "--run-id", f"r{n}").returncode == 0
+    from dagu.runtime.disk_usage import measure
+
+    cap = measure(Store(str(env.home))).total - 1  # one byte too many: the oldest run goes
+    log = env.dir / "sched.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "dagu", "scheduler"], stdout=fh, stderr=fh, cwd=env.dir,
+                                env={**env.env, "DAGU_MAX_HISTORY_SIZE": str(cap)})
+    try:
+        _wait_line(log, "active", 15)
+        _wait_line(env.home / "retention.log", '"size"', 15)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    removed = [json.loads(line)["run_id"] for line in (env.home / "retention.log").read_text().splitlines()]
+    assert removed == ["r0"]  # oldest first, and only as much as the cap needs
+    assert [r["run_id"] for r in json.loads(env.run("history", "small", "--format", "json").stdout)] == ["r2", "r1"]
