@@ -347,13 +347,17 @@ def _load_for_run(file: str):
 
 
 def _dry(args: argparse.Namespace) -> int:
-    from dagu.compiler.dry import describe
+    from dagu.runtime.dry import DryError, describe
 
     plan, errors = _load_for_run(args.file)
     if plan is None:
         sys.stderr.write(errors)
         return EXIT_INVALID
-    sys.stdout.write(describe(plan, args.params, args.rest))
+    try:
+        report = describe(plan, args.params, args.rest, os.environ)
+    except DryError as exc:
+        raise cli_run.CommandFailed(str(exc)) from None
+    sys.stdout.write(report)
     return EXIT_OK
 
 

@@ -81,6 +81,14 @@ CODES: dict[str, Code] = _catalogue(
          "Durations are integers of seconds or strings such as 90s, 15m, 6h, 1h30m, 2d."),
     Code("invalid-regex", "error", "invalid regular expression {value}: {reason}",
          "Values prefixed with `re:` are regular expressions (Python `re` syntax, searched anywhere)."),
+    Code("invalid-numeric-comparison", "error", "numeric comparison is invalid: {value}",
+         "`num:` is followed by one of >=, <=, >, <, ==, != and a finite number or one whole "
+         "reference such as ${THRESHOLD}, e.g. num:>=0.9."),
+    Code("duplicate-route-target", "error", "step '{target}' is targeted by multiple routes of router '{step}'",
+         "Each step may be the target of one route; every matching route's targets run, so list a "
+         "step under the one pattern that should choose it."),
+    Code("empty-route-pattern", "error", "route pattern cannot be empty (router '{step}')",
+         "A pattern is an exact value, re: plus a regular expression, or num: plus a comparison."),
     Code("invalid-signal", "error", "unknown signal {value}",
          "signal_on_stop takes a signal name such as SIGTERM, SIGINT or SIGKILL."),
     Code("invalid-dag-name", "error", "invalid DAG name {value}: {reason}",

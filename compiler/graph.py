@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import graphlib
 from dataclasses import dataclass
+from typing import Any
 
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import span_of
@@ -176,18 +177,26 @@ def _report_cycles(ctx: DocContext, depends: dict[str, tuple[str, ...]], edge_wh
 
 
 def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str]) -> None:
-    """Every router target must be a step of the same DAG."""
+    """Every router target must be a step of the same DAG, under one route only (upstream)."""
     for d in drafts:
         routes = d.raw.get("routes")
         if not isinstance(routes, dict):
             continue
+        seen: dict[str, Any] = {}
         for pattern, targets in routes.items():
+            if str(pattern).strip() == "":
+                ctx.report(d.path + ("routes", pattern), "empty-route-pattern", at_key=True, step=d.id)
             tlist = targets if isinstance(targets, list) else [targets]
             for k, target in enumerate(tlist):
+                where = d.path + ("routes", pattern) + ((k,) if isinstance(targets, list) else ())
                 if isinstance(target, str) and target not in ids:
-                    where = d.path + ("routes", pattern) + ((k,) if isinstance(targets, list) else ())
                     ctx.report(where, "unknown-route-target", step=d.id, target=target,
                                notes=suggest(target, sorted(ids)))
+                elif isinstance(target, str) and target in seen and seen[target] != pattern:
+                    ctx.report(where, "duplicate-route-target", step=d.id, target=target,
+                               notes=[f"also under route {seen[target]!r}"])
+                elif isinstance(target, str):
+                    seen[target] = pattern
 
 
 def check_rewind_targets(ctx: DocContext, drafts: list[StepDraft], graph: StepGraph) -> None:

@@ -192,7 +192,7 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         for pattern, targets in raw_routes.items():
             tlist = targets if isinstance(targets, list) else [targets]
             routes.append(Route(
-                match=values.matcher(ctx, path + ("routes", pattern), pattern, owner),
+                match=values.matcher(ctx, path + ("routes", pattern), pattern, owner, at_key=True),
                 targets=tuple(scalar_text(x) for x in tlist if x is not None),
             ))
 

@@ -44,15 +44,27 @@ def parse_duration(ctx: DocContext, path: Path, value: Any) -> float | None:
     return None
 
 
-def matcher(ctx: DocContext, path: Path, value: Any, owner: str | None) -> Matcher:
-    """`re:PATTERN` is a regex searched anywhere; anything else is matched exactly."""
+_NUMERIC = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*(.*?)\s*")
+_WHOLE_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_.]*\}")
+
+
+def matcher(ctx: DocContext, path: Path, value: Any, owner: str | None, at_key: bool = False) -> Matcher:
+    """`re:PATTERN` is a regex searched anywhere; `num:>=N` compares numbers; anything else
+    is matched exactly."""
     text = scalar_text(value)
+    if text.startswith("num:"):
+        m = _NUMERIC.fullmatch(text[4:])
+        operand = m.group(2) if m else ""
+        if m is None or not (_finite(operand) or _WHOLE_REFERENCE.fullmatch(operand)):
+            ctx.report(path, "invalid-numeric-comparison", at_key=at_key, value=repr(text))
+            return Matcher(pattern=[text])
+        return Matcher(pattern=ctx.template(path, operand, owner), compare=m.group(1))
     if text.startswith("re:"):
         pattern = text[3:]
         try:
             re.compile(pattern)
         except re.error as exc:
-            ctx.report(path, "invalid-regex", value=repr(pattern), reason=exc.msg)
+            ctx.report(path, "invalid-regex", at_key=at_key, value=repr(pattern), reason=exc.msg)
         return Matcher(pattern=[pattern] if pattern else [], regex=True)
     return Matcher(pattern=ctx.template(path, text, owner))
 
@@ -264,3 +276,11 @@ def shell_words(ctx: DocContext, path: Path, raw: Any) -> tuple[str, ...]:
         except ValueError as exc:
             ctx.report(path, "invalid-format", where="shell", detail=str(exc))
     return ()
+
+
+def _finite(text: str) -> bool:
+    try:
+        number = float(text)
+    except ValueError:
+        return False
+    return number == number and abs(number) != float("inf")

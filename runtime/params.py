@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Sequence
+from typing import Callable, Sequence
 
 from dagu.runtime.evaluate import EvalError, Scope, render
 from dagu.spec.plan import Param
@@ -31,11 +31,13 @@ def split_words(flag: str | None, rest: Sequence[str]) -> list[str]:
     return words + list(rest)
 
 
-def resolve(declared: Sequence[Param], words: Sequence[str], scope: Scope) -> list[tuple[str, str]]:
+def resolve(declared: Sequence[Param], words: Sequence[str], scope: Scope,
+            run: Callable[[str, Scope], str] | None = None) -> list[tuple[str, str]]:
     """(name, value) pairs in declaration order; positional params are named "1", "2", ...
 
     `scope` evaluates defaults (they may use backticks and earlier params); it
-    is updated as params are resolved.
+    is updated as params are resolved.  `run` evaluates backticks (default: run
+    them; `dagu dry` runs nothing).
     """
     named_decl = {p.name: p for p in declared if not p.positional}
     positional_decl = [p for p in declared if p.positional]
@@ -44,11 +46,11 @@ def resolve(declared: Sequence[Param], words: Sequence[str], scope: Scope) -> li
     for word in words:
         name, sep, value = word.partition("=")
         if sep and _NAME.match(name):
-            if named_decl or positional_decl:
-                if name not in named_decl:
-                    known = ", ".join(named_decl) or "none (only positional params)"
-                    raise ParamError(f"unknown param {name!r} (declared named params: {known}); "
-                                     "declare it under params: or pass it positionally")
+            if name not in named_decl:  # a typo must not run the DAG with its default instead
+                known = ", ".join(named_decl) or ("none (only positional params)" if positional_decl
+                                                  else "none: the DAG declares no params")
+                raise ParamError(f"unknown param {name!r} (declared named params: {known}); "
+                                 "declare it under params: or pass it positionally")
             given_named[name] = value
         else:
             given_positional.append(word)
@@ -62,7 +64,7 @@ def resolve(declared: Sequence[Param], words: Sequence[str], scope: Scope) -> li
         if p.default is None:
             return None
         try:
-            return render(p.default, scope, False)
+            return render(p.default, scope, False, run)
         except EvalError as exc:
             raise ParamError(f"default of param {p.name!r}: {exc}") from None
 
@@ -91,10 +93,6 @@ def resolve(declared: Sequence[Param], words: Sequence[str], scope: Scope) -> li
         if value is not None:
             out.append((str(i + 1), value))
             scope.vars[str(i + 1)] = value
-    for name, value in given_named.items():
-        if name not in named_decl:  # undeclared but allowed: the DAG declares no params at all
-            out.append((name, value))
-            scope.vars[name] = value
     return out
 
 

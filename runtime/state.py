@@ -174,6 +174,7 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
         state = _step(status, event)
         state.status = SKIPPED
         state.reason = event.get("reason")
+        state.tolerated = bool(event.get("tolerated", False))  # a router's unchosen target
     elif kind in ("approved", "rejected"):
         state = _step(status, event)
         state.approval = {"decision": kind, "by": event.get("by"), "at": event["at"],

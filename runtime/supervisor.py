@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import resource
 import selectors
@@ -24,6 +25,7 @@ import signal
 import subprocess
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -158,6 +160,11 @@ class Supervisor:
         self.timed: dict[int, Proc] = {}  # processes with a timeout or a pending SIGKILL
         self.polled: set[int] = set()  # processes without a pidfd (old kernels): polled
         self.active: set[str] = set()  # keys of nodes with processes running
+        # preconditions that run commands are checked on threads, so a slow one does not stall
+        # the bookkeeping of running steps: node -> (scope, cwd), results back through `checked`
+        self.checking: dict[str, tuple[Node, Scope, str]] = {}
+        self.checked: "queue.SimpleQueue[tuple[str, str | None, BaseException | None]]" = queue.SimpleQueue()
+        self.checker: ThreadPoolExecutor | None = None
         self.timers: list[tuple[float, Node]] = []
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -223,6 +230,8 @@ class Supervisor:
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
+            if self.checker is not None:
+                self.checker.shutdown(wait=False, cancel_futures=True)
             self.sampler.close()
             self.selector.close()
             os.close(self.wake_r)
@@ -361,13 +370,15 @@ class Supervisor:
         while True:
             self._start_ready()
             self.flush()
-            if not self.procs and not self.timers and not self.ready:
+            if not self.procs and not self.timers and not self.ready \
+                    and (not self.checking or self.stop_reason is not None):
                 return
             timeout = self._next_deadline()
             events = self.selector.select(timeout)
             for key, _mask in events:
                 if key.data is None:
                     self._drain_wake()
+                    self._take_checked()
                 else:
                     self._reap(key.data)
             self._poll_without_pidfd()
@@ -483,13 +494,16 @@ class Supervisor:
                 return NOT_STARTED, f"not run: step {d!r} {dep.status}"
             if dep.status == NOT_STARTED:
                 return NOT_STARTED, f"not run: step {d!r} did not run"
-            if dep.status == SKIPPED and not dep.step.continue_on.skipped:
+            if dep.status == SKIPPED and not dep.step.continue_on.skipped and not dep.tolerated:
                 skipped_by = skipped_by or f"skipped because step {d!r} was skipped"
-            if d in self.routers and node.step.id in self._route_targets(d):
-                if node.step.id not in self.route_choice.get(d, set()):
-                    skipped_by = skipped_by or f"skipped: router {d!r} did not choose this step"
         if skipped_by:
             return SKIPPED, skipped_by
+        for d in node.step.depends:
+            if d in self.routers and node.step.id in self._route_targets(d) \
+                    and node.step.id not in self.route_choice.get(d, set()):
+                # upstream: what depends on a target the router did not choose still runs
+                node.tolerated = True
+                return SKIPPED, f"skipped: router {d!r} did not choose this step"
         return None
 
     def _route_targets(self, router: str) -> set[str]:
@@ -597,7 +611,10 @@ class Supervisor:
             else:
                 value = render(cond.condition, scope, False)
                 ok = self._matches(cond.expected, value, scope)
-                text = f"{value!r} does not match {render(cond.expected.pattern, scope, False)!r}"
+                wanted = render(cond.expected.pattern, scope, False)
+                text = (f"{value!r} does not match {wanted!r}" if not cond.expected.compare else
+                        f"{value!r} is not a number" if _number(value) is None else
+                        f"{value!r} is not {cond.expected.compare} {wanted}")
             if cond.negate:
                 ok = not ok
                 text = f"negated condition holds ({text.replace(' does not match ', ' matches ')})"
@@ -610,6 +627,9 @@ class Supervisor:
         """A `re:` pattern is searched anywhere; literal text must equal the value (or, with
         `contains`, appear in it, as continue_on.output reads stdout lines)."""
         pattern = render(matcher.pattern, scope, False)
+        if matcher.compare:
+            left, right = _number(value), _number(pattern)
+            return left is not None and right is not None and _COMPARE[matcher.compare](left, right)
         if matcher.regex:
             try:
                 return re.search(pattern, value) is not None
@@ -635,19 +655,60 @@ class Supervisor:
         scope = self._scope(node)
         try:
             cwd = self._cwd(step, scope)
-            if step.preconditions:
-                unmet = self._unmet(step.preconditions, Scope(scope.vars, scope.env, cwd, scope.steps), cwd,
-                                    scope.env)
-                if unmet:
-                    self._conclude(node, SKIPPED, reason=f"precondition not met: {unmet}", event="step_skipped")
-                    return
+            if step.preconditions and _runs_commands(step.preconditions):
+                self._check_on_thread(node, scope, cwd)
+                return
+            unmet = self._unmet(step.preconditions, Scope(scope.vars, scope.env, cwd, scope.steps), cwd,
+                                scope.env) if step.preconditions else None
         except (EvalError, OSError) as exc:
             self._fail_without_process(node, self._located(node, str(exc)))
             return
-        if inline:
+        self._after_check(node, scope, unmet)
+
+    def _after_check(self, node: Node, scope: Scope, unmet: str | None) -> None:
+        if unmet:
+            self._conclude(node, SKIPPED, reason=f"precondition not met: {unmet}", event="step_skipped")
+        elif node.step.routes or node.step.type in ("router", "noop"):
             self._inline(node, scope)
-            return
-        self._launch(node)
+        else:
+            self._launch(node)
+
+    def _check_on_thread(self, node: Node, scope: Scope, cwd: str) -> None:
+        """Evaluate the step's preconditions on a worker thread; `_take_checked` goes on."""
+        if self.checker is None:
+            self.checker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precondition")
+        key = node.key
+        self.checking[key] = (node, scope, cwd)
+        self.active.add(key)  # a step being checked counts against max_active_steps
+        conditions, env = node.step.preconditions, scope.env
+        check_scope = Scope(scope.vars, scope.env, cwd, scope.steps)
+
+        def work() -> None:
+            try:
+                self.checked.put((key, self._unmet(conditions, check_scope, cwd, env), None))
+            except BaseException as exc:  # handed to the loop, which reports it on the step
+                self.checked.put((key, None, exc))
+            try:
+                os.write(self.wake_w, b"c")
+            except OSError:
+                pass
+
+        self.checker.submit(work)
+
+    def _take_checked(self) -> None:
+        while True:
+            try:
+                key, unmet, exc = self.checked.get_nowait()
+            except queue.Empty:
+                return
+            node, scope, _cwd = self.checking.pop(key)
+            self.active.discard(key)
+            if self.stop_reason is not None:
+                continue  # stopping: the step does not start, as a step still in line would not
+            if exc is not None:
+                self._fail_without_process(node, self._located(node, str(exc)))
+            else:
+                self._after_check(node, scope, unmet)
 
     def _located(self, node: Node, message: str) -> str:
         """A configuration error of a step, prefixed with where the step is written (file:line:col)."""
@@ -670,20 +731,43 @@ class Supervisor:
         self._conclude(node, FAILED, reason=error, error=error)
 
     def _inline(self, node: Node, scope: Scope) -> None:
-        """Router and noop steps: decided here, no process."""
+        """Router and noop steps: decided here, no process.  A router still writes what it
+        decided to its stdout log (upstream's text), so `dagu logs --step` shows why."""
         node.attempt += 1
+        stdout = self.ctx.run.step_log(node.step.id, node.attempt, "out") if node.step.routes else None
         self.emit("step_started", step=node.step.id, name=node.step.name, handler=node.handler,
-                  attempt=node.attempt)
+                  attempt=node.attempt, **({"stdout": stdout} if stdout else {}))
         outputs = None
         if node.step.routes:
             value = render(node.step.value or [], scope, False)
             chosen: set[str] = set()
+            table = []
             for route in node.step.routes:
                 if self._matches(route.match, value, scope):
                     chosen.update(route.targets)
+                pattern = render(route.match.pattern, scope, False)
+                prefix = f"num:{route.match.compare}" if route.match.compare else "re:" if route.match.regex else ""
+                table.append((route.match.regex, pattern == ".*" and route.match.regex, prefix + pattern,
+                              route.targets))
+            numeric = any(r.match.compare for r in node.step.routes)
+            if numeric and _number(value) is None:
+                chosen = set()  # upstream: a numeric gate that cannot be evaluated runs no target
             self.route_choice[node.step.id] = chosen
             outputs = {"value": value, "selected": sorted(chosen)}
-        self.facts[node.step.id] = StepFacts(exit_code=0, outputs=outputs)
+            lines = [f"Router evaluating: {value}"] + [
+                f"  {text} -> [{' '.join(targets)}]" for _re, _all, text, targets in
+                sorted(table, key=lambda row: (row[1], row[0]))]
+            try:
+                with open(stdout, "w", encoding="utf-8") as fh:
+                    fh.write("\n".join(lines) + "\n")
+            except OSError:
+                pass  # the decision is in the journal too; a log that cannot be written loses nothing
+            if numeric and _number(value) is None:
+                error = f"router value {value!r} is not a finite number, and a num: route needs one"
+                self.facts[node.step.id] = StepFacts(exit_code=1, outputs=outputs, stdout=stdout)
+                self._conclude(node, FAILED, exit_code=1, reason=error, error=error, extra={"outputs": outputs})
+                return
+        self.facts[node.step.id] = StepFacts(exit_code=0, outputs=outputs, stdout=stdout)
         self._conclude(node, SUCCEEDED, exit_code=0, extra={"outputs": outputs} if outputs else None)
 
     def _launch(self, node: Node) -> None:
@@ -1051,7 +1135,8 @@ class Supervisor:
         if extra:
             data.update(extra)
         if event == "step_skipped":
-            self.emit("step_skipped", step=node.step.id, name=node.step.name, handler=node.handler, reason=reason)
+            self.emit("step_skipped", step=node.step.id, name=node.step.name, handler=node.handler, reason=reason,
+                      **({"tolerated": True} if node.tolerated else {}))
         else:
             self.emit("step_finished", step=node.step.id, name=node.step.name, handler=node.handler,
                       attempt=node.attempt, status=status, reason=reason, **data)
@@ -1066,6 +1151,26 @@ class Supervisor:
             dep.waiting -= 1
             if dep.waiting == 0:
                 self._make_ready(dep)
+
+
+_COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+            "<": lambda a, b: a < b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+def _number(text: str) -> float | None:
+    """The finite number `text` spells, else None (num: patterns compare only numbers)."""
+    try:
+        number = float(text.strip())
+    except ValueError:
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def _runs_commands(conditions: tuple[Condition, ...]) -> bool:
+    """Whether checking the conditions runs a process (a command condition or a backtick)."""
+    def has_cmd(parts: Any) -> bool:
+        return any(isinstance(p, dict) and "cmd" in p for p in parts or ())
+    return any(c.expected is None or has_cmd(c.condition) or has_cmd(c.expected.pattern) for c in conditions)
 
 
 def self_argv() -> list[str]:

@@ -54,10 +54,12 @@ class SourceRef:
 
 @dataclass(frozen=True)
 class Matcher:
-    """A value to compare against: exact text, or a regex (`re:` prefix) searched anywhere."""
+    """A value to compare against: exact text, a regex (`re:` prefix) searched anywhere, or a
+    number (`num:>=0.9`: `compare` holds the operator, `pattern` the threshold)."""
 
     pattern: Template
     regex: bool = False
+    compare: str | None = None
 
 
 @dataclass(frozen=True)
