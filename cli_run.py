@@ -466,7 +466,7 @@ def dequeue_cmd(args: argparse.Namespace) -> int:
 def queue_cmd(args: argparse.Namespace) -> int:
     from dagu.runtime.queue import Queues, dispatch
     from dagu.runtime.store import Store
-    from dagu.runtime.supervisor import self_argv
+    from dagu.runtime.run_context import self_argv
 
     store = Store(_home())
     if args.action == "list":

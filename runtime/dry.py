@@ -10,11 +10,10 @@ output is shown as decided at run time.  It assumes every step succeeds.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from dagu.runtime import sandbox
+from dagu.runtime import conditions, sandbox
 from dagu.runtime.evaluate import EvalError, Scope, read_dotenv, render, resolve_path
 from dagu.runtime.params import ParamError, resolve, split_words
 from dagu.spec.plan import Condition, Dag, Matcher, Plan, Step
@@ -122,22 +121,10 @@ def _value(parts: list, scope: Scope) -> str | None:
 
 
 def _holds(matcher: Matcher, value: str, scope: Scope) -> bool | None:
-    pattern = _value(matcher.pattern, scope)
-    if pattern is None:
+    """Whether the value matches, or None when the pattern is known only at run time."""
+    if _value(matcher.pattern, scope) is None:
         return None
-    if matcher.compare:
-        try:
-            left, right = float(value), float(pattern)
-        except ValueError:
-            return False
-        return {">=": left >= right, "<=": left <= right, ">": left > right, "<": left < right,
-                "==": left == right, "!=": left != right}[matcher.compare]
-    if matcher.regex:
-        try:
-            return re.search(pattern, value) is not None
-        except re.error:
-            return False
-    return value == pattern
+    return conditions.matches(matcher, value, scope)  # the pattern is known: nothing runs
 
 
 def _unmet(conditions: tuple[Condition, ...], scope: Scope) -> tuple[str | None, bool]:

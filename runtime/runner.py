@@ -21,7 +21,8 @@ from dagu.runtime.params import ParamError
 from dagu.runtime.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, RunStatus
 from dagu.runtime.store import DiskFullError, Journal, RunDir, Store, StoreError
 from dagu.runtime.hooks import RunHook
-from dagu.runtime.supervisor import RunContext, Supervisor, build_context
+from dagu.runtime.run_context import RunContext, build_context
+from dagu.runtime.supervisor import Supervisor
 from dagu.spec.plan import Dag, Plan, dump_plan
 
 

@@ -307,7 +307,7 @@ def _lead(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str]
     """The active scheduler's loop: schedule, dispatch the queues, beat."""
     from dagu.runtime.launcher import ProcessLauncher
     from dagu.runtime.retention import apply_size_cap
-    from dagu.runtime.supervisor import self_argv
+    from dagu.runtime.run_context import self_argv
 
     log(f"active (pid {os.getpid()}), DAGs from {dags_dir}")
     store = Store(home)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import resource
 import selectors
 import signal
@@ -31,13 +30,14 @@ from typing import Any, Mapping
 
 from dagu.executors import ExecutorError, job_for
 from dagu.executors.base import Job, JobContext, Launch
-from dagu.runtime import accounting, limits as limits_mod, sandbox
-from dagu.runtime.evaluate import EvalError, Scope, StepFacts, read_dotenv, render, resolve_path
+from dagu.runtime import accounting, conditions, limits as limits_mod, sandbox
+from dagu.runtime.run_context import RunContext
+from dagu.runtime.evaluate import EvalError, Scope, StepFacts, render, resolve_path
 from dagu.runtime.hooks import Hooks
 from dagu.runtime.state import (ABORTED, FAILED, MISSED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, WAITING,
                                 RunStatus, apply)
-from dagu.runtime.store import Journal, RunDir, hostname
-from dagu.spec.plan import Condition, Dag, Matcher, Plan, Step
+from dagu.runtime.store import Journal, hostname
+from dagu.spec.plan import Step
 
 HANDLER_ORDER = ("init", "success", "failure", "abort", "exit")
 HANDLER_NAMES = {"init": "onInit", "success": "onSuccess", "failure": "onFailure", "abort": "onAbort",
@@ -45,28 +45,6 @@ HANDLER_NAMES = {"init": "onInit", "success": "onSuccess", "failure": "onFailure
 DEFAULT_GRACE_SEC = 5.0
 SNAPSHOT_EVERY_SEC = 2.0
 SNAPSHOT_MAX_SHARE = 0.02  # while running, snapshots take at most this share of the supervisor's time
-
-
-@dataclass
-class RunContext:
-    """Everything about the run that is not the plan: ids, where, who called, with what."""
-
-    plan: Plan
-    plan_path: str
-    dag: Dag
-    run: RunDir | None  # set once params are known to be good and the run directory exists
-    run_id: str
-    params: list[tuple[str, str]]
-    run_vars: dict[str, str]  # params + dotenv + DAG env, evaluated
-    base_env: dict[str, str]  # the process environment every step starts from
-    cwd: str
-    home: str
-    self_argv: list[str]
-    environ: Mapping[str, str]  # the supervisor's own environment
-    parent: str | None = None
-    retry_of: RunStatus | None = None  # set by `dagu retry` and by a resume after an approval
-    resume: bool = False  # keep every finished step (approval resume), not only the succeeded ones
-    missed: str | None = None  # a record of scheduled ticks not run: why; only the failure/exit handlers run
 
 
 class JournalHook:
@@ -252,7 +230,7 @@ class Supervisor:
             self.error = ctx.missed
             return self._finish(MISSED, handlers=("failure", "exit"))
         if not retry and self.dag.preconditions:
-            unmet = self._unmet(self.dag.preconditions, self._scope(None), ctx.cwd, self._env(None))
+            unmet = conditions.unmet(self.dag.preconditions, self._scope(None), ctx.cwd, self._env(None))
             if unmet:
                 for node in self.nodes.values():
                     self.emit("step_skipped", step=node.step.id, reason="DAG precondition not met")
@@ -598,45 +576,6 @@ class Supervisor:
     def _env(self, node: Node | None) -> dict[str, str]:
         return self._scope(node).env
 
-    # ------------------------------------------------------------------ conditions
-
-    def _unmet(self, conditions: tuple[Condition, ...], scope: Scope, cwd: str, env: dict[str, str]) -> str | None:
-        """The first condition that does not hold, described, or None."""
-        for cond in conditions:
-            if cond.expected is None:
-                command = render(cond.condition, scope, True)
-                ok = subprocess.run(["sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-                text = f"`{command}` exited nonzero"
-            else:
-                value = render(cond.condition, scope, False)
-                ok = self._matches(cond.expected, value, scope)
-                wanted = render(cond.expected.pattern, scope, False)
-                text = (f"{value!r} does not match {wanted!r}" if not cond.expected.compare else
-                        f"{value!r} is not a number" if _number(value) is None else
-                        f"{value!r} is not {cond.expected.compare} {wanted}")
-            if cond.negate:
-                ok = not ok
-                text = f"negated condition holds ({text.replace(' does not match ', ' matches ')})"
-            if not ok:
-                return text
-        return None
-
-    @staticmethod
-    def _matches(matcher: Matcher, value: str, scope: Scope, contains: bool = False) -> bool:
-        """A `re:` pattern is searched anywhere; literal text must equal the value (or, with
-        `contains`, appear in it, as continue_on.output reads stdout lines)."""
-        pattern = render(matcher.pattern, scope, False)
-        if matcher.compare:
-            left, right = _number(value), _number(pattern)
-            return left is not None and right is not None and _COMPARE[matcher.compare](left, right)
-        if matcher.regex:
-            try:
-                return re.search(pattern, value) is not None
-            except re.error:
-                return False
-        return pattern in value if contains else value == pattern
-
     # ------------------------------------------------------------------ starting a step
 
     def _begin(self, node: Node) -> None:
@@ -655,10 +594,10 @@ class Supervisor:
         scope = self._scope(node)
         try:
             cwd = self._cwd(step, scope)
-            if step.preconditions and _runs_commands(step.preconditions):
+            if step.preconditions and conditions.runs_commands(step.preconditions):
                 self._check_on_thread(node, scope, cwd)
                 return
-            unmet = self._unmet(step.preconditions, Scope(scope.vars, scope.env, cwd, scope.steps), cwd,
+            unmet = conditions.unmet(step.preconditions, Scope(scope.vars, scope.env, cwd, scope.steps), cwd,
                                 scope.env) if step.preconditions else None
         except (EvalError, OSError) as exc:
             self._fail_without_process(node, self._located(node, str(exc)))
@@ -680,12 +619,12 @@ class Supervisor:
         key = node.key
         self.checking[key] = (node, scope, cwd)
         self.active.add(key)  # a step being checked counts against max_active_steps
-        conditions, env = node.step.preconditions, scope.env
+        checks, env = node.step.preconditions, scope.env
         check_scope = Scope(scope.vars, scope.env, cwd, scope.steps)
 
         def work() -> None:
             try:
-                self.checked.put((key, self._unmet(conditions, check_scope, cwd, env), None))
+                self.checked.put((key, conditions.unmet(checks, check_scope, cwd, env), None))
             except BaseException as exc:  # handed to the loop, which reports it on the step
                 self.checked.put((key, None, exc))
             try:
@@ -739,33 +678,18 @@ class Supervisor:
                   attempt=node.attempt, **({"stdout": stdout} if stdout else {}))
         outputs = None
         if node.step.routes:
-            value = render(node.step.value or [], scope, False)
-            chosen: set[str] = set()
-            table = []
-            for route in node.step.routes:
-                if self._matches(route.match, value, scope):
-                    chosen.update(route.targets)
-                pattern = render(route.match.pattern, scope, False)
-                prefix = f"num:{route.match.compare}" if route.match.compare else "re:" if route.match.regex else ""
-                table.append((route.match.regex, pattern == ".*" and route.match.regex, prefix + pattern,
-                              route.targets))
-            numeric = any(r.match.compare for r in node.step.routes)
-            if numeric and _number(value) is None:
-                chosen = set()  # upstream: a numeric gate that cannot be evaluated runs no target
-            self.route_choice[node.step.id] = chosen
-            outputs = {"value": value, "selected": sorted(chosen)}
-            lines = [f"Router evaluating: {value}"] + [
-                f"  {text} -> [{' '.join(targets)}]" for _re, _all, text, targets in
-                sorted(table, key=lambda row: (row[1], row[0]))]
+            decision = conditions.route(node.step, scope)
+            self.route_choice[node.step.id] = decision.chosen
+            outputs = decision.outputs
             try:
                 with open(stdout, "w", encoding="utf-8") as fh:
-                    fh.write("\n".join(lines) + "\n")
+                    fh.write(decision.log)
             except OSError:
                 pass  # the decision is in the journal too; a log that cannot be written loses nothing
-            if numeric and _number(value) is None:
-                error = f"router value {value!r} is not a finite number, and a num: route needs one"
+            if decision.error:
                 self.facts[node.step.id] = StepFacts(exit_code=1, outputs=outputs, stdout=stdout)
-                self._conclude(node, FAILED, exit_code=1, reason=error, error=error, extra={"outputs": outputs})
+                self._conclude(node, FAILED, exit_code=1, reason=decision.error, error=decision.error,
+                               extra={"outputs": outputs})
                 return
         self.facts[node.step.id] = StepFacts(exit_code=0, outputs=outputs, stdout=stdout)
         self._conclude(node, SUCCEEDED, exit_code=0, extra={"outputs": outputs} if outputs else None)
@@ -1080,7 +1004,7 @@ class Supervisor:
             return policy.mode == "while"
         scope = self._scope(node)
         try:
-            met = self._unmet((policy.condition,), scope, scope.cwd, scope.env) is None
+            met = conditions.unmet((policy.condition,), scope, scope.cwd, scope.env) is None
         except EvalError:
             return False
         return met if policy.mode == "while" else not met
@@ -1109,7 +1033,7 @@ class Supervisor:
                 with open(node.stdout, encoding="utf-8", errors="replace") as fh:
                     for line in fh:
                         line = line.rstrip("\n")
-                        if any(self._matches(m, line, scope, contains=True) for m in rule.output):
+                        if any(conditions.matches(m, line, scope, contains=True) for m in rule.output):
                             return True
             except OSError:
                 return False
@@ -1153,75 +1077,3 @@ class Supervisor:
                 self._make_ready(dep)
 
 
-_COMPARE = {">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
-            "<": lambda a, b: a < b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
-
-
-def _number(text: str) -> float | None:
-    """The finite number `text` spells, else None (num: patterns compare only numbers)."""
-    try:
-        number = float(text.strip())
-    except ValueError:
-        return None
-    return number if number == number and abs(number) != float("inf") else None
-
-
-def _runs_commands(conditions: tuple[Condition, ...]) -> bool:
-    """Whether checking the conditions runs a process (a command condition or a backtick)."""
-    def has_cmd(parts: Any) -> bool:
-        return any(isinstance(p, dict) and "cmd" in p for p in parts or ())
-    return any(c.expected is None or has_cmd(c.condition) or has_cmd(c.expected.pattern) for c in conditions)
-
-
-def self_argv() -> list[str]:
-    """How to run dagu itself: the frozen binary when frozen, else this Python with -m dagu."""
-    import sys
-
-    if getattr(sys, "frozen", False):
-        return [sys.executable]
-    return [sys.executable, "-m", "dagu"]
-
-
-def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_id: str, words: list[str], home: str,
-                  environ: Mapping[str, str], parent: str | None = None,
-                  retry_of: RunStatus | None = None) -> RunContext:
-    """Evaluate what the whole run shares: sandboxed base env, dotenv, params, DAG env, working dir.
-
-    Raises ParamError / EvalError before anything runs.
-    """
-    from dagu.runtime.params import resolve
-
-    box = dag.settings.get("sandbox") or {}
-    base = sandbox.base_environment(environ, box.get("env_passthrough", ()), bool(box.get("inherit_env")))
-    variables: dict[str, str] = {}
-    for name in dag.dotenv:
-        path = resolve_path(dag.base_dir, name)
-        if os.path.isfile(path):
-            try:
-                variables.update(read_dotenv(path))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise EvalError(f"dotenv file {path}: {exc}") from None
-    env = {**base, **variables}
-    scope = Scope(vars=dict(variables), env=env, cwd=dag.base_dir)
-    specials = {"DAG_NAME": dag.name, "DAG_RUN_ID": run_id}
-    scope.vars.update(specials)
-    if retry_of is not None:  # a retry (or resume) runs with the params its run started with
-        params = [tuple(p.split("=", 1)) for p in retry_of.params if "=" in p]
-        scope.vars.update(dict(params))
-    else:
-        params = resolve(dag.params, words, scope)
-    for k, v in params:
-        if not k.isdigit():
-            scope.env[k] = v
-    for entry in dag.env:
-        value = render(entry.value, scope, False)
-        scope.vars[entry.name] = value
-        scope.env[entry.name] = value
-    cwd = dag.base_dir
-    if dag.working_dir is not None:
-        cwd = resolve_path(dag.base_dir, render(dag.working_dir, scope, False))
-    for k in specials:
-        scope.vars.pop(k, None)
-    return RunContext(plan=plan, plan_path=plan_path, dag=dag, run=run, run_id=run_id, params=params,
-                      run_vars=scope.vars, base_env=base, cwd=cwd, home=home, self_argv=self_argv(),
-                      environ=environ, parent=parent, retry_of=retry_of)

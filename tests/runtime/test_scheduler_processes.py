@@ -17,7 +17,7 @@ from dagu.runtime.schedule_state import TickJournal
 from dagu.runtime.scheduler import Scheduler
 from dagu.runtime.state import RUN_FINAL
 from dagu.runtime.store import Store
-from dagu.runtime.supervisor import self_argv
+from dagu.runtime.run_context import self_argv
 from tests.runtime.test_scheduler import compile_for_scheduler, utc
 from tests.runtime.conftest import Env
 
@@ -99,7 +99,7 @@ from dagu.runtime.clock import FakeClock
 from dagu.runtime.launcher import ProcessLauncher
 from dagu.runtime.scheduler import Scheduler
 from dagu.runtime.store import Store
-from dagu.runtime.supervisor import self_argv
+from dagu.runtime.run_context import self_argv
 
 def comp(path):
     r = compile_file(path)
