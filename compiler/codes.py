@@ -135,6 +135,9 @@ CODES: dict[str, Code] = _catalogue(
     Code("bad-rewind-target", "error", "approval of step '{step}' rewinds to '{target}', {why}",
          "approval.rewind_to names the step a push-back runs again from: the approval step itself or a "
          "step it depends on (directly or through others), by id or name."),
+    Code("undeclared-call-param", "error", "step '{step}' passes param '{param}', which DAG '{target}' does not declare",
+         "A called DAG refuses named params it does not declare; declare it under the called DAG's params: "
+         "or fix the name."),
     Code("unknown-call-target", "error", "step '{step}' calls unknown DAG '{target}'",
          "call names a DAG defined in the same file (after ---) or a file NAME.yaml beside it."),
     Code("call-recursion", "error", "sub-DAG calls form a loop: {cycle}",

@@ -162,6 +162,7 @@ def _compile_file(path: str, reporter: Reporter) -> CompileResult:
                 if callee.order:
                     edges.setdefault(callee.order[0], (ctx, where))
     _report_recursion(calls)
+    _check_call_params(units, dags)
     root = units[root_key]
     used_bases = bases.used()
     if used_bases:
@@ -198,6 +199,25 @@ def _display_path(path: str) -> str:
     """How diagnostics name a file found through `call`: relative to the cwd when inside it."""
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+def _check_call_params(units: dict[str, FileUnit], dags: dict[str, Dag]) -> None:
+    """A call may pass only the named params its DAG declares: the run would refuse the rest
+    (runtime/params.py), after the steps before the call had already run."""
+    for unit in units.values():
+        for name in unit.order:
+            compiled, ctx = unit.dags[name], unit.contexts[name]
+            steps = {s.id: s for s in compiled.dag.steps}
+            for target, where in compiled.calls:
+                callee, step = dags.get(target), steps.get(_step_id(ctx, where))
+                if callee is None or step is None or step.call is None:
+                    continue
+                declared = {p.name for p in callee.params if not p.positional}
+                for param in step.call.params:
+                    if not param.name.isdigit() and param.name not in declared:
+                        at = where[:-1] + ("params",) if where and where[-1] == "call" else where
+                        ctx.report(at, "undeclared-call-param", step=step.id, param=param.name, target=target,
+                                   notes=[f"DAG '{target}' declares: {', '.join(sorted(declared)) or 'no named params'}"])
 
 
 def _step_id(ctx: DocContext, where: tuple) -> str:

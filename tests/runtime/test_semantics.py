@@ -272,3 +272,22 @@ def test_a_slow_precondition_does_not_hold_up_other_steps(env: Env) -> None:
     # the chain finished while the 4 s precondition was still being checked
     assert st["steps"]["after_quick"]["attempts"][0]["finished_at"] - started < 3
     assert st["finished_at"] - started >= 4
+
+
+def test_a_call_passing_a_param_the_called_dag_does_not_declare_is_a_compile_error(env: Env) -> None:
+    env.write("caller.yaml", """
+        steps:
+          - id: invoke
+            call: child
+            params: "WHO=parent WHOM=typo"
+        """)
+    env.write("child.yaml", """
+        params:
+          - WHO: nobody
+        steps:
+          - id: greet
+            command: echo "${WHO}"
+        """)
+    res = env.run("compile", "caller.yaml")
+    assert res.returncode == 1
+    assert "caller.yaml:5:13: error: step 'invoke' passes param 'WHOM', which DAG 'child' does not declare" in res.stdout

@@ -133,8 +133,10 @@ steps:
 """
 
 CHILD_WORKFLOW = """\
+params:
+  - X: none
 steps:
-  - command: echo child ${ITEM}
+  - command: echo child ${ITEM} ${X}
 """
 
 
