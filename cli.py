@@ -162,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     sa = sub.add_parser("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
     sa.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
+    sub.add_parser("zygote", help=argparse.SUPPRESS)  # the scheduler's run forker (runtime/launcher.py)
     sq = sub.add_parser("start-queued", help=argparse.SUPPRESS)  # the dispatcher's way to start one
     sq.add_argument("target", metavar="DAG/RUN_ID")
     sq.add_argument("-q", "--quiet", action="store_true")
@@ -318,6 +319,13 @@ def _explain_schedule(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed else EXIT_OK
 
 
+def _zygote() -> int:
+    from dagu.runtime.launcher import zygote_main
+
+    zygote_main()
+    return EXIT_OK
+
+
 def _status(args: argparse.Namespace) -> int:
     if args.scheduler:
         return cli_run.scheduler_status_cmd(args)
@@ -457,6 +465,7 @@ COMMANDS = {
     "dequeue": cli_run.dequeue_cmd,
     "queue": cli_run.queue_cmd,
     "start-queued": cli_run.start_queued_cmd,
+    "zygote": lambda a: _zygote(),
     "scheduler": _scheduler,
     "start-all": _scheduler,
     "approve": lambda a: cli_run.decide_cmd(a, "approve"),

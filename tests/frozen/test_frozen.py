@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import textwrap
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -249,3 +250,33 @@ def test_a_cache_writable_by_others_is_refused(unpacking: Host) -> None:
     root.chmod(0o777)
     res = unpacking.run("--version")
     assert res.returncode == 127 and "not writable by others" in res.stderr
+
+
+def test_the_scheduler_zygote_of_the_frozen_binary_forks_working_runs(host: Host) -> None:
+    """runtime/launcher.py starts scheduled runs by asking `dagu zygote` to fork them."""
+    host.write("z.yaml", """
+        steps:
+          - id: a
+            command: echo "forked $DAG_RUN_ID" > out.txt
+        """)
+    assert host.run("compile", "z.yaml").returncode == 0
+    plan = Path(host.env["DAGU_HOME"]) / "plans" / "z.plan.json"
+    log = host.dir / "launch.log"
+    zygote = subprocess.Popen([str(host.bin), "zygote"], cwd=host.dir, env=host.env, stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert json.loads(zygote.stdout.readline())["ready"] is True
+        request = {"argv": ["start", "-q", str(plan), "--run-id", "z1"], "log": str(log)}
+        zygote.stdin.write((json.dumps(request) + "\n").encode())
+        zygote.stdin.flush()
+        pid = json.loads(zygote.stdout.readline())["pid"]
+        assert isinstance(pid, int)
+    finally:
+        zygote.stdin.close()
+        zygote.wait(timeout=10)
+    for _ in range(200):
+        status = host.run("status", "z", "--run-id", "z1", "--format", "json")
+        if status.returncode == 0 and json.loads(status.stdout)["status"] == "succeeded":
+            break
+        time.sleep(0.05)
+    assert (host.dir / "out.txt").read_text() == "forked z1\n"

@@ -233,3 +233,33 @@ def test_the_scheduler_applies_the_history_size_cap_when_it_starts(env: Env) -> 
     removed = [json.loads(line)["run_id"] for line in (env.home / "retention.log").read_text().splitlines()]
     assert removed == ["r0"]  # oldest first, and only as much as the cap needs
     assert [r["run_id"] for r in json.loads(env.run("history", "small", "--format", "json").stdout)] == ["r2", "r1"]
+
+
+def test_real_clock_a_one_minute_schedule_starts_a_run_on_the_minute(env: Env) -> None:
+    """End to end with the real clock: `dagu scheduler` as a user starts it, a `* * * * *` DAG,
+    and the run it starts at the next minute boundary (so this waits up to a minute)."""
+    dags = env.home / "dags"
+    dags.mkdir()
+    (dags / "minutely.yaml").write_text('schedule: "* * * * *"\nsteps:\n  - id: a\n    command: date +%s\n')
+    log = env.dir / "sched.log"
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "dagu", "scheduler"], stdout=fh, stderr=fh,
+                                cwd=env.dir, env=env.env)
+    try:
+        _wait_line(log, "active", 15)
+        _wait_line(log, "start tick", 75)
+        store = Store(str(env.home))
+        deadline = time.monotonic() + 20
+        while not [v for v in store.views("minutely") if v.status.status in RUN_FINAL]:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    [view] = store.views("minutely")
+    assert view.status.status == "succeeded", (view.status, log.read_text())
+    started = view.status.started_at
+    assert started % 60 < 5, f"started {started % 60:.2f} s after the minute"
+    assert view.status.run_id == "minutely-" + time.strftime("%Y%m%dT%H%M00Z", time.gmtime(started))
+    status = env.run("status", "--scheduler", "--format", "json")
+    assert status.returncode == 1  # stopped now: says so
