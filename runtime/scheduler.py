@@ -62,6 +62,7 @@ class Scheduler:
         self.files = DagFiles(dags_dir, os.path.join(self.root, "plans"), compile, log)
         self.progress = Progress(self.root)
         self.journal = TickJournal(self.root)
+        self.handled: list[tuple[str, float]] = []  # (dag, handled until) of this turn, for _commit
         self.next_due: dict[str, float | None] = {}
 
     # -- one turn ----------------------------------------------------------------
@@ -83,8 +84,23 @@ class Scheduler:
                     self.log(f"{name}: {exc}")
                     continue
                 self.next_due[name] = self._next(entry, handled)
+        self._commit()
         pending = [t for t in self.next_due.values() if t is not None]
         return min(pending) if pending else None
+
+    def _commit(self) -> None:
+        """After the turn's launches: its tick records (one fsync), then each DAG's progress.
+        In that order, so progress never covers a tick whose record was lost; a crash before
+        the end handles the turn's ticks again, and run ids keep a run from starting twice."""
+        handled, self.handled = self.handled, []
+        try:
+            self.journal.flush()
+            for name, until in handled:
+                self.progress.set(name, until)
+        except StoreError as exc:  # full disk: the next turn handles these ticks again
+            self.log(str(exc))
+            for name, _until in handled:
+                self.next_due.pop(name, None)
 
     def _next(self, entry: DagFile, after: float) -> float | None:
         s = entry.dag.schedule
@@ -99,7 +115,7 @@ class Scheduler:
         if problem:
             self.log(problem)
         if last is None:  # first sight of this DAG: its schedule counts from now
-            self.progress.set(dag.name, now)
+            self.handled.append((dag.name, now))
             return now
         if now <= last:  # the clock went back: nothing is due until it passes `last` again
             return last
@@ -130,7 +146,7 @@ class Scheduler:
             self.log(f"{dag.name}: {kind} tick {_utc(t)}: {record['action']}"
                      + (f" {record['run_id']}" if record.get("run_id") else "")
                      + (f" ({record['reason']})" if record.get("reason") else ""))
-        self.progress.set(dag.name, now)
+        self.handled.append((dag.name, now))
         return now
 
     def _record_missed(self, entry: DagFile, kind: str, entries, last: float, cut: float, why: str) -> None:

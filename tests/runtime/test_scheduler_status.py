@@ -132,6 +132,7 @@ def test_missed_and_failed_ticks_become_history_rows_unless_their_run_exists(wor
     journal.add({"dag": "d", "kind": "start", "action": "started", "tick": utc(2026, 3, 27, 11),
                  "run_id": "d-20260327T110000Z"})
     journal.add({"dag": "other", "kind": "start", "action": "missed", "tick": utc(2026, 3, 27, 8), "count": 1})
+    journal.flush()
     rows = tick_rows(home, "d", utc(2026, 3, 27, 12))
     assert [(r.status, r.tick, r.run_id) for r in rows] == [
         ("missed", utc(2026, 3, 27, 8), None), ("launch-failed", utc(2026, 3, 27, 9), "d-20260327T090000Z")]
@@ -184,9 +185,10 @@ def test_dagu_status_scheduler_history_and_a_broken_file_end_to_end(env: Env) ->
     res = env.run("status", "--scheduler")
     assert res.returncode == 1 and res.stdout.startswith("scheduler: not running (no process holds")
     assert re.search(r"\n  good: [56] tick\(s\) missed since \S+, no scheduler is running\n", res.stdout)
-    TickJournal(str(env.home / "scheduler")).add(
-        {"dag": "good", "kind": "start", "action": "failed", "tick": time.time() - 7200,
-         "run_id": "good-x", "reason": "OSError: no room"})
+    ticks = TickJournal(str(env.home / "scheduler"))
+    ticks.add({"dag": "good", "kind": "start", "action": "failed", "tick": time.time() - 7200,
+               "run_id": "good-x", "reason": "OSError: no room"})
+    ticks.flush()
     hist = json.loads(env.run("history", str(good), "--format", "json").stdout)
     assert [(h["status"], h.get("reason")) for h in hist] == [
         ("succeeded", None), ("missed", "no scheduler is running"), ("launch-failed", "OSError: no room")]
