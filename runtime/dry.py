@@ -13,9 +13,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from dagu.runtime import conditions, sandbox
-from dagu.runtime.evaluate import EvalError, Scope, read_dotenv, render, resolve_path
+from dagu.runtime import conditions
+from dagu.runtime.evaluate import EvalError, Scope, render
 from dagu.runtime.params import ParamError, resolve, split_words
+from dagu.runtime.run_context import base_scope
 from dagu.spec.plan import Condition, Dag, Matcher, Plan, Step
 
 # What a backtick evaluates to in a dry run: nothing is executed, so the value is not known.
@@ -88,19 +89,9 @@ class _Walk:
 
 def _static_scope(dag: Dag, words: list[str], environ: Mapping[str, str]) -> Scope:
     """The run's variables as build_context makes them, with every backtick left unknown."""
-    box = dag.settings.get("sandbox") or {}
-    base = sandbox.base_environment(environ, box.get("env_passthrough", ()), bool(box.get("inherit_env")))
-    variables: dict[str, str] = {}
-    for name in dag.dotenv:
-        path = resolve_path(dag.base_dir, name)
-        if os.path.isfile(path):
-            try:
-                variables.update(read_dotenv(path))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise DryError(f"dotenv file {path}: {exc}") from None
-    scope = Scope(vars=dict(variables), env={**base, **variables}, cwd=dag.base_dir)
-    scope.vars.update({"DAG_NAME": dag.name, "DAG_RUN_ID": "dry-run"})
     try:
+        _base, scope = base_scope(dag, environ)
+        scope.vars.update({"DAG_NAME": dag.name, "DAG_RUN_ID": "dry-run"})
         resolve(dag.params, words, scope, run=lambda _cmd, _scope: UNKNOWN)
         for entry in dag.env:
             scope.vars[entry.name] = render(entry.value, scope, False, run=lambda _cmd, _scope: UNKNOWN)

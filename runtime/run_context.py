@@ -48,15 +48,9 @@ def self_argv() -> list[str]:
     return [sys.executable, "-m", "dagu"]
 
 
-def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_id: str, words: list[str], home: str,
-                  environ: Mapping[str, str], parent: str | None = None,
-                  retry_of: RunStatus | None = None) -> RunContext:
-    """Evaluate what the whole run shares: sandboxed base env, dotenv, params, DAG env, working dir.
-
-    Raises ParamError / EvalError before anything runs.
-    """
-    from dagu.runtime.params import resolve
-
+def base_scope(dag: Dag, environ: Mapping[str, str]) -> tuple[dict[str, str], Scope]:
+    """The sandboxed process environment every step starts from, and a scope holding the
+    dotenv files' variables (later files win): where params and env are evaluated next."""
     box = dag.settings.get("sandbox") or {}
     base = sandbox.base_environment(environ, box.get("env_passthrough", ()), bool(box.get("inherit_env")))
     variables: dict[str, str] = {}
@@ -67,8 +61,19 @@ def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_
                 variables.update(read_dotenv(path))
             except (OSError, UnicodeDecodeError) as exc:
                 raise EvalError(f"dotenv file {path}: {exc}") from None
-    env = {**base, **variables}
-    scope = Scope(vars=dict(variables), env=env, cwd=dag.base_dir)
+    return base, Scope(vars=dict(variables), env={**base, **variables}, cwd=dag.base_dir)
+
+
+def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_id: str, words: list[str], home: str,
+                  environ: Mapping[str, str], parent: str | None = None,
+                  retry_of: RunStatus | None = None) -> RunContext:
+    """Evaluate what the whole run shares: sandboxed base env, dotenv, params, DAG env, working dir.
+
+    Raises ParamError / EvalError before anything runs.
+    """
+    from dagu.runtime.params import resolve
+
+    base, scope = base_scope(dag, environ)
     specials = {"DAG_NAME": dag.name, "DAG_RUN_ID": run_id}
     scope.vars.update(specials)
     if retry_of is not None:  # a retry (or resume) runs with the params its run started with
