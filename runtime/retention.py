@@ -32,7 +32,7 @@ from dagu.runtime.config import ConfigError, RetentionSettings, load_settings
 from dagu.runtime.disk_usage import RunKey, Usage, measure, tree_bytes
 from dagu.runtime.limits import format_size
 from dagu.runtime.state import RUN_FINAL, RunStatus
-from dagu.runtime.store import RunDir, Store, StoreError, remove_tree
+from dagu.runtime.store import RunDir, Store, StoreError, append_synced, remove_tree
 
 LOG_FILE = "retention.log"
 
@@ -96,14 +96,7 @@ class RetentionLog:
         data = b"".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")).encode() + b"\n" for r in records)
         if not data:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
+        append_synced(self.path, data)
 
     def problem(self, message: str) -> None:
         try:

@@ -25,7 +25,7 @@ import json
 import os
 from typing import Any
 
-from dagu.runtime.store import _storage_error, write_atomic
+from dagu.runtime.store import _storage_error, append_synced, write_atomic
 
 FORMAT = 1
 
@@ -73,12 +73,7 @@ class TickJournal:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, b"".join(self.pending))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append_synced(self.path, b"".join(self.pending))
         except OSError as exc:
             raise _storage_error(self.path, exc) from None
         self.pending.clear()

@@ -54,6 +54,24 @@ def _storage_error(path: str, exc: OSError) -> StoreError:
     return StoreError(f"{path}: {exc.strerror or exc}")
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written (a write may take only part)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def append_synced(path: str, data: bytes) -> None:
+    """Append to a history file and fdatasync it: for the scheduler's and retention's logs.
+    Raises OSError; callers say which file it was."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        write_all(fd, data)
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str, text: str) -> None:
     """Write temp, fsync, rename, fsync the directory: all or nothing, even on power loss."""
     directory = os.path.dirname(path) or "."
@@ -61,10 +79,7 @@ def write_atomic(path: str, text: str) -> None:
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            data = text.encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, text.encode("utf-8"))
             os.fsync(fd)
         finally:
             os.close(fd)
