@@ -24,12 +24,14 @@ from dagu.runtime.limits import parse_size
 CONFIG_FILE = "config.yaml"
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_MAX_HISTORY_SIZE = 2 << 30  # 2 GiB: see the module docstring
+DEFAULT_SIZE_CHECK_SEC = 300  # a run's end measures the whole history at most this often
 NO_LIMIT = ("none", "off", "unlimited")
 
 ENV_VARS = {
     "hist_retention_days": "DAGU_HIST_RETENTION_DAYS",
     "hist_retention_runs": "DAGU_HIST_RETENTION_RUNS",
     "max_history_size": "DAGU_MAX_HISTORY_SIZE",
+    "history_size_check_sec": "DAGU_HISTORY_SIZE_CHECK_SEC",
 }
 
 
@@ -48,6 +50,9 @@ class RetentionSettings:
     hist_retention_days: int | None = DEFAULT_RETENTION_DAYS
     hist_retention_runs: int | None = None
     max_history_size: int | None = DEFAULT_MAX_HISTORY_SIZE
+    # Measuring the cap stats every file of every run: with 100 DAGs each minute that is far too
+    # much to do after every run, so runs do it at most this often (None/0: after every run).
+    history_size_check_sec: int | None = DEFAULT_SIZE_CHECK_SEC
 
 
 def load_settings(home: str, environ: Mapping[str, str]) -> RetentionSettings:
@@ -119,7 +124,7 @@ def _value(key: str, raw: Any, where: str) -> int | None:
     if not isinstance(number, int) or isinstance(number, bool):
         raise ConfigError(f"{where}: {key} must be a whole number, got {raw!r}; "
                           f"e.g. `{key}: {30 if key == 'hist_retention_days' else 100}`, or `none` for no limit")
-    least = 0 if key == "hist_retention_days" else 1
+    least = 0 if key in ("hist_retention_days", "history_size_check_sec") else 1
     if number < least:
         raise ConfigError(f"{where}: {key} must be at least {least}, got {number}; "
                           "use `none` for no limit")

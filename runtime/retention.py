@@ -35,6 +35,7 @@ from dagu.runtime.state import RUN_FINAL, RunStatus
 from dagu.runtime.store import RunDir, Store, StoreError, append_synced, remove_tree
 
 LOG_FILE = "retention.log"
+SIZE_STAMP = "retention.stamp"  # touched when a run's end measured the whole history
 
 
 @dataclass
@@ -229,7 +230,7 @@ def after_run(store: Store, dag: str, run_id: str, dag_days: int | None, dag_run
     keep = {(dag, run_id)}
     try:
         expire_dag(store, dag, days, runs, keep=keep, now=now, report=report)
-        if settings.max_history_size is not None:
+        if settings.max_history_size is not None and _size_check_due(store.home, settings.history_size_check_sec):
             cap_size(store, settings.max_history_size, keep=keep, report=report)
     except (OSError, StoreError) as exc:
         report.problems.append(f"history retention stopped: {exc}")
@@ -238,6 +239,22 @@ def after_run(store: Store, dag: str, run_id: str, dag_days: int | None, dag_run
 
 
 # -- deciding and deleting ------------------------------------------------------
+
+
+def _size_check_due(home: str, every_sec: int | None) -> bool:
+    """Whether this run's end measures the whole history: when no run did so in the last
+    `every_sec` (the mtime of retention.stamp says when one last did; it is then touched)."""
+    if not every_sec:
+        return True
+    stamp = os.path.join(home, SIZE_STAMP)
+    try:
+        if time.time() - os.stat(stamp).st_mtime < every_sec:
+            return False
+    except FileNotFoundError:
+        pass
+    os.close(os.open(stamp, os.O_WRONLY | os.O_CREAT, 0o644))
+    os.utime(stamp)
+    return True
 
 
 def _finished(status: RunStatus, live: bool) -> bool:

@@ -154,7 +154,7 @@ def test_size_cap_removes_the_oldest_finished_runs_and_never_an_active_one(env: 
 
 
 def test_the_run_that_just_finished_is_kept_even_over_the_cap(env: Env) -> None:
-    (env.home / "config.yaml").write_text("# edge box\nmax_history_size: 1K\n")
+    (env.home / "config.yaml").write_text("# edge box\nmax_history_size: 1K\nhistory_size_check_sec: 0\n")
     env.write("tiny.yaml", QUICK)
     first = _start(env, "tiny.yaml", "t1")
     assert "retention" not in first.stderr
@@ -272,3 +272,19 @@ def test_the_schedulers_hourly_pass_applies_the_cap_and_never_raises(env: Env) -
     lines.clear()
     assert apply_size_cap(store, None, lines.append).removed == []
     assert len(lines) == 1 and "config.yaml:1:19: max_history_size: invalid size -5" in lines[0]
+
+
+def test_runs_measure_the_whole_history_at_most_once_per_interval(env: Env) -> None:
+    """Measuring the cap stats every run's files: after each of 100 runs a minute that would
+    never end, so a run does it only when none did in the last history_size_check_sec."""
+    (env.home / "config.yaml").write_text("max_history_size: 1K\n")  # default interval: 300 s
+    env.write("often.yaml", QUICK)
+    _start(env, "often.yaml", "o1")  # measures (nothing to delete yet: o1 is kept) and stamps
+    stamp = env.home / "retention.stamp"
+    assert stamp.exists()
+    second = _start(env, "often.yaml", "o2")
+    assert "retention" not in second.stderr and _history(env, "often") == ["o2", "o1"]  # not measured
+    old = stamp.stat().st_mtime - 301
+    os.utime(stamp, (old, old))
+    third = _start(env, "often.yaml", "o3")
+    assert "(2 by size)" in third.stderr and _history(env, "often") == ["o3"]
