@@ -3,7 +3,8 @@
     progress/<dag>.json   {"format": 1, "dag": ..., "handled_until": T}: every tick of the DAG
                           at or before T was handled (run, queued, skipped or recorded as
                           missed); written atomically (temp, fsync, rename, fsync of the dir)
-    ticks.jsonl           one JSON line per decision about a tick, appended and fsync'd:
+    ticks.jsonl           one JSON line per decision about a tick, appended and fsync'd (past
+                          8 MiB it becomes ticks.jsonl.1, replacing the one before):
                           {"at", "dag", "tick", "tick_utc", "kind": start|stop|restart,
                            "action": started|queued|skipped|missed|stopped|restarted|exists|failed,
                            "reason", "run_id"}; a range of missed ticks is one line with
@@ -25,9 +26,10 @@ import json
 import os
 from typing import Any
 
-from dagu.runtime.store import _storage_error, append_synced, write_atomic
+from dagu.runtime.store import _storage_error, append_synced, rotate_if_large, write_atomic
 
 FORMAT = 1
+ROTATE_BYTES = 8 << 20  # ticks.jsonl moves to ticks.jsonl.1 past this: 100 DAGs a minute write ~30 MB a day
 
 
 class Progress:
@@ -73,6 +75,7 @@ class TickJournal:
             return
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         try:
+            rotate_if_large(self.path, ROTATE_BYTES)
             append_synced(self.path, b"".join(self.pending))
         except OSError as exc:
             raise _storage_error(self.path, exc) from None
@@ -81,13 +84,14 @@ class TickJournal:
     def read(self) -> list[dict[str, Any]]:
         """Every complete record (a torn last line is ignored)."""
         out = []
-        try:
-            with open(self.path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:
-                        continue
-        except FileNotFoundError:
-            pass
+        for path in (self.path + ".1", self.path):  # the rotated-out older records first
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    for line in fh:
+                        try:
+                            out.append(json.loads(line))
+                        except ValueError:
+                            continue
+            except FileNotFoundError:
+                pass
         return out

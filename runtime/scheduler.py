@@ -39,10 +39,11 @@ from dagu.runtime import cron
 from dagu.runtime.clock import SystemClock
 from dagu.runtime.dag_files import Compile, DagFile, DagFiles
 from dagu.runtime.schedule_state import Progress, TickJournal
-from dagu.runtime.store import Store, StoreError, write_atomic
+from dagu.runtime.store import Store, StoreError, rotate_if_large, write_atomic
 
 GRACE_SEC = 60.0
 SIZE_CAP_EVERY_SEC = 3600.0  # the data dir's max_history_size, applied this often (and at start)
+LAUNCH_LOG_ROTATE_BYTES = 8 << 20  # scheduler/launch.log moves to launch.log.1 past this, checked as often
 MISSED_COUNT_LIMIT = 10_000
 _KIND_ORDER = {"stop": 0, "restart": 1, "start": 2}
 
@@ -337,6 +338,7 @@ def _lead(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str]
         wake = sched.step()
         if capped is None or clock.now() - capped >= SIZE_CAP_EVERY_SEC:
             apply_size_cap(store, None, log)  # runs also cap after they end; this catches the rest
+            rotate_if_large(launcher.log_path, LAUNCH_LOG_ROTATE_BYTES)
             capped = clock.now()
         try:
             launcher.dispatch_queues()

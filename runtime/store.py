@@ -72,6 +72,19 @@ def append_synced(path: str, data: bytes) -> None:
         os.close(fd)
 
 
+def rotate_if_large(path: str, max_bytes: int) -> bool:
+    """Move a grown append-only log to PATH.1 (replacing the previous one), so logs the data dir
+    keeps for people (the scheduler's tick records, its launch log) take at most twice max_bytes.
+    A writer that still has the old file open finishes its line there."""
+    try:
+        if os.stat(path).st_size <= max_bytes:
+            return False
+        os.replace(path, path + ".1")
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def write_atomic(path: str, text: str) -> None:
     """Write temp, fsync, rename, fsync the directory: all or nothing, even on power loss."""
     directory = os.path.dirname(path) or "."

@@ -298,3 +298,17 @@ def test_an_unreadable_dags_directory_is_reported_not_fatal(world: World) -> Non
     world.dags.rmdir()
     assert world.at(2026, 3, 27, 12) is None
     assert "cannot read the DAGs directory" in world.lines[-1]
+
+
+def test_tick_records_rotate_instead_of_filling_the_disk(world: World, monkeypatch) -> None:
+    from dagu.runtime import schedule_state
+
+    monkeypatch.setattr(schedule_state, "ROTATE_BYTES", 2000)
+    journal = TickJournal(str(world.home / "scheduler"))
+    for n in range(60):
+        journal.add({"dag": "d", "kind": "start", "action": "skipped", "tick": float(n), "reason": "x" * 40})
+        journal.flush()
+    path = world.home / "scheduler" / "ticks.jsonl"
+    assert path.stat().st_size <= 2000 + 200 and (path.parent / "ticks.jsonl.1").stat().st_size <= 2000 + 200
+    ticks = [r["tick"] for r in journal.read()]
+    assert ticks == sorted(ticks) and ticks[-1] == 59.0 and 0 < len(ticks) < 60  # older records dropped
