@@ -36,6 +36,7 @@ from dagu.runtime.store import RunDir, Store, StoreError, append_synced, remove_
 
 LOG_FILE = "retention.log"
 SIZE_STAMP = "retention.stamp"  # touched when a run's end measured the whole history
+AGE_STAMP = ".retention-age"  # in runs/<dag>/: touched when a run's end applied the age limit
 
 
 @dataclass
@@ -229,8 +230,12 @@ def after_run(store: Store, dag: str, run_id: str, dag_days: int | None, dag_run
     runs = dag_runs if dag_runs is not None else settings.hist_retention_runs
     keep = {(dag, run_id)}
     try:
-        expire_dag(store, dag, days, runs, keep=keep, now=now, report=report)
-        if settings.max_history_size is not None and _size_check_due(store.home, settings.history_size_check_sec):
+        if days is not None and not _due(os.path.join(store.dag_dir(dag), AGE_STAMP), min(3600, days * 3600)):
+            days = None  # checked lately: a run ages by days, and the pass stats every run the DAG keeps
+        if days is not None or runs is not None:
+            expire_dag(store, dag, days, runs, keep=keep, now=now, report=report)
+        if settings.max_history_size is not None and \
+                _due(os.path.join(store.home, SIZE_STAMP), settings.history_size_check_sec):
             cap_size(store, settings.max_history_size, keep=keep, report=report)
     except (OSError, StoreError) as exc:
         report.problems.append(f"history retention stopped: {exc}")
@@ -241,12 +246,11 @@ def after_run(store: Store, dag: str, run_id: str, dag_days: int | None, dag_run
 # -- deciding and deleting ------------------------------------------------------
 
 
-def _size_check_due(home: str, every_sec: int | None) -> bool:
-    """Whether this run's end measures the whole history: when no run did so in the last
-    `every_sec` (the mtime of retention.stamp says when one last did; it is then touched)."""
+def _due(stamp: str, every_sec: float | None) -> bool:
+    """Whether a costly pass is due: none was made in the last `every_sec` (the stamp file's
+    mtime says when one last was; it is touched now).  0/None: always."""
     if not every_sec:
         return True
-    stamp = os.path.join(home, SIZE_STAMP)
     try:
         if time.time() - os.stat(stamp).st_mtime < every_sec:
             return False

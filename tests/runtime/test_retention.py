@@ -62,6 +62,9 @@ def _make_old(env: Env, dag: str, run_id: str, days: float) -> None:
     past = time.time() - shift
     for path in (run / "journal.jsonl", run / "status.json", run):
         os.utime(path, (past, past))
+    stamp = run.parent / ".retention-age"  # time passed for the DAG's last age check too
+    if stamp.exists():
+        os.utime(stamp, (past, past))
 
 
 def test_count_limit_keeps_the_newest_runs_and_logs_the_rest(env: Env) -> None:
@@ -197,13 +200,14 @@ def test_a_deletion_cut_short_by_a_crash_is_hidden_then_finished(env: Env) -> No
     assert _history(env, "crashy") == ["c2"]
     missing = env.run("status", "crashy", "--run-id", "c1")
     assert missing.returncode == 1 and "no run 'c1'" in missing.stderr
-    _start(env, "crashy.yaml", "c3")  # any later retention pass finishes it
-    assert sorted(os.listdir(runs)) == [".slots", "c2", "c3"]
+    os.utime(runs / ".retention-age", (0, 0))  # an hour later,
+    _start(env, "crashy.yaml", "c3")  # the next retention pass finishes it
+    assert sorted(os.listdir(runs)) == [".retention-age", ".slots", "c2", "c3"]
     # and a run with the same id as a leftover tombstone can be deleted too
     os.makedirs(runs / ".deleting-c2" / "logs")
     res = env.run("cleanup", "crashy", "--retention-runs", "1")
     assert res.returncode == 0 and "deleted 1 run(s)" in res.stderr
-    assert sorted(os.listdir(runs)) == [".slots", "c3"]
+    assert sorted(os.listdir(runs)) == [".retention-age", ".slots", "c3"]
 
 
 def test_a_bad_config_value_leaves_the_run_alone_and_is_reported(env: Env) -> None:
@@ -288,3 +292,17 @@ def test_runs_measure_the_whole_history_at_most_once_per_interval(env: Env) -> N
     os.utime(stamp, (old, old))
     third = _start(env, "often.yaml", "o3")
     assert "(2 by size)" in third.stderr and _history(env, "often") == ["o3"]
+
+
+def test_the_age_limit_is_applied_at_most_hourly_per_dag(env: Env) -> None:
+    """The age pass stats every run the DAG keeps (10,000 runs: about 140 ms), so it runs at
+    most once an hour per DAG (once per run when hist_retention_days is 0)."""
+    env.write("aged.yaml", QUICK)
+    _start(env, "aged.yaml", "a1")
+    stamp = env.home / "runs" / "aged" / ".retention-age"
+    earlier = stamp.stat().st_mtime - 60
+    os.utime(stamp, (earlier, earlier))
+    _start(env, "aged.yaml", "a2")
+    assert stamp.stat().st_mtime == earlier  # checked a minute ago: not again
+    res = env.run("start", "aged.yaml", "--run-id", "a3", env={"DAGU_HIST_RETENTION_DAYS": "0"})
+    assert res.returncode == 0 and _history(env, "aged") == ["a3"]  # 0 days: every run

@@ -461,6 +461,7 @@ def test_hist_retention_days_expires_old_runs_after_each_run(env: Env) -> None:
     (old / "journal.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
     os.utime(old / "journal.jsonl", (past, past))
     os.utime(old, (past, past))
+    os.utime(old.parent / ".retention-age", (past, past))  # the last age check is as old
     assert env.run("start", "keep.yaml", "--run-id", "new").returncode == 0
     assert [r["run_id"] for r in json.loads(env.run("history", "keep", "--format", "json").stdout)] == ["new"]
 
