@@ -221,11 +221,22 @@ class ProcessLauncher:
         return sorted(run.run_id for run in self.store.active_runs(dag))
 
     def last_success(self, dag: str) -> float | None:
-        """When the newest succeeded run of the DAG started."""
-        for view in self.store.views(dag, repair=False):
-            if view.status.status == SUCCEEDED and view.status.started_at is not None:
-                return view.status.started_at
-        return None
+        """When the newest succeeded run of the DAG started.  Runs are read newest-written first
+        and only until one succeeded: a DAG keeps thousands, and this is asked at every tick."""
+        written = {}
+        for run_id in self.store.run_ids(dag):
+            try:
+                written[run_id] = os.stat(self.store.run(dag, run_id).journal).st_mtime
+            except OSError:
+                written[run_id] = 0.0
+        best = None
+        for run_id in sorted(written, key=written.__getitem__, reverse=True):
+            if best is not None and written[run_id] < best:
+                break  # this run and all after it were last written before the best one started
+            status = self.store.run(dag, run_id).read(repair=False).status
+            if status.status == SUCCEEDED and status.started_at is not None:
+                best = max(best or 0.0, status.started_at)
+        return best
 
     def start(self, plan: Plan, plan_path: str, run_id: str) -> None:
         args = ["start", "-q", plan_path, "--run-id", run_id]

@@ -263,3 +263,14 @@ def test_real_clock_a_one_minute_schedule_starts_a_run_on_the_minute(env: Env) -
     assert view.status.run_id == "minutely-" + time.strftime("%Y%m%dT%H%M00Z", time.gmtime(started))
     status = env.run("status", "--scheduler", "--format", "json")
     assert status.returncode == 1  # stopped now: says so
+
+
+def test_last_success_is_the_newest_succeeded_run_not_the_newest_run(env: Env) -> None:
+    env.write("ok.yaml", "steps:\n  - id: a\n    command: \"true\"\n")
+    env.write("bad.yaml", "name: ok\nsteps:\n  - id: a\n    command: \"false\"\n")
+    launcher = ProcessLauncher(Store(str(env.home)), self_argv(), env.env)
+    assert launcher.last_success("ok") is None
+    assert env.run("start", "ok.yaml", "--run-id", "s1").returncode == 0
+    assert env.run("start", "ok.yaml", "--run-id", "s2").returncode == 0
+    assert env.run("start", "bad.yaml", "--run-id", "f1").returncode == 1  # newer, failed
+    assert launcher.last_success("ok") == env.status("ok", "s2")["started_at"]
