@@ -40,7 +40,7 @@ def _positive_int(text: str) -> int:
 
 def _size(text: str) -> int:
     """A size such as 500M, 2GiB or 1048576 (bytes); every unit is binary, as in `limits:`."""
-    from dagu.runtime.limits import parse_size
+    from dagu.process.limits import parse_size
 
     try:
         value = parse_size(text)
@@ -162,7 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     sa = sub.add_parser("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
     sa.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
-    sub.add_parser("zygote", help=argparse.SUPPRESS)  # the scheduler's run forker (runtime/launcher.py)
+    sub.add_parser("zygote", help=argparse.SUPPRESS)  # the scheduler's run forker (launch/local.py)
     sq = sub.add_parser("start-queued", help=argparse.SUPPRESS)  # the dispatcher's way to start one
     sq.add_argument("target", metavar="DAG/RUN_ID")
     sq.add_argument("-q", "--quiet", action="store_true")
@@ -291,13 +291,13 @@ def _write_atomic(target: str, text: str) -> None:
 
 
 def _explain_schedule(args: argparse.Namespace) -> int:
-    """When each schedule fires (runtime/schedule_explain.py); compiles, writes no plan."""
+    """When each schedule fires (schedule/explain.py); compiles, writes no plan."""
     import json
     import time
 
     from dagu.compiler.pipeline import compile_file
     from dagu.compiler.render import render
-    from dagu.runtime.schedule_explain import explain_plan, render_text
+    from dagu.schedule.explain import explain_plan, render_text
 
     if args.count < 1:
         raise UsageError(f"-n {args.count}: give at least 1")
@@ -320,7 +320,7 @@ def _explain_schedule(args: argparse.Namespace) -> int:
 
 
 def _zygote() -> int:
-    from dagu.runtime.launcher import zygote_main
+    from dagu.launch.local import zygote_main
 
     zygote_main()
     return EXIT_OK
@@ -355,7 +355,7 @@ def _load_for_run(file: str):
 
 
 def _dry(args: argparse.Namespace) -> int:
-    from dagu.runtime.dry import DryError, describe
+    from dagu.engine.dry import DryError, describe
 
     plan, errors = _load_for_run(args.file)
     if plan is None:
@@ -395,7 +395,7 @@ def _scheduler(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from dagu.runtime.scheduler import serve
+    from dagu.schedule.scheduler import serve
 
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):

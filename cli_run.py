@@ -24,7 +24,7 @@ class CommandFailed(Exception):
 
 
 def _home() -> str:
-    from dagu.runtime.store import default_home
+    from dagu.store.runs import default_home
 
     return default_home()
 
@@ -51,7 +51,7 @@ def dag_name_of(file: str) -> str:
 
 
 def _words(flag: str | None, rest: list[str]) -> list[str]:
-    from dagu.runtime.params import ParamError, split_words
+    from dagu.engine.params import ParamError, split_words
 
     if rest and rest[0] == "--":
         rest = rest[1:]
@@ -108,8 +108,8 @@ def _summary(status: Any, run_path: str) -> str:
 
 
 def _run_outcome(run: Callable[[], Any], quiet: bool) -> int:
-    from dagu.runtime.runner import RunRefused
-    from dagu.runtime.store import StoreError
+    from dagu.engine.runner import RunRefused
+    from dagu.store.runs import StoreError
 
     try:
         outcome = run()
@@ -137,7 +137,7 @@ def start_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str | N
         with open(args.file, encoding="utf-8") as fh:
             plan_text = fh.read()
     words = _words(args.params, args.rest)
-    from dagu.runtime import runner
+    from dagu.engine import runner
 
     quiet = args.quiet or args.parent is not None
     return _run_outcome(lambda: runner.start(plan, args.dag, words, args.run_id, _home(), os.environ,
@@ -146,15 +146,15 @@ def start_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str | N
 
 
 def retry_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime import runner
+    from dagu.engine import runner
 
     name = dag_name_of(args.file)
     return _run_outcome(lambda: runner.retry(name, args.run_id, _home(), os.environ), args.quiet)
 
 
 def stop_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime import runner
-    from dagu.runtime.store import Store
+    from dagu.engine import runner
+    from dagu.store.runs import Store
 
     name = dag_name_of(args.file)
     stopped = runner.stop(Store(_home()), name)
@@ -167,8 +167,8 @@ def stop_cmd(args: argparse.Namespace) -> int:
 
 
 def restart_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str | None]]) -> int:
-    from dagu.runtime import runner
-    from dagu.runtime.store import Store
+    from dagu.engine import runner
+    from dagu.store.runs import Store
 
     plan, extra = load(args.file)
     if plan is None:
@@ -184,7 +184,7 @@ def restart_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str |
 
 
 def _view(name: str, run_id: str | None):
-    from dagu.runtime.store import Store
+    from dagu.store.runs import Store
 
     store = Store(_home())
     if run_id is None:
@@ -200,7 +200,7 @@ def _view(name: str, run_id: str | None):
 
 def _sub_runs(status: Any, depth: int = 0) -> list[dict[str, Any]]:
     """The tree of sub-DAG runs started by this run's steps (latest attempt of each step)."""
-    from dagu.runtime.store import Store
+    from dagu.store.runs import Store
 
     store = Store(_home())
     out = []
@@ -225,7 +225,7 @@ def _tree_lines(runs: list[dict[str, Any]], indent: str = "  ") -> list[str]:
 
 def scheduler_status_cmd(args: argparse.Namespace) -> int:
     """`dagu status --scheduler`: exit 0 when a scheduler is alive and looping, else 1."""
-    from dagu.runtime.scheduler_status import render_text, scheduler_report
+    from dagu.schedule.status import render_text, scheduler_report
 
     report = scheduler_report(_home(), time.time())
     if args.format == "json":
@@ -236,7 +236,7 @@ def scheduler_status_cmd(args: argparse.Namespace) -> int:
 
 
 def status_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime.scheduler_status import compile_warning
+    from dagu.schedule.status import compile_warning
 
     name = dag_name_of(args.file)
     warning = compile_warning(_home(), args.file, name)  # the scheduler runs an older plan than the file
@@ -291,8 +291,8 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 
 def history_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime.store import Store
-    from dagu.runtime.tick_history import TickRow, merge, tick_rows
+    from dagu.store.runs import Store
+    from dagu.schedule.tick_history import TickRow, merge, tick_rows
 
     name = dag_name_of(args.file)
     items = merge(Store(_home()).views(name), tick_rows(_home(), name, time.time()))
@@ -367,7 +367,7 @@ def logs_cmd(args: argparse.Namespace) -> int:
     headers = args.step is None
     emit(view.status, headers)
     if args.follow:
-        from dagu.runtime.store import RunDir
+        from dagu.store.runs import RunDir
 
         run = RunDir(run_path)
         while True:
@@ -382,9 +382,9 @@ def logs_cmd(args: argparse.Namespace) -> int:
 
 def cleanup_cmd(args: argparse.Namespace) -> int:
     """Apply retention now: a DAG's age/count limits (FILE) and/or the data dir's size cap (--max-size)."""
-    from dagu.runtime import retention
-    from dagu.runtime.limits import format_size
-    from dagu.runtime.store import Store, StoreError
+    from dagu.store import retention
+    from dagu.process.limits import format_size
+    from dagu.store.runs import Store, StoreError
 
     store = Store(_home())
     report = retention.Report()
@@ -414,7 +414,7 @@ def cleanup_cmd(args: argparse.Namespace) -> int:
 def exec_cmd(args: argparse.Namespace) -> int:
     import shlex
 
-    from dagu.runtime import runner
+    from dagu.engine import runner
     from dagu.spec.plan import PLAN_VERSION, Dag, Plan, Step
 
     argv = list(args.argv)
@@ -434,9 +434,9 @@ def exec_cmd(args: argparse.Namespace) -> int:
 
 
 def enqueue_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str | None]]) -> int:
-    from dagu.runtime.queue import Queues
-    from dagu.runtime.runner import new_run_id
-    from dagu.runtime.store import Store, StoreError
+    from dagu.queues.queue import Queues
+    from dagu.engine.runner import new_run_id
+    from dagu.store.runs import Store, StoreError
 
     plan, extra = load(args.file)
     if plan is None:
@@ -453,8 +453,8 @@ def enqueue_cmd(args: argparse.Namespace, load: Callable[[str], tuple[Any, str |
 
 
 def dequeue_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime.queue import Queues
-    from dagu.runtime.store import Store
+    from dagu.queues.queue import Queues
+    from dagu.store.runs import Store
 
     name = dag_name_of(args.file)
     if not Queues(Store(_home())).dequeue(name, args.run_id):
@@ -464,9 +464,9 @@ def dequeue_cmd(args: argparse.Namespace) -> int:
 
 
 def queue_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime.queue import Queues, dispatch
-    from dagu.runtime.store import Store
-    from dagu.runtime.run_context import self_argv
+    from dagu.queues.queue import Queues, dispatch
+    from dagu.store.runs import Store
+    from dagu.engine.run_context import self_argv
 
     store = Store(_home())
     if args.action == "list":
@@ -479,7 +479,7 @@ def queue_cmd(args: argparse.Namespace) -> int:
 
 
 def start_queued_cmd(args: argparse.Namespace) -> int:
-    from dagu.runtime import runner
+    from dagu.engine import runner
 
     dag, _, run_id = args.target.partition("/")
     if not run_id:
@@ -490,7 +490,7 @@ def start_queued_cmd(args: argparse.Namespace) -> int:
 def decide_cmd(args: argparse.Namespace, decision: str) -> int:
     import getpass
 
-    from dagu.runtime import runner
+    from dagu.engine import runner
 
     inputs: dict[str, str] = {}
     for item in getattr(args, "input", []):

@@ -52,7 +52,7 @@ from dagu.compiler.loader import Document, SourceFile, Span, SpanIndex, read_sou
 
 Path = tuple[Any, ...]
 
-BASE_CONFIG_NAMES = ("base.yaml", "base.yml")  # runtime/dag_files.py keeps the same rule
+BASE_CONFIG_NAMES = ("base.yaml", "base.yml")  # schedule/dag_files.py keeps the same rule
 BASE_CONFIG_ENV = "DAGU_BASE_CONFIG"
 
 _REPLACED = frozenset({"mail_on", "retry_policy", "schedule", "params"})

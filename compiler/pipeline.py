@@ -203,7 +203,7 @@ def _display_path(path: str) -> str:
 
 def _check_call_params(units: dict[str, FileUnit], dags: dict[str, Dag]) -> None:
     """A call may pass only the named params its DAG declares: the run would refuse the rest
-    (runtime/params.py), after the steps before the call had already run."""
+    (engine/params.py), after the steps before the call had already run."""
     for unit in units.values():
         for name in unit.order:
             compiled, ctx = unit.dags[name], unit.contexts[name]

@@ -27,7 +27,7 @@ SPECIAL_VARS = frozenset({
     "DAG_PUSHBACK_PREVIOUS_STDOUT_FILE", "DAGU_PARAMS_JSON", "ITEM", "DAG_RUN_ATTEMPT",
 })
 
-# What the runtime passes from the invoking environment to every step (runtime/sandbox.py's
+# What the runtime passes from the invoking environment to every step (process/sandbox.py's
 # ALLOWED_ENV; a test keeps the two equal) and what a shell sets by itself: reading these is fine.
 # Anything else from the operator's environment reaches a step only through
 # `sandbox.env_passthrough` or `sandbox.inherit_env`, so reading it is worth a warning.

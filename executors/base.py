@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol
 
-from dagu.runtime.evaluate import Scope
+from dagu.engine.evaluate import Scope
 from dagu.spec.plan import Dag, Plan, Step
 
 

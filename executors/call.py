@@ -16,8 +16,8 @@ from dataclasses import replace
 from typing import Any
 
 from dagu.executors.base import ExecutorError, JobContext, JobResult, Launch
-from dagu.runtime.evaluate import EvalError, Scope, render
-from dagu.runtime.store import Store
+from dagu.engine.evaluate import EvalError, Scope, render
+from dagu.store.runs import Store
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
 

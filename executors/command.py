@@ -12,7 +12,7 @@ import os
 import shlex
 
 from dagu.executors.base import JobContext, JobResult, Launch
-from dagu.runtime.evaluate import render
+from dagu.engine.evaluate import render
 
 POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"})
 DEFAULT_SHELL = ("sh",)

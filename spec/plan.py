@@ -230,7 +230,7 @@ class Dag:
     tags: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     group: str | None = None
-    hist_retention_days: int | None = None  # None: the data dir's default (runtime/config.py)
+    hist_retention_days: int | None = None  # None: the data dir's default (settings.py)
     hist_retention_runs: int | None = None
     handlers: dict[str, Step] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)

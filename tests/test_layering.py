@@ -1,4 +1,4 @@
-"""The layers stay apart: the runtime, the executors and the web read plans, never YAML.
+"""The layers stay apart (spec/architecture.md): front ends call the service, the runtime reads plans, never YAML.
 
 The plan file is the seam (see spec/plan.py).  The compiler's libraries (lark,
 networkx, jsonschema) must not be imported by the runtime, the executors or the
@@ -31,7 +31,7 @@ HEAVY_CLIENTS = ("flask", "requests", "paramiko", "docker", "kubernetes", "opena
 
 
 def module_package(path: Path) -> str:
-    """The package a source file's relative imports start from, e.g. runtime/x.py -> dagu.runtime."""
+    """The package a source file's relative imports start from, e.g. engine/x.py -> dagu.engine."""
     parts = [PACKAGE, *path.relative_to(ROOT).with_suffix("").parts]
     return ".".join(parts[:-1])
 
@@ -100,13 +100,13 @@ def test_checker_finds_an_import_inside_a_function() -> None:
 @pytest.mark.parametrize(("source", "package", "found"), [
     ("from networkx.algorithms import dag\n", "dagu.web", "networkx.algorithms"),
     ("import lark.lexer\n", "dagu.web", "lark.lexer"),
-    ("import dagu.compiler.pipeline as p\n", "dagu.runtime", "dagu.compiler.pipeline"),
-    ("from dagu.compiler import compile_file\n", "dagu.runtime", "dagu.compiler"),
+    ("import dagu.compiler.pipeline as p\n", "dagu.engine", "dagu.compiler.pipeline"),
+    ("from dagu.compiler import compile_file\n", "dagu.engine", "dagu.compiler"),
     ("from dagu import compiler\n", "dagu.executors", "dagu.compiler"),
-    ("from ..compiler.pipeline import compile_file\n", "dagu.runtime", "dagu.compiler.pipeline"),
-    ("from .. import compiler\n", "dagu.runtime", "dagu.compiler"),
+    ("from ..compiler.pipeline import compile_file\n", "dagu.engine", "dagu.compiler.pipeline"),
+    ("from .. import compiler\n", "dagu.engine", "dagu.compiler"),
     ("from ...compiler import x\n", "dagu.executors.ssh", "dagu.compiler"),
-    ("import importlib\nm = importlib.import_module('dagu.compiler')\n", "dagu.runtime", "dagu.compiler"),
+    ("import importlib\nm = importlib.import_module('dagu.compiler')\n", "dagu.engine", "dagu.compiler"),
     ("j = __import__('jsonschema')\n", "dagu.web", "jsonschema"),
 ])
 def test_checker_finds_each_form_of_import(source: str, package: str, found: str) -> None:
@@ -122,12 +122,12 @@ def test_checker_finds_each_form_of_import(source: str, package: str, found: str
     "from dagu.compilers import x\n",
 ])
 def test_checker_accepts_allowed_imports(source: str) -> None:
-    assert forbidden_imports(source, "dagu.runtime", COMPILER_LIBRARIES + COMPILER) == []
+    assert forbidden_imports(source, "dagu.engine", COMPILER_LIBRARIES + COMPILER) == []
 
 
 def test_module_package_follows_the_installed_layout() -> None:
-    assert module_package(ROOT / "runtime" / "scheduler.py") == "dagu.runtime"
-    assert module_package(ROOT / "runtime" / "__init__.py") == "dagu.runtime"
+    assert module_package(ROOT / "schedule" / "scheduler.py") == "dagu.schedule"
+    assert module_package(ROOT / "engine" / "__init__.py") == "dagu.engine"
     assert module_package(ROOT / "executors" / "ssh" / "client.py") == "dagu.executors.ssh"
 
 
@@ -136,17 +136,78 @@ def test_module_package_follows_the_installed_layout() -> None:
 # --------------------------------------------------------------------------
 
 
+# The packages below the service layer: they run plans and keep state, and never reach up.
+BELOW_SERVICE = ("engine", "process", "store", "launch", "queues", "schedule", "executors", "settings", "spec")
+RUNTIME = ("engine", "process", "store", "launch", "queues", "schedule", "settings")
+FRONT_ENDS = ("cli", "cli_run", "web", "__main__")
+
+
+def package_of(path: Path) -> str:
+    """The top-level part of dagu a source file belongs to: engine/x.py -> engine, cli.py -> cli."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return parts[0] if len(parts) > 1 else parts[0]
+
+
+def package_graph() -> dict[str, dict[str, list[str]]]:
+    """{package: {imported package: ['file:line', ...]}} over every dagu source file but tests/ and build/."""
+    graph: dict[str, dict[str, list[str]]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] in ("tests", "build", ".venv", "dist") or rel.parts[0].startswith("."):
+            continue
+        source_pkg = package_of(path)
+        edges = graph.setdefault(source_pkg, {})
+        for line, module in imported_modules(path.read_text(encoding="utf-8"), module_package(path), str(rel)):
+            parts = module.split(".")
+            if parts[0] != PACKAGE or len(parts) < 2:
+                continue
+            target = parts[1]
+            if target == source_pkg or not ((ROOT / target).is_dir() or (ROOT / f"{target}.py").is_file()):
+                continue  # `from dagu import __version__` names the package itself
+            edges.setdefault(target, []).append(f"{rel}:{line}")
+    return graph
+
+
+def arrows(graph: dict[str, dict[str, list[str]]], sources: tuple[str, ...], targets: tuple[str, ...]) -> list[str]:
+    return sorted(f"{src} -> {dst} ({', '.join(sorted(set(where)))})" for src in sources
+                  for dst, where in graph.get(src, {}).items() if dst in targets)
+
+
 def test_the_checked_folders_exist() -> None:
-    for folder in ("runtime", "executors", "web"):
-        assert (ROOT / folder / "__init__.py").is_file(), folder
+    for folder in (*RUNTIME, "executors", "web", "service", "compiler"):
+        if folder != "settings":
+            assert (ROOT / folder / "__init__.py").is_file(), folder
+    assert (ROOT / "settings.py").is_file()
+
+
+def test_the_package_graph_has_no_cycle() -> None:
+    import networkx as nx
+
+    graph = nx.DiGraph([(src, dst) for src, edges in package_graph().items() for dst in edges])
+    assert sorted(sorted(cycle) for cycle in nx.simple_cycles(graph)) == []
+
+
+def test_nothing_below_the_service_layer_imports_a_front_end_or_the_compiler() -> None:
+    assert arrows(package_graph(), BELOW_SERVICE, (*FRONT_ENDS, "compiler", "service")) == []
+
+
+def test_the_service_layer_never_imports_a_front_end() -> None:
+    assert arrows(package_graph(), ("service",), FRONT_ENDS) == []
+
+
+def test_executors_never_import_the_engine() -> None:
+    assert arrows(package_graph(), ("executors",), ("engine", "schedule", "queues")) == []
+
+
+def test_the_graph_checker_sees_a_real_arrow() -> None:
+    graph = package_graph()
+    assert "spec" in graph.get("engine", {}), "the engine reads plans: the checker must see that import"
 
 
 def test_runtime_executors_and_web_do_not_import_compiler_libraries() -> None:
-    assert violations(sources_under("runtime", "executors", "web"), COMPILER_LIBRARIES) == []
-
-
-def test_runtime_and_executors_do_not_import_the_compiler() -> None:
-    assert violations(sources_under("runtime", "executors"), COMPILER) == []
+    folders = [f for f in (*RUNTIME, "executors", "web") if (ROOT / f).is_dir()]
+    files = sources_under(*folders) + [ROOT / "settings.py"]
+    assert violations(files, COMPILER_LIBRARIES) == []
 
 
 def test_plan_module_imports_only_the_standard_library() -> None:

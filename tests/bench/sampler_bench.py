@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from dagu.runtime.accounting import Sampler, read_children, read_stat
+from dagu.process.accounting import Sampler, read_children, read_stat
 
 
 def cpu_seconds() -> float:

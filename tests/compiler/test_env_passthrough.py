@@ -7,7 +7,7 @@ from pathlib import Path
 
 from dagu.compiler.pipeline import compile_file
 from dagu.compiler.references import SANDBOX_ENV
-from dagu.runtime.sandbox import ALLOWED_ENV
+from dagu.process.sandbox import ALLOWED_ENV
 
 
 def _undefined(tmp_path: Path, text: str) -> list[str]:

@@ -253,7 +253,7 @@ def test_a_cache_writable_by_others_is_refused(unpacking: Host) -> None:
 
 
 def test_the_scheduler_zygote_of_the_frozen_binary_forks_working_runs(host: Host) -> None:
-    """runtime/launcher.py starts scheduled runs by asking `dagu zygote` to fork them."""
+    """launch/local.py starts scheduled runs by asking `dagu zygote` to fork them."""
     host.write("z.yaml", """
         steps:
           - id: a

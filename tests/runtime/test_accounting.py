@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dagu.runtime.accounting import Sampler, TreeStats, Usage, read_stat, usage_from
+from dagu.process.accounting import Sampler, TreeStats, Usage, read_stat, usage_from
 
 MiB = 1 << 20
 PY = sys.executable

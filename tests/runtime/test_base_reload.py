@@ -15,9 +15,9 @@ import pytest
 from dagu.compiler import base_config
 from dagu.compiler.pipeline import compile_file
 from dagu.compiler.render import render
-from dagu.runtime import dag_files
-from dagu.runtime.clock import FakeClock
-from dagu.runtime.scheduler import Scheduler
+from dagu.schedule import dag_files
+from dagu.schedule.clock import FakeClock
+from dagu.schedule.scheduler import Scheduler
 
 
 def utc(*args: int) -> float:

@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 from dagu.compiler.pipeline import compile_file
-from dagu.runtime import runner
+from dagu.engine import runner
 
 
 class Recorder:

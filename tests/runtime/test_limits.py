@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from dagu.runtime.accounting import Sampler, read_stat
-from dagu.runtime.limits import (MECHANISMS, LimitError, Limits, MemoryGuard, _can_raise_hard,
+from dagu.process.accounting import Sampler, read_stat
+from dagu.process.limits import (MECHANISMS, LimitError, Limits, MemoryGuard, _can_raise_hard,
                                  describe_failure, format_size, limits_from, parse_size,
                                  preexec_for, probe_memory, rlimits_for)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dagu.runtime.config import ConfigError, RetentionSettings, load_settings
+from dagu.settings import ConfigError, RetentionSettings, load_settings
 from tests.runtime.conftest import Env
 
 QUICK = "steps:\n  - id: a\n    command: echo hello\n"
@@ -259,8 +259,8 @@ def test_settings_read_sizes_limits_and_overrides(tmp_path: Path) -> None:
 
 
 def test_the_schedulers_hourly_pass_applies_the_cap_and_never_raises(env: Env) -> None:
-    from dagu.runtime.retention import apply_size_cap
-    from dagu.runtime.store import Store
+    from dagu.store.retention import apply_size_cap
+    from dagu.store.runs import Store
 
     env.write("hourly.yaml", QUICK)
     _start(env, "hourly.yaml", "h1")

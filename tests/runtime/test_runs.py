@@ -327,7 +327,7 @@ def test_full_disk_fails_the_run_and_keeps_earlier_runs(env: Env, tmp_path: Path
 
 
 def test_strict_sandbox_step_has_no_network_and_a_read_only_root(env: Env) -> None:
-    from dagu.runtime.sandbox import probe_strict
+    from dagu.process.sandbox import probe_strict
 
     found = probe_strict()
     if isinstance(found, str):

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from dagu.runtime.limits import Limits, describe_failure
-from dagu.runtime.sandbox import (ALLOWED_ENV, SANDBOX_MECHANISMS, StrictSandbox, base_environment,
+from dagu.process.limits import Limits, describe_failure
+from dagu.process.sandbox import (ALLOWED_ENV, SANDBOX_MECHANISMS, StrictSandbox, base_environment,
                                   probe_sandbox, probe_strict)
 
 PY = sys.executable

@@ -11,9 +11,9 @@ import pytest
 
 from dagu.compiler.pipeline import compile_file
 from dagu.compiler.render import render
-from dagu.runtime.clock import FakeClock
-from dagu.runtime.schedule_state import TickJournal
-from dagu.runtime.scheduler import Scheduler
+from dagu.schedule.clock import FakeClock
+from dagu.schedule.state import TickJournal
+from dagu.schedule.scheduler import Scheduler
 
 
 def utc(*args: int) -> float:
@@ -301,7 +301,7 @@ def test_an_unreadable_dags_directory_is_reported_not_fatal(world: World) -> Non
 
 
 def test_tick_records_rotate_instead_of_filling_the_disk(world: World, monkeypatch) -> None:
-    from dagu.runtime import schedule_state
+    from dagu.schedule import state as schedule_state
 
     monkeypatch.setattr(schedule_state, "ROTATE_BYTES", 2000)
     journal = TickJournal(str(world.home / "scheduler"))

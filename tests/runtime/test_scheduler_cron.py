@@ -1,11 +1,11 @@
-"""Fire times across daylight saving, time zones and shortcuts (runtime/cron.py)."""
+"""Fire times across daylight saving, time zones and shortcuts (schedule/cron.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
-from dagu.runtime import cron
+from dagu.schedule import cron
 from dagu.spec.plan import CronEntry
 
 BERLIN = ZoneInfo("Europe/Berlin")

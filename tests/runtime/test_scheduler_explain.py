@@ -7,8 +7,8 @@ import textwrap
 from pathlib import Path
 
 from dagu.compiler.pipeline import compile_file
-from dagu.runtime import cron
-from dagu.runtime.schedule_explain import explain_entry, explain_plan, render_text
+from dagu.schedule import cron
+from dagu.schedule.explain import explain_entry, explain_plan, render_text
 from dagu.spec.plan import CronEntry
 from tests.runtime.conftest import Env
 from tests.runtime.test_scheduler import utc

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from dagu.runtime import runner
-from dagu.runtime.clock import FakeClock
-from dagu.runtime.launcher import ProcessLauncher
-from dagu.runtime.schedule_state import TickJournal
-from dagu.runtime.scheduler import Scheduler
-from dagu.runtime.state import RUN_FINAL
-from dagu.runtime.store import Store
-from dagu.runtime.run_context import self_argv
+from dagu.engine import runner
+from dagu.schedule.clock import FakeClock
+from dagu.launch.local import ProcessLauncher
+from dagu.schedule.state import TickJournal
+from dagu.schedule.scheduler import Scheduler
+from dagu.store.state import RUN_FINAL
+from dagu.store.runs import Store
+from dagu.engine.run_context import self_argv
 from tests.runtime.test_scheduler import compile_for_scheduler, utc
 from tests.runtime.conftest import Env
 
@@ -95,11 +95,11 @@ FIRST_SCHEDULER = """
 import os, sys, time
 from dagu.compiler.pipeline import compile_file
 from dagu.compiler.render import render
-from dagu.runtime.clock import FakeClock
-from dagu.runtime.launcher import ProcessLauncher
-from dagu.runtime.scheduler import Scheduler
-from dagu.runtime.store import Store
-from dagu.runtime.run_context import self_argv
+from dagu.schedule.clock import FakeClock
+from dagu.launch.local import ProcessLauncher
+from dagu.schedule.scheduler import Scheduler
+from dagu.store.runs import Store
+from dagu.engine.run_context import self_argv
 
 def comp(path):
     r = compile_file(path)
@@ -217,7 +217,7 @@ def test_the_scheduler_applies_the_history_size_cap_when_it_starts(env: Env) -> 
     env.write("small.yaml", "steps:\n  - id: a\n    command: head -c 20000 /dev/zero\n")
     for n in range(3):
         assert env.run("start", "small.yaml", "--run-id", f"r{n}").returncode == 0
-    from dagu.runtime.disk_usage import measure
+    from dagu.store.disk_usage import measure
 
     cap = measure(Store(str(env.home))).total - 1  # one byte too many: the oldest run goes
     log = env.dir / "sched.log"

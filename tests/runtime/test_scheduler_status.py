@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from dagu.runtime.schedule_state import Progress, TickJournal
-from dagu.runtime.scheduler import LeaderLock, write_heartbeat
-from dagu.runtime.scheduler_status import compile_warning, render_text, scheduler_report
-from dagu.runtime.store import Store
-from dagu.runtime.tick_history import tick_rows
+from dagu.schedule.state import Progress, TickJournal
+from dagu.schedule.scheduler import LeaderLock, write_heartbeat
+from dagu.schedule.status import compile_warning, render_text, scheduler_report
+from dagu.store.runs import Store
+from dagu.schedule.tick_history import tick_rows
 from tests.runtime.conftest import Env
 from tests.runtime.test_scheduler import DAILY, World, utc
 

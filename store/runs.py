@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from dagu.runtime.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
+from dagu.store.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
 
 TOMBSTONE = ".deleting-"  # prefix of a run directory being deleted (see Store.bury)
 RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")

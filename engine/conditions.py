@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from dagu.runtime.evaluate import Scope, render
+from dagu.engine.evaluate import Scope, render
 from dagu.spec.plan import Condition, Matcher, Step
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {

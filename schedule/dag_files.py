@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from dagu.runtime.store import write_atomic
+from dagu.store.runs import write_atomic
 from dagu.spec.plan import Dag, Plan, dump_plan
 
 Compile = Callable[[str], "tuple[Plan | None, str | None]"]

@@ -1,7 +1,7 @@
 """Is the scheduler running, and what is it (not) doing?  Read from its files, never from it.
 
 `dagu status --scheduler` answers from two things the active scheduler leaves
-in $DAGU_HOME/scheduler/ (see runtime/schedule_state.py):
+in $DAGU_HOME/scheduler/ (see schedule/state.py):
 
 - leader.lock: a scheduler is alive iff another process holds its flock.  We
   try LOCK_EX|LOCK_NB on our own descriptor and let go at once; the kernel
@@ -12,7 +12,7 @@ in $DAGU_HOME/scheduler/ (see runtime/schedule_state.py):
 
 When no scheduler is alive, ticks that came due since the last one handled
 (progress/<dag>.json) are computed from the DAG's last good plan
-(plans/<dag>.plan.json) with runtime/cron.py, so a stopped scheduler shows as
+(plans/<dag>.plan.json) with schedule/cron.py, so a stopped scheduler shows as
 missed work rather than as silence.
 """
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
-from dagu.runtime import cron
-from dagu.runtime.schedule_state import Progress
+from dagu.schedule import cron
+from dagu.schedule.state import Progress
 
 STALL_BEATS = 3
 GRACE_SEC = 60.0  # as the scheduler's: a tick this late would still run on time
@@ -88,7 +88,7 @@ def local_text(t: float | None, zone_name: str | None) -> str:
     """`2026-03-29 03:00:00 +02:00 CEST (Europe/Berlin)`; an unknown name reads as the host's zone."""
     if t is None:
         return "-"
-    from dagu.runtime.schedule_explain import local_text as wall
+    from dagu.schedule.explain import local_text as wall
 
     try:
         tz = cron.zone(zone_name)

@@ -30,13 +30,16 @@ from typing import Any, Mapping
 
 from dagu.executors import ExecutorError, job_for
 from dagu.executors.base import Job, JobContext, Launch
-from dagu.runtime import accounting, conditions, limits as limits_mod, sandbox
-from dagu.runtime.run_context import RunContext
-from dagu.runtime.evaluate import EvalError, Scope, StepFacts, render, resolve_path
-from dagu.runtime.hooks import Hooks
-from dagu.runtime.state import (ABORTED, FAILED, MISSED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, WAITING,
+from dagu.process import accounting
+from dagu.engine import conditions
+from dagu.process import limits as limits_mod
+from dagu.process import sandbox
+from dagu.engine.run_context import RunContext
+from dagu.engine.evaluate import EvalError, Scope, StepFacts, render, resolve_path
+from dagu.engine.hooks import Hooks
+from dagu.store.state import (ABORTED, FAILED, MISSED, NOT_STARTED, PARTIAL, RUNNING, SKIPPED, SUCCEEDED, WAITING,
                                 RunStatus, apply)
-from dagu.runtime.store import Journal, hostname
+from dagu.store.runs import Journal, hostname
 from dagu.spec.plan import Step
 
 HANDLER_ORDER = ("init", "success", "failure", "abort", "exit")

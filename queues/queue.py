@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
-from dagu.runtime.state import ABORTED, QUEUED, RunStatus
-from dagu.runtime.store import Journal, RunDir, Store, StoreError, write_atomic
+from dagu.store.state import ABORTED, QUEUED, RunStatus
+from dagu.store.runs import Journal, RunDir, Store, StoreError, write_atomic
 from dagu.spec.plan import Plan, PlanError, dump_plan, load_plan
 
 
@@ -51,7 +51,7 @@ class Queues:
         journal = Journal(run.journal)
         event = journal.add({"ev": "queued", "at": now, "queue": queue, "params": list(words)})
         journal.close()
-        from dagu.runtime.state import apply
+        from dagu.store.state import apply
 
         apply(status, event)
         run.write_snapshot(status)
@@ -119,7 +119,7 @@ class Queues:
 
 def queued_words(run: RunDir) -> list[str]:
     """The params a queued run was enqueued with."""
-    from dagu.runtime.store import read_journal
+    from dagu.store.runs import read_journal
 
     events, _problems = read_journal(run.journal)
     for event in events:

@@ -29,18 +29,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from dagu.runtime.queue import Dispatcher, Queues
-from dagu.runtime.state import SUCCEEDED
-from dagu.runtime.store import Store
+from dagu.queues.queue import Dispatcher, Queues
+from dagu.store.state import SUCCEEDED
+from dagu.store.runs import Store
 from dagu.spec.plan import Plan
 
 
 ZYGOTE_IDLE_SEC = 600.0  # a zygote with nothing to do this long exits (its ~25 MB go back)
 ZYGOTE_REPLY_SEC = 10.0  # longer than this to start or to fork: give up on it, spawn instead
 ZYGOTE_RETRY_SEC = 60.0  # after a zygote failed, spawn runs this long before trying another
-_PRELOAD = ("dagu.cli", "dagu.cli_run", "dagu.runtime.runner")  # what every `dagu start` imports
-_PRELOAD_OPTIONAL = ("dagu.executors.command", "dagu.runtime.config", "dagu.runtime.disk_usage",
-                     "dagu.runtime.retention")  # imported lazily by a run of command steps
+_PRELOAD = ("dagu.cli", "dagu.cli_run", "dagu.engine.runner")  # what every `dagu start` imports
+_PRELOAD_OPTIONAL = ("dagu.executors.command", "dagu.settings", "dagu.store.disk_usage",
+                     "dagu.store.retention")  # imported lazily by a run of command steps
 
 
 @dataclass

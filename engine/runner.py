@@ -16,13 +16,13 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from dagu.runtime.evaluate import EvalError
-from dagu.runtime.params import ParamError
-from dagu.runtime.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, RunStatus
-from dagu.runtime.store import DiskFullError, Journal, RunDir, Store, StoreError
-from dagu.runtime.hooks import RunHook
-from dagu.runtime.run_context import RunContext, build_context
-from dagu.runtime.supervisor import Supervisor
+from dagu.engine.evaluate import EvalError
+from dagu.engine.params import ParamError
+from dagu.store.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, RunStatus
+from dagu.store.runs import DiskFullError, Journal, RunDir, Store, StoreError
+from dagu.engine.hooks import RunHook
+from dagu.engine.run_context import RunContext, build_context
+from dagu.engine.supervisor import Supervisor
 from dagu.spec.plan import Dag, Plan, dump_plan
 
 
@@ -105,8 +105,8 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
 def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
                  hooks: Sequence[RunHook] = ()) -> Outcome:
     """Start a run that `dagu enqueue` recorded: same directory, plan and params."""
-    from dagu.runtime.queue import queued_words
-    from dagu.runtime.state import QUEUED
+    from dagu.queues.queue import queued_words
+    from dagu.store.state import QUEUED
     from dagu.spec.plan import PlanError, load_plan
 
     store = Store(home)
@@ -159,7 +159,7 @@ def decide(run_id: str, step_id: str, decision: str, inputs: Mapping[str, str], 
     everything downstream of it again, with the approver's inputs as feedback, and the run
     waits at the approval again: review until it is right, in one run with one history.
     """
-    from dagu.runtime.state import WAITING
+    from dagu.store.state import WAITING
     from dagu.spec.plan import PlanError, load_plan
 
     store = Store(home)
@@ -247,8 +247,8 @@ def _retain(store: Store, dag: Dag, run_id: str, environ: Mapping[str, str], out
 
 
 def _housekeep(store: Store, dag: Dag, run_id: str, environ: Mapping[str, str]) -> tuple[list[str], list[str]]:
-    """runtime/retention.py for this DAG and the data dir; never raises, so it never fails a run."""
-    from dagu.runtime.retention import after_run
+    """store/retention.py for this DAG and the data dir; never raises, so it never fails a run."""
+    from dagu.store.retention import after_run
 
     try:
         report = after_run(store, dag.name, run_id, dag.hist_retention_days, dag.hist_retention_runs, environ)

@@ -10,10 +10,10 @@ import os
 from dataclasses import dataclass
 from typing import Mapping
 
-from dagu.runtime import sandbox
-from dagu.runtime.evaluate import EvalError, Scope, read_dotenv, render, resolve_path
-from dagu.runtime.state import RunStatus
-from dagu.runtime.store import RunDir
+from dagu.process import sandbox
+from dagu.engine.evaluate import EvalError, Scope, read_dotenv, render, resolve_path
+from dagu.store.state import RunStatus
+from dagu.store.runs import RunDir
 from dagu.spec.plan import Dag, Plan
 
 
@@ -71,7 +71,7 @@ def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_
 
     Raises ParamError / EvalError before anything runs.
     """
-    from dagu.runtime.params import resolve
+    from dagu.engine.params import resolve
 
     base, scope = base_scope(dag, environ)
     specials = {"DAG_NAME": dag.name, "DAG_RUN_ID": run_id}

@@ -28,11 +28,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from dagu.runtime.config import ConfigError, RetentionSettings, load_settings
-from dagu.runtime.disk_usage import RunKey, Usage, measure, tree_bytes
-from dagu.runtime.limits import format_size
-from dagu.runtime.state import RUN_FINAL, RunStatus
-from dagu.runtime.store import RunDir, Store, StoreError, append_synced, remove_tree
+from dagu.settings import ConfigError, RetentionSettings, load_settings
+from dagu.store.disk_usage import RunKey, Usage, measure, tree_bytes
+from dagu.process.limits import format_size
+from dagu.store.state import RUN_FINAL, RunStatus
+from dagu.store.runs import RunDir, Store, StoreError, append_synced, remove_tree
 
 LOG_FILE = "retention.log"
 SIZE_STAMP = "retention.stamp"  # touched when a run's end measured the whole history

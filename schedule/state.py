@@ -26,7 +26,7 @@ import json
 import os
 from typing import Any
 
-from dagu.runtime.store import _storage_error, append_synced, rotate_if_large, write_atomic
+from dagu.store.runs import _storage_error, append_synced, rotate_if_large, write_atomic
 
 FORMAT = 1
 ROTATE_BYTES = 8 << 20  # ticks.jsonl moves to ticks.jsonl.1 past this: 100 DAGs a minute write ~30 MB a day

@@ -15,9 +15,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
-from dagu.runtime.schedule_state import TickJournal
-from dagu.runtime.scheduler_status import lock_held, overdue_ticks, scheduler_root, utc_text
-from dagu.runtime.store import RunView, Store
+from dagu.schedule.state import TickJournal
+from dagu.schedule.status import lock_held, overdue_ticks, scheduler_root, utc_text
+from dagu.store.runs import RunView, Store
 
 STATUS_OF_ACTION = {"missed": "missed", "failed": "launch-failed"}
 

@@ -13,10 +13,10 @@ import os
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from dagu.runtime import conditions
-from dagu.runtime.evaluate import EvalError, Scope, render
-from dagu.runtime.params import ParamError, resolve, split_words
-from dagu.runtime.run_context import base_scope
+from dagu.engine import conditions
+from dagu.engine.evaluate import EvalError, Scope, render
+from dagu.engine.params import ParamError, resolve, split_words
+from dagu.engine.run_context import base_scope
 from dagu.spec.plan import Condition, Dag, Matcher, Plan, Step
 
 # What a backtick evaluates to in a dry run: nothing is executed, so the value is not known.

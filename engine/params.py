@@ -13,7 +13,7 @@ import re
 import shlex
 from typing import Callable, Sequence
 
-from dagu.runtime.evaluate import EvalError, Scope, render
+from dagu.engine.evaluate import EvalError, Scope, render
 from dagu.spec.plan import Param
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from dagu.runtime.store import TOMBSTONE, Store, remove_tree
+from dagu.store.runs import TOMBSTONE, Store, remove_tree
 
 RunKey = tuple[str, str]  # (dag, run_id)
 

@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dagu.runtime.limits import parse_size
+from dagu.process.limits import parse_size
 
 CONFIG_FILE = "config.yaml"
 DEFAULT_RETENTION_DAYS = 30

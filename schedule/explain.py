@@ -1,7 +1,7 @@
 """`dagu compile --explain-schedule`: when each schedule fires, and what daylight saving does to it.
 
 A cron line says "02:30"; whether that is one run, none or two on the days
-the clocks change is decided in runtime/cron.py.  This module lists the next
+the clocks change is decided in schedule/cron.py.  This module lists the next
 fire times exactly as the scheduler computes them (cron.next_fire), and looks
 far enough ahead (400 days) to name the next clock change that touches each
 expression, so a user learns about the spring-forward day before it happens.
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dagu.runtime import cron
+from dagu.schedule import cron
 from dagu.spec.plan import CronEntry, Plan
 
 LOOKAHEAD_DAYS = 400

@@ -1,12 +1,12 @@
 """`dagu scheduler`: start runs when their schedules fire, catch up after downtime, never twice.
 
-The decisions are here, over three seams a test replaces: a clock (runtime/clock.py),
-a launcher that starts/stops/queues runs (runtime/launcher.py) and a compile
+The decisions are here, over three seams a test replaces: a clock (schedule/clock.py),
+a launcher that starts/stops/queues runs (launch/local.py) and a compile
 function (the CLI passes the compiler; the runtime never imports it).
 
 Each turn (`Scheduler.step`): rescan the DAGs directory, then for every DAG whose
 next tick is due, look at the ticks in (handled_until, now] (see
-runtime/schedule_state.py for the durable state):
+schedule/state.py for the durable state):
 
 - A tick at most `grace_sec` (60 s) late is on time and runs.
 - Without `catchup_window` an older tick is missed, like cron: recorded in
@@ -35,11 +35,11 @@ import socket
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from dagu.runtime import cron
-from dagu.runtime.clock import SystemClock
-from dagu.runtime.dag_files import Compile, DagFile, DagFiles
-from dagu.runtime.schedule_state import Progress, TickJournal
-from dagu.runtime.store import Store, StoreError, rotate_if_large, write_atomic
+from dagu.schedule import cron
+from dagu.schedule.clock import SystemClock
+from dagu.schedule.dag_files import Compile, DagFile, DagFiles
+from dagu.schedule.state import Progress, TickJournal
+from dagu.store.runs import Store, StoreError, rotate_if_large, write_atomic
 
 GRACE_SEC = 60.0
 SIZE_CAP_EVERY_SEC = 3600.0  # the data dir's max_history_size, applied this often (and at start)
@@ -283,7 +283,7 @@ def write_heartbeat(root: str, now: float, next_due: Mapping[str, float | None],
 
 def _tick_zone(entry: DagFile, t: float | None, after: float | None) -> str | None:
     """The zone the DAG's next tick is read in (the one zone of its expressions, nearly always)."""
-    from dagu.runtime.schedule_explain import zone_name
+    from dagu.schedule.explain import zone_name
 
     s = entry.dag.schedule
     entries = (*s.start, *s.stop, *s.restart)
@@ -322,9 +322,9 @@ def _lead(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str]
           stop: Callable[[], bool], log: Callable[[str], None], clock: Any,
           poll_sec: float, heartbeat_sec: float) -> int:
     """The active scheduler's loop: schedule, dispatch the queues, beat."""
-    from dagu.runtime.launcher import ProcessLauncher
-    from dagu.runtime.retention import apply_size_cap
-    from dagu.runtime.run_context import self_argv
+    from dagu.launch.local import ProcessLauncher
+    from dagu.store.retention import apply_size_cap
+    from dagu.engine.run_context import self_argv
 
     log(f"active (pid {os.getpid()}), DAGs from {dags_dir}")
     store = Store(home)

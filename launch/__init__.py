@@ -1,0 +1,1 @@
+"""How a run gets its supervisor process (fork from the zygote, spawn; later a remote worker)."""

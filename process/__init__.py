@@ -1,0 +1,1 @@
+"""Process control: spawning in a session, sandboxing, limits and per-step accounting."""

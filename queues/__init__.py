@@ -1,0 +1,1 @@
+"""Run queues: enqueue, dequeue, and the dispatcher that admits queued runs."""

@@ -1,1 +1,0 @@
-"""dagu.runtime"""
