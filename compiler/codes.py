@@ -29,6 +29,11 @@ CODES: dict[str, Code] = _catalogue(
          "The file could not be opened or is not UTF-8 text."),
     Code("yaml-syntax", "error", "YAML syntax error: {reason}",
          "The file is not valid YAML; the position is where the parser gave up."),
+    Code("yaml-too-large", "error", "the YAML document is too large to read: {reason}",
+         "Aliases (*name) can make a few lines stand for billions of values; dagu refuses a document "
+         "that expands past 2,000,000 values or nests past 200 levels, at the node where it gave up."),
+    Code("nul-byte", "error", "a NUL byte is in this value: {value}",
+         "No process can receive a NUL byte in its command line or environment; remove the \\0 escape."),
     Code("duplicate-key", "error", "key '{key}' is given twice in the same mapping{where}",
          "YAML would silently keep only the last value; say it once."),
     Code("empty-file", "error", "the file defines no workflow",

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dagu.bounded_read import read_regular
 from dagu.compiler import values
 from dagu.compiler.context import DocContext, scalar_text
 from dagu.compiler.graph import StepGraph, build_graph, check_rewind_targets, check_routes
@@ -67,14 +68,13 @@ def _dotenv_names(paths: tuple[str, ...], base_dir: str, explicit: bool) -> tupl
     for p in paths:
         full = p if os.path.isabs(p) else os.path.join(base_dir, p)
         try:
-            with open(full, encoding="utf-8") as fh:
-                for line in fh:
-                    line = line.strip()
-                    if line.startswith("export "):
-                        line = line[7:]
-                    key, sep, _ = line.partition("=")
-                    if sep and not line.startswith("#"):
-                        names.add(key.strip())
+            for line in read_regular(full).decode("utf-8", "replace").splitlines():
+                line = line.strip()
+                if line.startswith("export "):
+                    line = line[7:]
+                key, sep, _ = line.partition("=")
+                if sep and not line.startswith("#"):
+                    names.add(key.strip())
         except OSError:
             unknown = unknown or explicit
     return names, unknown

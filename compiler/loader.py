@@ -19,6 +19,7 @@ from typing import Any, Iterable, NamedTuple
 
 import yaml
 
+from dagu.bounded_read import read_regular
 from dagu.compiler.diagnostics import Reporter
 
 Path = tuple[Any, ...]
@@ -298,21 +299,50 @@ def _merge_sources(value_node: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
     return [pair for src in sources if isinstance(src, yaml.MappingNode) for pair in src.value]
 
 
+# How many values one document may build.  Aliases let a few hundred bytes stand for
+# billions of values ("billion laughs"); a 10,000-step workflow builds about 100,000.
+MAX_BUILT_VALUES = 2_000_000
+MAX_DEPTH = 200  # nesting deeper than this is refused before Python's recursion limit is hit
+
+
+class _TooLarge(Exception):
+    """The document expands past MAX_BUILT_VALUES (or MAX_DEPTH) at `node`."""
+
+    def __init__(self, node: yaml.Node, why: str) -> None:
+        super().__init__(why)
+        self.node = node
+        self.why = why
+
+
 class _Builder:
     """Turns composed YAML nodes into Python values (spans stay in the nodes, see `_NodeTree`)."""
 
     def __init__(self, reporter: Reporter, source: "SourceFile") -> None:
         self.reporter = reporter
         self.source = source
+        self.budget = MAX_BUILT_VALUES
+        self.depth = 0
 
     def build(self, node: yaml.Node) -> Any:
         kind = type(node)
         if kind is yaml.ScalarNode:
-            return _scalar(node)
-        if kind is yaml.SequenceNode:
-            build = self.build
-            return [build(child) for child in node.value]
-        return self.mapping(node)
+            value = _scalar(node)
+            if type(value) is str and "\x00" in value:
+                self.reporter.at_span(self.source, _node_span(node), "nul-byte", value=repr(value[:60]))
+            return value
+        self.budget -= len(node.value)
+        if self.budget < 0:
+            raise _TooLarge(node, f"more than {MAX_BUILT_VALUES} values once its aliases are expanded")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooLarge(node, f"nested more than {MAX_DEPTH} levels deep")
+            if kind is yaml.SequenceNode:
+                build = self.build
+                return [build(child) for child in node.value]
+            return self.mapping(node)
+        finally:
+            self.depth -= 1
 
     def mapping(self, node: yaml.MappingNode) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -390,15 +420,34 @@ def load_source(path: str, text: str, reporter: Reporter) -> SourceFile:
         reporter.at(source, line, col, "yaml-syntax", reason=reason, notes=notes)
         source.unparsable = True
         return source
-    except yaml.YAMLError as exc:  # pragma: no cover - libyaml reader errors
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (NUL, other controls)
+        line, col = source.position(exc.position) if 0 <= exc.position <= len(text) else (1, 1)
+        char = chr(exc.character) if isinstance(exc.character, int) else str(exc.character)
+        reporter.at(source, line, col, "yaml-syntax",
+                    reason=f"character {char!r} is not allowed in a YAML file",
+                    notes=["a NUL byte cannot be in a workflow file: remove it" if char == "\x00" else
+                           "remove it; to put a control character in a value, use a double-quoted escape such as \\t"])
+        source.unparsable = True
+        return source
+    except yaml.YAMLError as exc:  # pragma: no cover - other libyaml reader errors
         reporter.at(source, 1, 1, "yaml-syntax", reason=str(exc).splitlines()[0])
+        source.unparsable = True
+        return source
+    except RecursionError:
+        reporter.at(source, 1, 1, "yaml-too-large", reason=f"it is nested too deeply to read")
         source.unparsable = True
         return source
     for index, node in enumerate(nodes):
         if node is None:
             continue
         tree = _NodeTree(node)
-        doc = Document(data=_Builder(reporter, source).build(node), index=index,
+        try:
+            data = _Builder(reporter, source).build(node)
+        except _TooLarge as exc:
+            reporter.at_span(source, _node_span(exc.node), "yaml-too-large", reason=exc.why)
+            source.unparsable = True
+            return source
+        doc = Document(data=data, index=index,
                        spans=SpanIndex(tree, keys=False), key_spans=SpanIndex(tree, keys=True))
         doc.start = doc.spans[()]
         source.documents.append(doc)
@@ -408,8 +457,7 @@ def load_source(path: str, text: str, reporter: Reporter) -> SourceFile:
 def read_source(path: str, reporter: Reporter) -> SourceFile | None:
     """Read and parse a file; an unreadable file is a diagnostic, not an exception."""
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
+        text = read_regular(path).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         reporter.plain(path, "unreadable-file", reason=f"not UTF-8 text (byte {exc.start})")
         return None

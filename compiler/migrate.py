@@ -21,6 +21,7 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
+from dagu.bounded_read import read_regular
 from dagu.compiler.chain_rewrite import chain_with_depends, rewrite_chain
 from dagu.compiler.diagnostics import Diagnostic, Reporter
 from dagu.compiler.legacy import Fix, find_fixes, node_at
@@ -70,8 +71,7 @@ def _diff_lines(text: str) -> list[str]:
 
 def read_text(path: str) -> str:
     """The file's text exactly as stored (line endings kept; a UTF-8 BOM is dropped)."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        return fh.read()
+    return read_regular(path).decode("utf-8-sig")
 
 
 def write_migration(migration: Migration) -> None:

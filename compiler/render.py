@@ -18,9 +18,10 @@ def render_text(diags: Sequence[Diagnostic], checked: int) -> str:
     for d in diags:
         out.append(f"{d.file}:{d.line}:{d.col}: {d.severity}: {d.message}  [{d.code}]")
         if d.source_line:
-            out.append(f"    {d.source_line}")
-            lead = "".join(c if c == "\t" else " " for c in d.source_line[: d.col - 1])
-            out.append(f"    {lead}^{'~' * (d.width - 1)}")
+            line, col, width = _excerpt(d.source_line, d.col, d.width)
+            out.append(f"    {line}")
+            lead = "".join(c if c == "\t" else " " for c in line[: col - 1])
+            out.append(f"    {lead}^{'~' * (width - 1)}")
         out.extend(f"  note: {n}" for n in d.notes)
     out.append(summary(diags, checked))
     return "\n".join(out) + "\n"
@@ -117,6 +118,21 @@ def render_sarif(diags: Sequence[Diagnostic], checked: int) -> str:
 
 
 RENDERERS = {"text": render_text, "json": render_json, "github": render_github, "sarif": render_sarif}
+
+
+EXCERPT_CHARS = 160  # a minified or generated line can be megabytes long: show a window of it
+
+
+def _excerpt(line: str, col: int, width: int) -> tuple[str, int, int]:
+    """The part of a long source line around `col`, and the column and width within it."""
+    if len(line) <= EXCERPT_CHARS:
+        return line, col, max(1, width)
+    start = max(0, col - 1 - EXCERPT_CHARS // 4)
+    piece = line[start:start + EXCERPT_CHARS]
+    prefix = "..." if start else ""
+    suffix = "..." if start + EXCERPT_CHARS < len(line) else ""
+    new_col = col - start + len(prefix)
+    return prefix + piece + suffix, new_col, max(1, min(width, len(piece) - (col - 1 - start)))
 
 
 def render(fmt: str, diags: Sequence[Diagnostic], checked: int) -> str:

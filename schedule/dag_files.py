@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
+from dagu.bounded_read import RefusedFile, read_regular
 from dagu.store.runs import write_atomic
 from dagu.spec.plan import Dag, Plan, dump_plan
 
@@ -89,8 +90,9 @@ class DagFiles:
             if self._base[:3] == (path, st.st_mtime_ns, st.st_size):
                 return self._base
             try:
-                with open(path, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
+                digest = hashlib.sha256(read_regular(path)).hexdigest()
+            except RefusedFile as exc:  # the compiler reports it at the file
+                digest = f"refused: {exc.reason}"
             except OSError:
                 continue
             self._base = (path, st.st_mtime_ns, st.st_size, digest)
@@ -116,8 +118,9 @@ class DagFiles:
                 known = self.files.get(path)
                 if known is not None and known.fingerprint == fingerprint and known.base[:3] == base[:3]:
                     continue
-                with open(path, "rb") as fh:
-                    digest = hashlib.sha256(fh.read()).hexdigest()
+                digest = hashlib.sha256(read_regular(path)).hexdigest()
+            except RefusedFile as exc:  # a FIFO, a device, a huge file: compiled, so the compiler reports it
+                digest = f"refused: {exc.reason}"
             except OSError:
                 continue  # removed or unreadable meanwhile: looked at again next scan
             if known is not None and known.sha256 == digest and known.base[3:] == base[3:]:
