@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from dagu.executors import catalog
-from dagu.executors.catalog import FORMAT_ONLY_TYPES, StepType
+from dagu.executors.catalog import FORMAT_ONLY_TYPES, StepType, by_name
+from dagu.executors.catalog import runnable_names as _catalogue_names
 
 # Upstream's human-in-the-loop step: waits for a decision, then succeeds (approve) or fails (reject).
 APPROVAL_TYPES = frozenset({"hitl", "approval", "wait"})
@@ -43,7 +43,7 @@ APPROVAL_CONFIG_SCHEMA: Mapping[str, Any] = {
 # Upstream's other names of format-only types, so both spellings plan (and are refused) alike.
 _FORMAT_ALIASES = {"k8s": "kubernetes", "github_action": "gha", "github-action": "gha"}
 
-_BY_NAME = catalog.by_name()  # read once; catalogue lines are frozen
+_BY_NAME = by_name()  # read once; catalogue lines are frozen
 
 
 def entry(name: str) -> StepType | None:
@@ -53,7 +53,7 @@ def entry(name: str) -> StepType | None:
 
 def runnable_names() -> list[str]:
     """The types this build runs (canonical names), for messages."""
-    return catalog.runnable_names()
+    return _catalogue_names()
 
 
 def is_supported(name: str) -> bool:
