@@ -24,7 +24,6 @@ from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import Reporter
 from dagu.compiler.loader import load_source
 from dagu.compiler.pipeline import CompileResult, compile_file
-from dagu.compiler.step_checks import check_config
 from dagu.executors import catalog
 
 ROOT = Path(__file__).parents[2]
@@ -188,6 +187,8 @@ SCHEMA = {
 
 def _check(tmp_path: Path, step: str) -> list[tuple]:
     """check_config of the one step in `step` against SCHEMA (a catalogue schema with every keyword)."""
+    from dagu.compiler.step_checks import check_config
+
     path = tmp_path / "one.yaml"
     path.write_text("steps:\n" + textwrap.indent(textwrap.dedent(step), "  "), encoding="utf-8")
     reporter = Reporter()
