@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from dagu.compiler.step_types import KNOWN_TYPES
+from dagu.compiler.step_types import is_known
 
 Rel = tuple[Any, ...]  # a place inside the step, e.g. ("with", "url")
 Entry = tuple[str, Any, Rel]  # (step key, value, where the value is in the file)
@@ -182,8 +182,8 @@ def _template(with_: dict[str, Any], action: str) -> list[Entry]:
 
 
 def _human_task(with_: dict[str, Any], action: str) -> list[Entry]:
+    """A person's decision: the approval step (prompt, input, required), checked by its schema."""
     _need(with_, "prompt", text=True)
-    _only(with_, action, ("prompt", "form"))
     return [("type", "approval", ("action",)), ("with", dict(with_), ("with",))]
 
 
@@ -262,6 +262,6 @@ def normalize_action(action: str, with_: dict[str, Any], custom_types: frozenset
         return ACTIONS[action](with_, action)
     if action.startswith("redis.") and len(action) > 6:
         return _redis(action[6:])(with_, action)
-    if action.lower() in KNOWN_TYPES and action.lower() not in _NOT_ACTIONS:
+    if is_known(action.lower()) and action.lower() not in _NOT_ACTIONS:
         return [("type", action.lower(), ("action",)), *_rest(with_)]
     return None

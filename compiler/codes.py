@@ -110,6 +110,15 @@ CODES: dict[str, Code] = _catalogue(
          "A custom step type's template uses an expression this dagu cannot expand."),
     Code("unknown-step-type", "error", "unknown step type {value}",
          "The step type is neither built in nor declared under step_types."),
+    Code("unsupported-step-type", "error", "{what} is not supported by this build",
+         "The step type is part of the Dagu v2 format, but this build has no executor for it, so the run "
+         "would fail at that step after the steps before it had run. The note lists the types this build "
+         "runs; the type becomes valid the day its executor lands in the step-type catalogue "
+         "(dagu.executors.catalog). A step_types: entry built on such a type is refused at its definition."),
+    Code("ignored-step-key", "error", "step '{step}' sets '{key}', which a {type} step does not read",
+         "Keys such as command, script, shell, call, params, parallel, routes and value are read only by "
+         "some step types; on a step of another type the run would silently ignore them (a noop with a "
+         "command reports success without running it)."),
     Code("conflicting-keys", "error", "{where} sets both '{first}' and '{second}'",
          "Two keys that mean different things for a step cannot be combined."),
     Code("unknown-action", "error", "unknown action {value}",

@@ -136,3 +136,16 @@ def expand(ctx: DocContext, raw: dict[str, Any], path: tuple, name: str, definit
     if "description" not in expanded and isinstance(definition.get("description"), str):
         expanded["description"] = definition["description"]
     return expanded
+
+
+def check_definitions(ctx: DocContext, definitions: dict[str, Any]) -> None:
+    """A custom type built on a type this build cannot run is refused at its definition, once,
+    rather than at each step that uses it (a base-config definition is reported in base.yaml)."""
+    from dagu.compiler.step_checks import report_type
+    from dagu.compiler.step_types import canonical
+
+    for name, definition in definitions.items():
+        if not isinstance(definition, dict) or not isinstance(definition.get("type"), str):
+            continue  # no type means command; another shape is reported by the schema pass
+        report_type(ctx, ("step_types", name, "type"), definition["type"], canonical(definition["type"]))
+

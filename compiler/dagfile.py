@@ -116,6 +116,10 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     env = values.env_entries(ctx, ("env",), data.get("env"), None)
     params = values.params(ctx, ("params",), data.get("params"))
     custom_types = data["step_types"] if isinstance(data.get("step_types"), dict) else {}
+    if custom_types:
+        from dagu.compiler.custom_types import check_definitions
+
+        check_definitions(ctx, custom_types)
 
     by_id = {d.id: d for d in reversed(drafts)}  # first draft wins for duplicated ids
     steps = [build_step(ctx, by_id[sid], graph.depends[sid], defaults, custom_types) for sid in _declared(drafts, by_id)]

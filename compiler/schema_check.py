@@ -290,6 +290,15 @@ def _unknown_key(path: tuple, key: str, allowed: list[str], data: Any, mapping: 
     return (path + (key,), "unknown-key", True, {"key": key, "where": place, "notes": notes})
 
 
+def translate_error(error: ValidationError, data: Any) -> list[tuple]:
+    """(path, code, at_key, fields) for each problem one jsonschema error stands for.
+
+    `data` is the whole document: the error's absolute path must lead into it
+    (step_checks.py prefixes the errors of a step's `with:` block so).
+    """
+    return _translate(error, data)
+
+
 def _translate(error: ValidationError, data: Any) -> list[tuple]:
     """(path, code, at_key, fields) for each problem one jsonschema error stands for."""
     path = tuple(error.absolute_path)

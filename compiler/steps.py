@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from dagu.compiler.context import DocContext, Path, scalar_text
 from dagu.compiler.expressions import is_plain
-from dagu.compiler.step_types import ALIASES, KNOWN_TYPES, step_type
+from dagu.compiler.step_checks import check_call, check_config, check_ignored_keys, report_type
+from dagu.compiler.step_types import APPROVAL, APPROVAL_CONFIG_SCHEMA, entry, is_known, step_type
 from dagu.compiler import values
 from dagu.spec.plan import Call, ContinueOn, EnvVar, Parallel, Route, Step
 
@@ -142,7 +143,8 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
     raw, path = draft.raw, draft.path
     owner = owner or draft.id
     stype = step_type(raw)
-    if stype in custom_types and stype not in KNOWN_TYPES:  # a step_types: name: expand it here
+    custom = stype in custom_types and not is_known(stype)
+    if custom:  # a step_types: name: expand it here
         from dagu.compiler.custom_types import expand
 
         expanded = expand(ctx, raw, path, stype, custom_types[stype])
@@ -152,9 +154,9 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         stype = step_type(raw)
     get = raw.get
     template = ctx.template
-    if stype not in KNOWN_TYPES and stype not in custom_types:
-        ctx.report(path + ("type",), "unknown-step-type", value=repr(get("type")),
-                   notes=[f"known types: {', '.join(sorted(KNOWN_TYPES - set(ALIASES)))}"])
+    approval = _check_type(ctx, draft, raw, stype, custom)
+    if approval is not None:
+        stype = "noop"
 
     command_raw = get("command")
     if isinstance(command_raw, list):
@@ -163,8 +165,6 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         command = (template(path + ("command",), command_raw, owner),)
     else:
         command = ()
-    if "script" in raw and "call" in raw:
-        ctx.report(path, "conflicting-keys", where=f"step '{draft.id}'", first="script", second="call")
     if stype == "command" and not command and get("script") is None and "exec" not in raw \
             and "run" not in raw and "action" not in raw and not _has_unknown_keys(raw):
         ctx.report(path, "empty-step", step=draft.id,
@@ -201,6 +201,9 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         if isinstance(config_raw, dict) else {}
     options = {} if raw.keys() <= _DIRECT_KEYS else \
         {k: _templates_in(ctx, path + (k,), v, owner) for k, v in raw.items() if k not in _DIRECT_KEYS}
+    if approval is not None:  # hitl/approval/wait: a noop that waits, its with: is the approval rule
+        options["approval"] = _approval_rule(ctx, draft, options.get("approval"), config)
+        config = {}
 
     retry = values.retry_policy(ctx, path + ("retry_policy",), raw["retry_policy"]) \
         if "retry_policy" in raw else defaults.retry_policy
@@ -244,6 +247,45 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         config=config,
         options=options,
     )
+
+
+def _check_type(ctx: DocContext, draft: StepDraft, raw: dict[str, Any], stype: str, custom: bool) -> dict | None:
+    """Report what the step's type does not allow; the step's `with:` when it is an approval step.
+
+    A custom type's base is checked at its step_types: entry (custom_types.check_definitions),
+    so its steps are not told again.
+    """
+    path = draft.path
+    if "action" in raw or "run" in raw:
+        return None  # a run:/action: the spelling pass could not rewrite: reported there
+    if stype == APPROVAL:
+        check_config(ctx, path, raw, APPROVAL_CONFIG_SCHEMA, str(raw.get("type")), draft.id)
+        line = entry("noop")
+        check_ignored_keys(ctx, path, raw, line, str(raw.get("type")), draft.id)  # type: ignore[arg-type]
+        given = raw["with"] if "with" in raw else raw.get("config")
+        return given if isinstance(given, dict) else {}
+    line = entry(stype)
+    if line is None:
+        if not custom:
+            report_type(ctx, path + ("type",), raw.get("type"), stype)
+        return None
+    check_config(ctx, path, raw, line.config_schema, stype, draft.id)
+    check_ignored_keys(ctx, path, raw, line, stype, draft.id)
+    if line.name == "call":
+        check_call(ctx, path, raw, draft.id)
+    return None
+
+
+def _approval_rule(ctx: DocContext, draft: StepDraft, own: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """The approval rule of an approval-type step: its `with:`, merged with a step-level `approval:`."""
+    rule = dict(own) if isinstance(own, dict) else {}
+    for key, value in given.items():
+        if key in rule:
+            ctx.report(draft.path + ("approval", key), "conflicting-keys", at_key=True, where=f"step '{draft.id}'",
+                       first=f"with.{key}", second=f"approval.{key}",
+                       notes=["an approval step takes its rule from with: or approval:, once"])
+        rule[key] = value
+    return rule
 
 
 def _has_unknown_keys(raw: dict[str, Any]) -> bool:

@@ -25,9 +25,30 @@ def messages(result: CompileResult) -> list[str]:
     return [f"{d.line}:{d.col} {d.code} {d.message}" for d in result.diagnostics]
 
 
+UNSUPPORTED = "unsupported-step-type"
+
+
 class IgnoringLegacy(Reporter):
     """Compile as if the 1.x spellings were allowed: the plan a 1.x file means."""
 
+    ignored: frozenset[str] = LEGACY_CODES
+
     def add(self, diag: Diagnostic) -> None:
-        if diag.code not in LEGACY_CODES:
+        if diag.code not in self.ignored:
             super().add(diag)
+
+
+class IgnoringUnsupported(IgnoringLegacy):
+    """Compile as if this build ran every type of the format: the plan a file means the day the
+    executors of its types land (how the spelling tests compare steps of http, ssh, docker, ...)."""
+
+    ignored = frozenset({UNSUPPORTED})
+
+
+class IgnoringLegacyAndUnsupported(IgnoringLegacy):
+    ignored = LEGACY_CODES | {UNSUPPORTED}
+
+
+def unsupported(result: CompileResult) -> list[int]:
+    """The lines of a result's unsupported-step-type errors."""
+    return sorted(d.line for d in result.diagnostics if d.code == UNSUPPORTED)

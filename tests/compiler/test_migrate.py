@@ -19,7 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from plan_compare import IgnoringLegacy, comparable, messages
+from plan_compare import IgnoringLegacy, IgnoringLegacyAndUnsupported, IgnoringUnsupported, comparable, messages
 
 from dagu.cli import main
 from dagu.compiler.migrate import migrate_file, migrate_text
@@ -55,12 +55,12 @@ def test_migrated_corpus_file_compiles_to_the_plan_the_1x_file_means(tmp_path: P
         shutil.copy(sibling, tmp_path)
     original = tmp_path / name
     shutil.copy(CORPUS / name, original)
-    meant = compile_file(str(original), IgnoringLegacy())
+    meant = compile_file(str(original), IgnoringLegacyAndUnsupported())  # http, docker, ... as if they ran
     assert meant.ok, messages(meant)
     migration = migrate_file(str(original))
     assert migration.changed and migration.applied and not migration.manual
     original.write_text(migration.after, encoding="utf-8")
-    result = compile_file(str(original))
+    result = compile_file(str(original), IgnoringUnsupported())
     assert result.ok and not result.diagnostics, messages(result)
     assert comparable(result.plan) == comparable(meant.plan)
     again = migrate_text(str(original), migration.after)

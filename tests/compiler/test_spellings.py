@@ -12,24 +12,30 @@ import json
 import textwrap
 from pathlib import Path
 import pytest
-from plan_compare import IgnoringLegacy, comparable, messages
+from plan_compare import (
+    IgnoringLegacyAndUnsupported, IgnoringUnsupported, comparable, messages, unsupported,
+)
 
 from dagu.compiler.actions import ACTIONS, supported_actions
+from dagu.compiler.diagnostics import Reporter
 from dagu.compiler.pipeline import CompileResult, compile_file
 
 PAIRS = Path(__file__).parent / "corpus" / "pairs"
 
 
-def compile_text(tmp_path: Path, text: str, name: str = "flow.yaml") -> CompileResult:
+def compile_text(tmp_path: Path, text: str, name: str = "flow.yaml", reporter: Reporter | None = None) -> CompileResult:
     path = tmp_path / name
     path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return compile_file(str(path))
+    return compile_file(str(path), reporter)
 
 
 @pytest.mark.parametrize("pair", sorted(p.name for p in PAIRS.iterdir() if p.is_dir()))
 def test_both_v2_spellings_compile_to_the_same_plan(pair: str) -> None:
-    newest = compile_file(str(PAIRS / pair / "newest.yaml"))
-    ours = compile_file(str(PAIRS / pair / "ours.yaml"))
+    """Both spellings refuse the same steps in this build, and mean the same plan once every type runs."""
+    refused = [len(unsupported(compile_file(str(PAIRS / pair / f"{s}.yaml")))) for s in ("newest", "ours")]
+    assert refused[0] == refused[1] > 0
+    newest = compile_file(str(PAIRS / pair / "newest.yaml"), IgnoringUnsupported())
+    ours = compile_file(str(PAIRS / pair / "ours.yaml"), IgnoringUnsupported())
     assert newest.ok and ours.ok, messages(newest) + messages(ours)
     assert not newest.diagnostics and not ours.diagnostics
     assert comparable(newest.plan) == comparable(ours.plan)
@@ -86,9 +92,10 @@ def _flow(step: str) -> str:
 @pytest.mark.parametrize("case", sorted(STEPS))
 def test_each_action_is_the_step_our_spelling_writes(tmp_path: Path, case: str) -> None:
     newest, ours = STEPS[case]
-    a = compile_text(tmp_path, _flow(newest), "newest.yaml")
-    b = compile_text(tmp_path, _flow(ours), "ours.yaml")
+    a = compile_text(tmp_path, _flow(newest), "newest.yaml", IgnoringUnsupported())
+    b = compile_text(tmp_path, _flow(ours), "ours.yaml", IgnoringUnsupported())
     assert a.ok and b.ok, messages(a) + messages(b)
+    assert not a.diagnostics and not b.diagnostics, messages(a) + messages(b)
     assert comparable(a.plan) == comparable(b.plan)
 
 
@@ -172,7 +179,7 @@ def test_consts_are_inlined_and_unknown_ones_are_errors(tmp_path: Path) -> None:
           - id: b
             action: http.request
             with: {method: GET, url: "https://${consts.host}/x"}
-        """)
+        """, reporter=IgnoringUnsupported())
     assert result.ok, messages(result)
     dag = result.plan.main
     assert dag.steps[0].command == (["psql postgres://db.internal:5432 --flag=true ", {"esc": "$"},
@@ -264,7 +271,8 @@ def test_1x_spellings_are_all_reported_with_their_fix(tmp_path: Path) -> None:
             command: echo
             continueOn: {exitCode: [2]}
         """)
-    got = [(d.line, d.col, d.code, d.message) for d in result.diagnostics]
+    got = [(d.line, d.col, d.code, d.message) for d in result.diagnostics if d.code != "unsupported-step-type"]
+    assert unsupported(result) == [3, 7]  # mail and docker have no executor in this build
     assert got == [
         (1, 1, "camel-case-key", "'handlerOn' is the Dagu 1.x spelling of 'handler_on': v2 spells keys in snake_case"),
         (2, 3, "legacy-key", "'Failure' is the Dagu 1.x spelling of 'failure'"),
@@ -315,7 +323,7 @@ def test_a_1x_file_means_what_its_v2_spelling_means(tmp_path: Path) -> None:
         name: c
         steps: [echo c]
         """), encoding="utf-8")
-    meant = compile_file(str(legacy), IgnoringLegacy())
-    written = compile_file(str(v2))
+    meant = compile_file(str(legacy), IgnoringLegacyAndUnsupported())
+    written = compile_file(str(v2), IgnoringUnsupported())
     assert meant.ok and written.ok, messages(meant) + messages(written)
     assert comparable(meant.plan) == comparable(written.plan)

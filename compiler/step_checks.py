@@ -1,0 +1,111 @@
+"""What a step's type allows: a type this build runs, its `with:` input, the keys it reads, and `call:`.
+
+Each check reports at the place the user wrote, so that a workflow this
+build cannot run is refused by `dagu validate` (and `dagu dry`) instead of
+failing at that step after the steps before it have had their side effects,
+and so that no key is silently ignored by the run.  What a type reads and
+accepts comes from its catalogue line (dagu.executors.catalog).
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+from dagu.compiler.context import DocContext, Path
+from dagu.compiler.step_types import (
+    APPROVAL, APPROVAL_TYPES, FORMAT_ONLY_TYPES, is_known, known_names, runnable_names,
+)
+from dagu.executors.catalog import TYPE_SPECIFIC_KEYS, StepType
+
+_LANDS = "this type becomes valid the day its executor lands (a line in dagu.executors.catalog)"
+
+
+def _written(ctx: DocContext, path: Path) -> tuple[str, str] | None:
+    """(key, value) as the user wrote the node at `path`: `action: http.request` for a rewritten action."""
+    source, doc, where = ctx.where(path)
+    key_span, span = doc.key_spans.get(where), doc.spans.get(where)
+    if key_span is None or span is None:
+        return None
+    key = source.text[key_span.start:key_span.end].strip()
+    value = source.text[span.start:span.end].strip().strip("'\"")
+    return key, value
+
+
+def runs_here_note() -> str:
+    return f"types this build runs: {', '.join(runnable_names())} (and {', '.join(sorted(APPROVAL_TYPES))}, " \
+           "which wait for a person's approval)"
+
+
+def report_type(ctx: DocContext, path: Path, declared: Any, stype: str) -> bool:
+    """Report a type this build cannot run at its `type:` (or `action:`) line; True when it runs here."""
+    if not is_known(stype):
+        close = difflib.get_close_matches(stype, known_names(), n=1, cutoff=0.6)
+        notes = [f"did you mean '{close[0]}'?"] if close else []
+        ctx.report(path, "unknown-step-type", value=repr(declared), notes=notes + [runs_here_note()])
+        return False
+    if stype in FORMAT_ONLY_TYPES:
+        written = _written(ctx, path)
+        what = f"action '{written[1]}'" if written and written[0] == "action" else f"step type {declared!r}"
+        ctx.report(path, "unsupported-step-type", what=what, notes=[runs_here_note(), _LANDS])
+        return False
+    return True
+
+
+def check_config(ctx: DocContext, path: Path, raw: Mapping[str, Any], schema: Mapping[str, Any],
+                 type_name: str, step_id: str) -> None:
+    """Check a step's `with:` (or `config:`) block against its type's schema, each error at its place."""
+    with_key = "with" if "with" in raw else "config" if "config" in raw else None
+    config = raw.get(with_key) if with_key else None
+    if not isinstance(config, dict) or not config:
+        return  # absent or empty; another type is reported by the schema pass
+    if schema.get("additionalProperties") is False and not schema.get("properties") and "patternProperties" not in schema:
+        for key in config:  # the usual case (no input at all) needs no jsonschema
+            ctx.report(path + (with_key, key), "unknown-key", at_key=True, key=key,
+                       where=f"'{with_key}' of step '{step_id}'",
+                       notes=[f"type {type_name} takes no {with_key}: input: remove it"])
+        return
+    from jsonschema import Draft202012Validator  # only steps with a with: block pay for it
+
+    from dagu.compiler.schema_check import translate_error
+
+    prefix = path + (with_key,)
+    seen: set[tuple] = set()
+    for error in sorted(Draft202012Validator(dict(schema)).iter_errors(config), key=lambda e: list(e.absolute_path)):
+        error.path.extendleft(reversed(prefix))
+        for where, code, at_key, fields in translate_error(error, ctx.doc.data):
+            mark = (where, code, fields.get("key"))
+            if mark in seen:
+                continue
+            seen.add(mark)
+            if code == "unknown-key":
+                fields["where"] = f"'{with_key}' of step '{step_id}'"
+                allowed = sorted(schema.get("properties") or {})
+                close = difflib.get_close_matches(str(fields["key"]), allowed, n=1, cutoff=0.6)
+                fields["notes"] = [f"did you mean '{close[0]}'?"] if close else \
+                    [f"type {type_name} takes {', '.join(allowed)} under {with_key}:"]
+            ctx.report(where, code, at_key=at_key, **fields)
+
+
+def check_ignored_keys(ctx: DocContext, path: Path, raw: Mapping[str, Any], line: StepType, type_name: str,
+                       step_id: str) -> None:
+    """A key only some types read, on a step whose type does not read it, is an error at that key."""
+    for key in raw:
+        if key in TYPE_SPECIFIC_KEYS and key not in line.reads:
+            readers = sorted(k for k in TYPE_SPECIFIC_KEYS if k in line.reads)
+            notes = [f"a {type_name} step reads {', '.join(readers)}" if readers
+                     else f"a {type_name} step runs nothing of its own: remove '{key}'"]
+            if type_name in ("noop", APPROVAL) and key in ("command", "script"):
+                notes.append("to run it, make it a command step (remove `type:`), with its own depends")
+            ctx.report(path + (key,), "ignored-step-key", at_key=True, key=key, step=step_id,
+                       type=type_name, notes=notes)
+
+
+def check_call(ctx: DocContext, path: Path, raw: Mapping[str, Any], step_id: str) -> None:
+    """A sub-DAG step (type dag, call, subworkflow, parallel) must name the DAG it runs."""
+    if "call" in raw:
+        return  # a call of the wrong type is reported by the schema pass
+    declared = raw.get("type")
+    ctx.report(path, "missing-key", where=f"step '{step_id}'", key="call",
+               notes=[f"type {declared} runs another DAG: name it with `call: NAME`" if isinstance(declared, str)
+                      else "name the DAG to run with `call: NAME`"])
