@@ -15,7 +15,7 @@ import sys
 from typing import Sequence
 
 from dagu import __version__, cli_run
-from dagu.service.errors import BadRequest, ServiceError
+from dagu.service import BadRequest, ServiceError
 from dagu.settings import dagu_home
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3

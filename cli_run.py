@@ -25,11 +25,11 @@ class CommandFailed(Exception):
 
 
 def _print_outcome(outcome: Any, quiet: bool) -> int:
-    from dagu.cli_format import run_summary
-
     for problem in outcome.problems:
         sys.stderr.write(f"dagu: warning: {problem}\n")
     if not quiet:
+        from dagu.cli_format import run_summary
+
         sys.stderr.write(run_summary(outcome.status))
         sys.stderr.write("".join(f"{note}\n" for note in outcome.notes))
     return outcome.exit_code

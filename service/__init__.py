@@ -12,3 +12,13 @@ module is one concern:
 Errors a user should see are `ServiceError` (the request cannot be done) and
 `BadRequest` (the request itself is wrong); front ends choose how to show them.
 """
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """The request is well formed but cannot be done (unknown run, busy DAG, damaged file)."""
+
+
+class BadRequest(ServiceError):
+    """The request itself is wrong (a file that does not exist, an unreadable plan file)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
 from dagu.launch.base import RESUME, LaunchedRun, Launcher, RunRequest
-from dagu.service.errors import ServiceError
+from dagu.service import ServiceError
 from dagu.store.runs import RunDir, Store
 from dagu.store.state import RUN_FINAL
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from dagu.service.errors import BadRequest, ServiceError
+from dagu.service import BadRequest, ServiceError
 
 if TYPE_CHECKING:
     from dagu.spec.plan import Plan

@@ -6,7 +6,7 @@ same policy (store/retention.py) applied now, by age, count or total size.
 
 from __future__ import annotations
 
-from dagu.service.errors import ServiceError
+from dagu.service import ServiceError
 from dagu.store import retention
 from dagu.store.runs import Store, StoreError
 

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Union
 
-from dagu.service.errors import ServiceError
+from dagu.service import ServiceError
 from dagu.store.runs import RunView, Store
 
 STDOUT, STDERR = "stdout", "stderr"

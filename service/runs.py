@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
-from dagu.launch.base import RESTART, RETRY, START, START_QUEUED, LaunchedRun, Launcher, RunRequest
-from dagu.service.errors import ServiceError
+from dagu.service import ServiceError
 from dagu.store.runs import Store, StoreError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # launch/ is imported by the detached calls only: `dagu start` does not need it
+    from dagu.launch.base import LaunchedRun, Launcher
     from dagu.engine.runner import Outcome
     from dagu.spec.plan import Plan
 
@@ -29,7 +29,7 @@ class Detached:
 
     dag: str
     run_id: str
-    process: LaunchedRun | None  # None: the run waits in its queue (the DAG is at max_active_runs)
+    process: "LaunchedRun | None"  # None: the run waits in its queue (the DAG is at max_active_runs)
     queued: bool = False
 
 
@@ -67,13 +67,14 @@ def start(home: str, environ: Mapping[str, str], plan: "Plan", words: Sequence[s
                                         plan_text=plan_text, missed=missed))
 
 
-def start_detached(home: str, launcher: Launcher, plan: "Plan", words: Sequence[str],
+def start_detached(home: str, launcher: "Launcher", plan: "Plan", words: Sequence[str],
                    run_id: str | None = None, plan_path: str | None = None) -> Detached:
     """Start a run in its own supervisor process and return at once (the web's "start", the
     scheduler's ticks).  With the plan's file, the supervisor reads it; without, the run is
     recorded first (as a queued run, so it exists the moment this returns) and started from
     its own copy, or left in its queue when the DAG is at max_active_runs."""
     from dagu.engine.runner import new_run_id
+    from dagu.launch.base import START, START_QUEUED, RunRequest
     from dagu.queues.queue import Queues
 
     run_id = run_id or new_run_id()
@@ -127,7 +128,10 @@ def retry(home: str, environ: Mapping[str, str], dag: str, run_id: str, step: st
     return _engine(lambda: runner.retry(dag, run_id, home, environ, step=step))
 
 
-def retry_detached(launcher: Launcher, dag: str, run_id: str, step: str | None = None) -> Detached:
+def retry_detached(launcher: "Launcher", dag: str, run_id: str, step: str | None = None) -> Detached:
+    """`retry` in its own supervisor process (the web's "retry")."""
+    from dagu.launch.base import RETRY, RunRequest
+
     return Detached(dag, run_id, launcher.launch(RunRequest(RETRY, dag, run_id, step=step)))
 
 
@@ -139,7 +143,7 @@ def latest_params(home: str, dag: str) -> list[str]:
     return [w.split("=", 1)[1] if w.split("=", 1)[0].isdigit() else w for w in words]
 
 
-def restart(home: str, environ: Mapping[str, str], launcher: Launcher, plan: "Plan",
+def restart(home: str, environ: Mapping[str, str], launcher: "Launcher", plan: "Plan",
             run_id: str | None = None) -> "Outcome":
     """The one meaning of restart: stop the DAG's active runs (and wait for them), then start it
     again in this process with the params of its latest run."""
@@ -150,8 +154,10 @@ def restart(home: str, environ: Mapping[str, str], launcher: Launcher, plan: "Pl
     return start(home, environ, plan, words, run_id)
 
 
-def restart_detached(launcher: Launcher, plan: "Plan", plan_path: str, run_id: str) -> Detached:
+def restart_detached(launcher: "Launcher", plan: "Plan", plan_path: str, run_id: str) -> Detached:
     """`restart` in its own process (the scheduler must not wait for runs to stop)."""
+    from dagu.launch.base import RESTART, RunRequest
+
     return Detached(plan.root, run_id, launcher.launch(RunRequest(RESTART, plan.root, run_id, plan_path=plan_path)))
 
 
