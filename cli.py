@@ -15,17 +15,14 @@ import sys
 from typing import Sequence
 
 from dagu import __version__, cli_run
+from dagu.service import BadRequest, ServiceError
+from dagu.settings import dagu_home
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class UsageError(Exception):
     """Bad command-line input: exit 2 with the message."""
-
-
-def dagu_home() -> str:
-    """Where dagu keeps its data: $DAGU_HOME, else ~/.dagu (upstream's default)."""
-    return os.environ.get("DAGU_HOME") or os.path.join(os.path.expanduser("~"), ".dagu")
 
 
 def _positive_int(text: str) -> int:
@@ -93,13 +90,17 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("retry", help="re-run the failed, aborted and unrun steps of a run")
     r.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
     r.add_argument("--run-id", required=True)
+    r.add_argument("--step", default=None, help="run only this step again; every other step keeps its result")
     r.add_argument("-q", "--quiet", action="store_true")
 
-    st = sub.add_parser("stop", help="stop the active runs of a workflow (SIGTERM to their supervisors)")
+    st = sub.add_parser("stop", help="stop the active runs of a workflow, or one run (SIGTERM to their supervisors)")
     st.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
+    st.add_argument("--run-id", default=None, help="only this run (default: every active run of the DAG)")
 
-    rs = sub.add_parser("restart", help="stop the active run of a workflow and start it again with the same params")
+    rs = sub.add_parser("restart", help="stop the active runs of a workflow, then start it again with the latest "
+                                        "run's params")
     rs.add_argument("file", metavar="FILE")
+    rs.add_argument("--run-id", default=None, help="id for the new run")
     rs.add_argument("-q", "--quiet", action="store_true")
 
     ss = sub.add_parser("status", help="show a run: each step's status, attempts, exit and resource use",
@@ -162,18 +163,25 @@ def _parser() -> argparse.ArgumentParser:
     sa = sub.add_parser("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
     sa.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
-    sub.add_parser("zygote", help=argparse.SUPPRESS)  # the scheduler's run forker (launch/local.py)
-    sq = sub.add_parser("start-queued", help=argparse.SUPPRESS)  # the dispatcher's way to start one
+    # Internal commands, run by the launcher (launch/base.py request_argv): no `help=`, so
+    # argparse lists them nowhere in `dagu --help`.
+    sub.add_parser("zygote")  # the scheduler's run forker (launch/local.py)
+    sq = sub.add_parser("start-queued")  # the supervisor of a queued run
     sq.add_argument("target", metavar="DAG/RUN_ID")
     sq.add_argument("-q", "--quiet", action="store_true")
+    rm = sub.add_parser("resume")  # the supervisor of a run continued after an approval decision
+    rm.add_argument("target", metavar="DAG/RUN_ID")
+    rm.add_argument("-q", "--quiet", action="store_true")
 
-    ap = sub.add_parser("approve", help="approve a step waiting for approval, then continue its run")
+    ap = sub.add_parser("approve", help="approve a step waiting for approval; its run continues in its own process")
     ap.add_argument("run_id", metavar="RUN_ID")
     ap.add_argument("step", metavar="STEP")
     ap.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
                     help="a value the step's approval asks for (repeatable)")
     ap.add_argument("--dag", default=None, help="the DAG, when the run id is not unique")
     ap.add_argument("-q", "--quiet", action="store_true")
+    ap.add_argument("--wait", action="store_true", help="wait until the run stops running and report it "
+                                                      "(exit 0: succeeded or waiting again)")
 
     rj = sub.add_parser("reject", help="reject a step waiting for approval; the run then fails")
     rj.add_argument("run_id", metavar="RUN_ID")
@@ -181,6 +189,8 @@ def _parser() -> argparse.ArgumentParser:
     rj.add_argument("--reason", default=None)
     rj.add_argument("--dag", default=None, help="the DAG, when the run id is not unique")
     rj.add_argument("-q", "--quiet", action="store_true")
+    rj.add_argument("--wait", action="store_true", help="wait until the run stops running and report it "
+                                                      "(exit 0: succeeded or waiting again)")
 
     pb = sub.add_parser("push-back", help="send a waiting step back: its approval.rewind_to step (default: "
                                           "itself) and everything after it run again, then it waits again")
@@ -191,6 +201,8 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--reason", default=None)
     pb.add_argument("--dag", default=None, help="the DAG, when the run id is not unique")
     pb.add_argument("-q", "--quiet", action="store_true")
+    pb.add_argument("--wait", action="store_true", help="wait until the run stops running and report it "
+                                                      "(exit 0: succeeded or waiting again)")
 
     sc = sub.add_parser("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
     sc.add_argument("which", nargs="?", choices=("dag", "plan"), default="dag")
@@ -246,6 +258,8 @@ def _check(args: argparse.Namespace, write: bool) -> int:
     out = getattr(args, "output", None) if write else None
     if write and out is None:
         out = os.path.join(dagu_home(), "plans")
+    if write:
+        from dagu.store.runs import StoreError, write_atomic
     single_file_out = out not in (None, "-") and len(files) == 1 and out.endswith(".json")
     to_stdout = out == "-"
     if to_stdout and len(files) != 1:
@@ -268,7 +282,10 @@ def _check(args: argparse.Namespace, write: bool) -> int:
                 sys.stdout.write(text)
                 continue
             target = out if single_file_out else os.path.join(out, f"{result.plan.root}.plan.json")
-            _write_atomic(target, text)
+            try:
+                write_atomic(target, text, make_dirs=True)
+            except StoreError as exc:
+                raise cli_run.CommandFailed(str(exc)) from None
             written.append((f, target))
     report = render(args.format, diagnostics, len(files))
     stream = sys.stderr if to_stdout else sys.stdout
@@ -276,18 +293,6 @@ def _check(args: argparse.Namespace, write: bool) -> int:
         report = "".join(f"{src} -> {dst}\n" for src, dst in written) + report
     stream.write(report)
     return EXIT_INVALID if failed else EXIT_OK
-
-
-def _write_atomic(target: str, text: str) -> None:
-    """Write temp, fsync, rename: a crash never leaves half a plan behind."""
-    directory = os.path.dirname(os.path.abspath(target))
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{target}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
 
 
 def _explain_schedule(args: argparse.Namespace) -> int:
@@ -319,10 +324,20 @@ def _explain_schedule(args: argparse.Namespace) -> int:
     return EXIT_INVALID if failed else EXIT_OK
 
 
-def _zygote() -> int:
-    from dagu.launch.local import zygote_main
+# What every run imports (loaded by the zygote before it forks), and what a run of command steps
+# imports lazily (loaded if present).
+_ZYGOTE_PRELOAD = ("dagu.executors.command", "dagu.settings", "dagu.store.disk_usage", "dagu.store.retention")
 
-    zygote_main()
+
+def _zygote() -> int:
+    """`dagu zygote`: the scheduler's run forker; its forked children run `main` (handed in:
+    launch/ sits below the CLI and never imports it)."""
+    from dagu.engine import runner  # noqa: F401 - loaded once here, shared by every forked run
+    from dagu.launch.local import zygote_main
+    from dagu import cli_format  # noqa: F401
+    from dagu.service import control, dags, runs  # noqa: F401
+
+    zygote_main(main, _ZYGOTE_PRELOAD)
     return EXIT_OK
 
 
@@ -334,35 +349,16 @@ def _status(args: argparse.Namespace) -> int:
     return cli_run.status_cmd(args)
 
 
-def _load_for_run(file: str):
-    """A plan from a plan file or, compiling it first, from a workflow file."""
-    from dagu.spec.plan import PlanError, load_plan
-
-    if file.endswith(".json"):
-        try:
-            return load_plan(file), None
-        except PlanError as exc:
-            raise UsageError(str(exc)) from None
-    from dagu.compiler.pipeline import compile_file
-    from dagu.compiler.render import render
-
-    if not os.path.exists(file):
-        raise UsageError(f"{file}: no such file")
-    result = compile_file(file)
-    if not result.ok:
-        return None, render("text", result.diagnostics, 1)
-    return result.plan, (render("text", result.diagnostics, 1) if result.diagnostics else None)
-
-
 def _dry(args: argparse.Namespace) -> int:
     from dagu.engine.dry import DryError, describe
+    from dagu.service.dags import load_for_run
 
-    plan, errors = _load_for_run(args.file)
-    if plan is None:
-        sys.stderr.write(errors)
+    loaded = load_for_run(args.file)
+    if loaded.plan is None:
+        sys.stderr.write(loaded.diagnostics or "")
         return EXIT_INVALID
     try:
-        report = describe(plan, args.params, args.rest, os.environ)
+        report = describe(loaded.plan, args.params, args.rest, os.environ)
     except DryError as exc:
         raise cli_run.CommandFailed(str(exc)) from None
     sys.stdout.write(report)
@@ -395,7 +391,7 @@ def _scheduler(args: argparse.Namespace) -> int:
     import signal
     import time
 
-    from dagu.schedule.scheduler import serve
+    from dagu.service.scheduling import serve_scheduler
 
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -406,8 +402,8 @@ def _scheduler(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     home = dagu_home()
-    return serve(home, args.dags or os.path.join(home, "dags"), _load_for_run, os.environ,
-                 stop=lambda: bool(stopping), log=log)
+    return serve_scheduler(home, args.dags or os.path.join(home, "dags"), os.environ,
+                           stop=lambda: bool(stopping), log=log)
 
 
 def _cleanup(args: argparse.Namespace) -> int:
@@ -452,19 +448,20 @@ COMMANDS = {
     "compile": lambda a: _explain_schedule(a) if a.explain_schedule else _check(a, write=True),
     "validate": lambda a: _check(a, write=False),
     "dry": _dry,
-    "start": lambda a: cli_run.start_cmd(a, _load_for_run),
+    "start": cli_run.start_cmd,
     "retry": cli_run.retry_cmd,
     "stop": cli_run.stop_cmd,
-    "restart": lambda a: cli_run.restart_cmd(a, _load_for_run),
+    "restart": cli_run.restart_cmd,
     "status": _status,
     "history": cli_run.history_cmd,
     "logs": cli_run.logs_cmd,
     "cleanup": _cleanup,
     "exec": cli_run.exec_cmd,
-    "enqueue": lambda a: cli_run.enqueue_cmd(a, _load_for_run),
+    "enqueue": cli_run.enqueue_cmd,
     "dequeue": cli_run.dequeue_cmd,
     "queue": cli_run.queue_cmd,
     "start-queued": cli_run.start_queued_cmd,
+    "resume": cli_run.resume_cmd,
     "zygote": lambda a: _zygote(),
     "scheduler": _scheduler,
     "start-all": _scheduler,
@@ -503,10 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
-    except UsageError as exc:
+    except (UsageError, BadRequest) as exc:
         sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
         return EXIT_USAGE
-    except cli_run.CommandFailed as exc:
+    except (cli_run.CommandFailed, ServiceError) as exc:
         sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
         return EXIT_INVALID
     except KeyboardInterrupt:

@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dagu.process.limits import parse_size
 
 CONFIG_FILE = "config.yaml"
 DEFAULT_RETENTION_DAYS = 30
@@ -33,6 +32,14 @@ ENV_VARS = {
     "max_history_size": "DAGU_MAX_HISTORY_SIZE",
     "history_size_check_sec": "DAGU_HISTORY_SIZE_CHECK_SEC",
 }
+
+
+def dagu_home(environ: Mapping[str, str] | None = None) -> str:
+    """Where dagu keeps its data: $DAGU_HOME, else ~/.dagu (upstream Dagu's default, so habits carry over).
+
+    The one place this is decided: the CLI, the store, the scheduler and the service all ask here."""
+    env = os.environ if environ is None else environ
+    return env.get("DAGU_HOME") or os.path.join(os.path.expanduser("~"), ".dagu")
 
 
 class ConfigError(Exception):
@@ -108,6 +115,8 @@ def _value(key: str, raw: Any, where: str) -> int | None:
         return None
     if key == "max_history_size":
         try:
+            from dagu.process.limits import parse_size  # only for a size setting
+
             size = parse_size(raw)
         except ValueError as exc:
             raise ConfigError(f"{where}: max_history_size: {exc}; or `none` for no cap") from None

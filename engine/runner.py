@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 from dagu.engine.evaluate import EvalError
 from dagu.engine.params import ParamError
-from dagu.store.state import ABORTED, FAILED, PARTIAL, RUN_FINAL, SUCCEEDED, RunStatus
+from dagu.store.state import ABORTED, FAILED, PARTIAL, SUCCEEDED, RunStatus
 from dagu.store.runs import DiskFullError, Journal, RunDir, Store, StoreError
 from dagu.engine.hooks import RunHook
 from dagu.engine.run_context import RunContext, build_context
@@ -111,7 +111,7 @@ def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, st
 
     store = Store(home)
     run = store.run(dag_name, run_id)
-    view = run.read(repair=False)
+    view = run.read()
     if view.status.status != QUEUED:
         raise RunRefused(f"run {run_id!r} of {dag_name!r} is {view.status.status}, not queued")
     try:
@@ -150,21 +150,22 @@ APPROVE, REJECT, PUSH_BACK = "approve", "reject", "push_back"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def decide(run_id: str, step_id: str, decision: str, inputs: Mapping[str, str], reason: str | None, by: str,
-           home: str, environ: Mapping[str, str], dag_name: str | None = None,
-           hooks: Sequence[RunHook] = ()) -> Outcome:
-    """Approve, reject or push back a waiting step, then continue the run in this process.
+def record_decision(run_id: str, step_id: str, decision: str, inputs: Mapping[str, str], reason: str | None,
+                    by: str, home: str, dag_name: str | None = None) -> RunDir:
+    """Approve, reject or push back a waiting step: check it, write the decision to the run's
+    journal, and return the run.  Nothing runs here: the run continues in its own supervisor
+    process (`resume`, launched by the service), never in the approver's.
 
-    A push-back runs the step's `approval.rewind_to` step (default: the step itself) and
-    everything downstream of it again, with the approver's inputs as feedback, and the run
-    waits at the approval again: review until it is right, in one run with one history.
+    A push-back makes the step's `approval.rewind_to` step (default: the step itself) and
+    everything downstream of it run again, with the approver's inputs as feedback, and the
+    run waits at the approval again: review until it is right, in one run with one history.
     """
     from dagu.store.state import WAITING
     from dagu.spec.plan import PlanError, load_plan
 
     store = Store(home)
     run = find_run(store, run_id, dag_name)
-    view = run.read(repair=False)
+    view = run.read()
     state = view.status.steps.get(step_id)
     if view.status.status != WAITING or state is None or state.status != WAITING:
         waiting = [s.id for s in view.status.steps.values() if s.status == WAITING]
@@ -195,12 +196,36 @@ def decide(run_id: str, step_id: str, decision: str, inputs: Mapping[str, str], 
     if not run.acquire():
         raise RunRefused(f"run {run_id!r} is locked by another process ({run.lock})")
     try:
+        current = run.read()  # under the lock: a second approver of the same step loses here
+        if current.status.seq != view.status.seq:
+            raise RunRefused(f"run {run_id!r} changed while the decision was made; look again")
         journal = Journal(run.journal, view.status.seq)
         journal.add(event)
         journal.close()
     finally:
         run.release()
-    status = run.read(repair=False).status
+    return run
+
+
+def resume(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
+           hooks: Sequence[RunHook] = ()) -> Outcome:
+    """Continue a run after an approval decision, in this process (the run's new supervisor):
+    the steps that have not run yet run; finished ones keep their results."""
+    from dagu.store.state import WAITING
+    from dagu.spec.plan import PlanError, load_plan
+
+    store = Store(home)
+    run = store.run(dag_name, run_id)
+    if not os.path.isdir(run.path):
+        raise RunRefused(f"no run {run_id!r} of DAG {dag_name!r} under {store.runs}")
+    status = run.read().status
+    if status.status != WAITING:
+        raise RunRefused(f"run {run_id!r} of {dag_name!r} is {status.status}, not waiting to resume")
+    try:
+        plan = load_plan(run.plan)
+    except PlanError as exc:
+        raise RunRefused(str(exc)) from None
+    dag = plan.dags[status.dag]
     try:
         ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, status.parent, retry_of=status)
     except (ParamError, EvalError) as exc:
@@ -262,19 +287,23 @@ def _refuse_queued(run: RunDir, status: RunStatus, why: str) -> None:
     journal = Journal(run.journal, status.seq)
     journal.add({"ev": "run_finished", "at": time.time(), "status": FAILED, "error": f"refused: {why}"})
     journal.close()
-    run.write_snapshot(run.read(repair=False).status)
+    run.write_snapshot(run.read().status)
 
 
 def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
-          hooks: Sequence[RunHook] = ()) -> Outcome:
-    """Continue a finished or interrupted run: failed, aborted and unrun steps run again."""
+          hooks: Sequence[RunHook] = (), step: str | None = None) -> Outcome:
+    """Continue a finished or interrupted run: failed, aborted and unrun steps run again.
+
+    With `step`, only that step runs again; every other step keeps its recorded result
+    (steps that never ran stay unrun).  A dead supervisor's run is recorded as interrupted
+    first: retry owns the run's liveness from here on."""
     from dagu.spec.plan import PlanError, load_plan
 
     store = Store(home)
     run = store.run(dag_name, run_id)
     if not os.path.isdir(run.path):
         raise RunRefused(f"no run {run_id!r} of DAG {dag_name!r} under {store.runs}")
-    view = run.read()
+    view = run.record_interruption()
     if view.live:
         raise RunRefused(f"run {run_id!r} is still running (its supervisor holds {run.lock}); stop it first")
     try:
@@ -283,15 +312,19 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
         raise RunRefused(f"cannot retry: {exc}") from None
     dag = plan.dags.get(dag_name) or plan.main
     previous = view.status
+    if step is not None and step not in previous.steps:
+        raise RunRefused(f"run {run_id!r} has no step {step!r} (steps: {', '.join(previous.steps)})")
     for leftover in orphans(previous):  # a dead supervisor's steps must not run twice
         try:
             os.killpg(leftover, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     try:
-        ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, previous.parent, retry_of=previous)
+        ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, previous.parent,
+                            retry_of=previous if step is None else only_step(previous, step))
     except (ParamError, EvalError) as exc:
         raise RunRefused(f"{dag.file}: {exc}") from None
+    ctx.resume = step is not None  # keep every other step's result, failed ones too
     slot = None
     if previous.parent is None:
         slot = store.take_slot(dag.name, dag.max_active_runs, run)
@@ -303,6 +336,25 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
         if slot is not None:
             slot.release()
     return _retain(store, dag, run_id, environ, outcome) if previous.parent is None else outcome
+
+
+def only_step(previous: RunStatus, step: str) -> RunStatus:
+    """What `retry --step` restores from: `step` back in line, every other step as it finished.
+
+    The supervisor's resume keeps finished steps (failed ones too) and runs the rest; steps that
+    never ran are presented as skipped here, so they stay unrun (the journal keeps them as they
+    were: this copy only steers the restore)."""
+    import copy
+
+    from dagu.store.state import NOT_STARTED, SKIPPED
+
+    shaped = copy.deepcopy(previous)
+    for sid, state in shaped.steps.items():
+        if sid == step:
+            state.status = NOT_STARTED
+        elif state.status not in (SUCCEEDED, SKIPPED, FAILED, ABORTED):
+            state.status = SKIPPED
+    return shaped
 
 
 def orphans(status: RunStatus) -> list[int]:
@@ -358,25 +410,3 @@ def _supervise(ctx: RunContext, status: RunStatus, run: RunDir, problems: list[s
         return Outcome(status, run, problems or [])
     finally:
         run.release()
-
-
-def stop(store: Store, dag_name: str, wait_sec: float = 60.0) -> list[RunDir]:
-    """Send SIGTERM to the supervisors of the DAG's active runs and wait for them to finish."""
-    stopped = []
-    for run in list(store.active_runs(dag_name)):
-        view = run.read(repair=False)
-        pid = view.status.pid
-        if pid is None or not view.live:
-            continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        stopped.append(run)
-    deadline = time.monotonic() + wait_sec
-    for run in stopped:
-        while time.monotonic() < deadline:
-            if run.read(repair=False).status.status in RUN_FINAL:
-                break
-            time.sleep(0.05)
-    return stopped

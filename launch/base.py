@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
-START, RESUME, RETRY, START_QUEUED, MISSED = "start", "resume", "retry", "start-queued", "missed"
-OPS = (START, RESUME, RETRY, START_QUEUED, MISSED)
+START, RESUME, RETRY, START_QUEUED, MISSED, RESTART = "start", "resume", "retry", "start-queued", "missed", "restart"
+OPS = (START, RESUME, RETRY, START_QUEUED, MISSED, RESTART)
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class RunRequest:
     op: str
     dag: str
     run_id: str
-    plan_path: str | None = None  # START/MISSED: the plan file; the others read the run's own copy
+    plan_path: str | None = None  # START/MISSED/RESTART: the plan file; the others read the run's own copy
     params: tuple[str, ...] = ()  # START: the words after `--`
     parent: str | None = None  # "dag/run_id" of the calling run (sub-DAG runs)
     missed: str | None = None  # MISSED: why no step runs
@@ -49,6 +49,9 @@ class Launcher(Protocol):
         """The command line that supervises the request in the foreground (a child process of the
         caller: the engine's sub-DAG calls start it themselves to reap and account it)."""
 
+    def stop(self, pid: int) -> bool:
+        """Ask the supervisor with this pid to stop its run; False when it is gone."""
+
 
 def request_argv(self_argv: Sequence[str], request: RunRequest) -> list[str]:
     """The `dagu` command line for a request: the one contract between launchers and the CLI."""
@@ -66,6 +69,10 @@ def request_argv(self_argv: Sequence[str], request: RunRequest) -> list[str]:
     if request.op == RETRY:
         argv = [*self_argv, "retry", "-q", request.dag, "--run-id", request.run_id]
         return argv + (["--step", request.step] if request.step else [])
+    if request.op == RESTART:  # stop the DAG's active runs, then start it again (cli: `dagu restart`)
+        if request.plan_path is None:
+            raise ValueError("a restart request needs the plan file")
+        return [*self_argv, "restart", "-q", request.plan_path, "--run-id", request.run_id]
     if request.op == RESUME:
         return [*self_argv, "resume", "-q", f"{request.dag}/{request.run_id}"]
     raise ValueError(f"unknown run request {request.op!r} (one of {', '.join(OPS)})")

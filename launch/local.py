@@ -1,13 +1,13 @@
-"""How the scheduler acts on runs: the one interface between its decisions and processes.
+"""The local launcher: a run's supervisor is a process on this host, forked or spawned.
 
-Every run is its own detached `dagu start -q PLAN --run-id ID` process (new
-session, stdin from /dev/null, stderr appended to scheduler/launch.log), so a
-crash of one run or of the scheduler leaves the others running.  Tests swap in
-a fake with the same methods.
+Every supervisor is its own detached `dagu ...` process (new session, stdin from
+/dev/null, output appended to a launch log), so a crash of one run, of the
+scheduler or of the caller leaves the others running.  What it runs is the
+command line `launch/base.py` builds for a run request.
 
 Runs are started by a *zygote*: one child `dagu zygote` (the frozen binary
 or `python -m dagu`) that has imported what `dagu start` needs and forks a process per run
-(`Zygote`, `zygote_main`).  Why: a fresh interpreter importing dagu costs about
+(`Zygote`, `zygote_main`); the scheduler uses it, one-off callers spawn.  Why: a fresh interpreter importing dagu costs about
 0.15 s of CPU before its run records a start, so 100 runs due at the same
 minute queued for two cores for seconds (tests/bench/scheduler_bench.py); a
 fork of the warm zygote costs about 10 ms.  The forked run is in its own
@@ -21,26 +21,19 @@ from __future__ import annotations
 import json
 import os
 import select
-import shlex
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from dagu.queues.queue import Dispatcher, Queues
-from dagu.store.state import SUCCEEDED
-from dagu.store.runs import Store
-from dagu.spec.plan import Plan
+from dagu.launch.base import LaunchedRun, RunRequest, request_argv
 
 
 ZYGOTE_IDLE_SEC = 600.0  # a zygote with nothing to do this long exits (its ~25 MB go back)
 ZYGOTE_REPLY_SEC = 10.0  # longer than this to start or to fork: give up on it, spawn instead
 ZYGOTE_RETRY_SEC = 60.0  # after a zygote failed, spawn runs this long before trying another
-_PRELOAD = ("dagu.cli", "dagu.cli_run", "dagu.engine.runner")  # what every `dagu start` imports
-_PRELOAD_OPTIONAL = ("dagu.executors.command", "dagu.settings", "dagu.store.disk_usage",
-                     "dagu.store.retention")  # imported lazily by a run of command steps
 
 
 @dataclass
@@ -53,7 +46,7 @@ class ForkedRun:
     answered: bool = False
     process: Any = None  # psutil.Process; None when the run was over before we looked
     spawned: subprocess.Popen | None = None  # the fallback
-    launcher: "ProcessLauncher | None" = field(default=None, repr=False)
+    launcher: "LocalLauncher | None" = field(default=None, repr=False)
 
     def poll(self) -> int | None:
         """None while it runs (the Popen protocol `_reap` uses); its exit code is not ours to see."""
@@ -123,17 +116,51 @@ class Zygote:
             self.proc.stdout.close()
 
 
-class ProcessLauncher:
-    def __init__(self, store: Store, argv: Sequence[str], environ: Mapping[str, str]) -> None:
-        self.store = store
-        self.argv = list(argv)
+class LocalLauncher:
+    """Supervisor processes on this host: forked from a warm zygote when `zygote` is set (the
+    scheduler, which starts many), else spawned as `dagu ...` (a one-off: the CLI, a web request).
+    Either way the supervisor is in its own session with stdin from /dev/null and its output
+    appended to `log_path`, so it outlives its caller."""
+
+    def __init__(self, self_argv: Sequence[str], environ: Mapping[str, str], log_path: str,
+                 zygote: bool = True) -> None:
+        self.self_argv = list(self_argv)
         self.environ = dict(environ)
-        self.children: dict[str, tuple[subprocess.Popen | ForkedRun, str]] = {}  # run path -> (process, dag)
-        self.log_path = os.path.join(store.home, "scheduler", "launch.log")
-        self._dispatcher: Dispatcher | None = None
+        self.log_path = log_path
+        self.use_zygote = zygote
         self._zygote: Zygote | None = None
         self._zygote_retry_at = 0.0
         self._asked: list[ForkedRun] = []  # sent to the zygote, not yet answered, oldest first
+
+    # -- the Launcher interface ----------------------------------------------------
+
+    def argv(self, request: RunRequest) -> list[str]:
+        return request_argv(self.self_argv, request)
+
+    def launch(self, request: RunRequest) -> LaunchedRun:
+        args = request_argv([], request)
+        if self.use_zygote and not request.env:
+            forked = self._fork(args)
+            if forked is not None:
+                return forked
+        return self._spawn([*self.self_argv, *args], dict(request.env))
+
+    def stop(self, pid: int) -> bool:
+        """SIGTERM to a supervisor: it stops its steps (signal_on_stop, then SIGKILL) and records
+        the run aborted.  False when the process is gone."""
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """End the zygote (runs it forked keep running: they are in their own sessions)."""
+        if self._zygote is not None:
+            self._zygote.close()
+            self._zygote = None
+
+    # -- the zygote ------------------------------------------------------------------
 
     def _fork(self, args: Sequence[str]) -> ForkedRun | None:
         """Ask the zygote to fork `dagu ARGS`; None when there is no working zygote (the caller spawns)."""
@@ -147,7 +174,7 @@ class ProcessLauncher:
             if time.monotonic() < self._zygote_retry_at:  # argv is dagu itself: `argv zygote` exists
                 return False
             os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
-            self._zygote = Zygote(self.argv, self.environ, self.log_path)
+            self._zygote = Zygote(self.self_argv, self.environ, self.log_path)
             if not (self._zygote.reply(ZYGOTE_REPLY_SEC) or {}).get("ready"):
                 self._zygote_failed()
                 return False
@@ -186,7 +213,7 @@ class ProcessLauncher:
             for run in unanswered:
                 if not (stale and self._ask(run)):
                     run.answered = True
-                    run.spawned = self._spawn([*self.argv, *run.args])
+                    run.spawned = self._spawn([*self.self_argv, *run.args], {})
 
     def _zygote_failed(self, retry: bool = True) -> None:
         if self._zygote is not None:
@@ -195,84 +222,11 @@ class ProcessLauncher:
         if retry:
             self._zygote_retry_at = time.monotonic() + ZYGOTE_RETRY_SEC
 
-    def _spawn(self, argv: Sequence[str]) -> subprocess.Popen:
+    def _spawn(self, argv: Sequence[str], extra_env: Mapping[str, str]) -> subprocess.Popen:
         os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
         with open(self.log_path, "ab") as log:
-            return subprocess.Popen(list(argv), env=self.environ, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=log, start_new_session=True, close_fds=True)
-
-    def _reap(self) -> None:
-        for path, (proc, _dag) in list(self.children.items()):
-            if proc.poll() is not None:
-                del self.children[path]
-
-    def exists(self, dag: str, run_id: str) -> bool:
-        return os.path.isdir(self.store.run(dag, run_id).path)
-
-    def active(self, dag: str) -> int:
-        """Live runs of the DAG, counting those just launched that have not yet taken a slot."""
-        self._reap()
-        paths = {run.path for run in self.store.active_runs(dag)}
-        paths |= {path for path, (_proc, d) in self.children.items() if d == dag}
-        return len(paths)
-
-    def active_ids(self, dag: str) -> list[str]:
-        """The run ids of the DAG's live runs, for the reasons the scheduler records."""
-        return sorted(run.run_id for run in self.store.active_runs(dag))
-
-    def last_success(self, dag: str) -> float | None:
-        """When the newest succeeded run of the DAG started.  Runs are read newest-written first
-        and only until one succeeded: a DAG keeps thousands, and this is asked at every tick."""
-        written = {}
-        for run_id in self.store.run_ids(dag):
-            try:
-                written[run_id] = os.stat(self.store.run(dag, run_id).journal).st_mtime
-            except OSError:
-                written[run_id] = 0.0
-        best = None
-        for run_id in sorted(written, key=written.__getitem__, reverse=True):
-            if best is not None and written[run_id] < best:
-                break  # this run and all after it were last written before the best one started
-            status = self.store.run(dag, run_id).read(repair=False).status
-            if status.status == SUCCEEDED and status.started_at is not None:
-                best = max(best or 0.0, status.started_at)
-        return best
-
-    def start(self, plan: Plan, plan_path: str, run_id: str) -> None:
-        args = ["start", "-q", plan_path, "--run-id", run_id]
-        proc = self._fork(args) or self._spawn([*self.argv, *args])
-        self.children[self.store.run(plan.root, run_id).path] = (proc, plan.root)
-
-    def missed(self, plan: Plan, plan_path: str, run_id: str, why: str) -> None:
-        """Record missed ticks as a run with status missed; its failure handlers notify."""
-        self._spawn([*self.argv, "start", "-q", plan_path, "--run-id", run_id, "--missed", why])
-
-    def stop(self, dag: str) -> None:
-        self._spawn([*self.argv, "stop", dag])
-
-    def restart(self, plan: Plan, plan_path: str, run_id: str) -> None:
-        """Stop the DAG's active runs, then start it again: one detached shell, both steps."""
-        me = shlex.join(self.argv)
-        script = (f"{me} stop {shlex.quote(plan.root)}; "
-                  f"exec {me} start -q {shlex.quote(plan_path)} --run-id {shlex.quote(run_id)}")
-        proc = self._spawn(["/bin/sh", "-c", script])
-        self.children[self.store.run(plan.root, run_id).path] = (proc, plan.root)
-
-    def enqueue(self, plan: Plan, run_id: str, replace: bool = False) -> None:
-        """Queue the run; with `replace`, first take out the DAG's runs the scheduler queued before."""
-        queues = Queues(self.store)
-        if replace:
-            for item in queues.items():
-                if item.dag == plan.root and item.run_id.startswith(plan.root + "-"):
-                    queues.dequeue(item.dag, item.run_id)
-        queues.enqueue(plan, None, [], run_id)
-
-    def dispatch_queues(self) -> None:
-        """One pass over the queues: start what may start, never wait.  The dispatcher lives as
-        long as the launcher, so runs it started count until they end."""
-        if self._dispatcher is None:
-            self._dispatcher = Dispatcher(self.store, self.argv, self.environ)
-        self._dispatcher.step()
+            return subprocess.Popen(list(argv), env={**self.environ, **extra_env}, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=log, start_new_session=True, close_fds=True)
 
 
 # -- the zygote's own side (runs in its process) ---------------------------------
@@ -303,7 +257,7 @@ def _reap(_signum: int, _frame: Any) -> None:
         pass
 
 
-def _run_child(args: list[str], log_path: str) -> None:
+def _run_child(entry: Callable[[list[str]], int], args: list[str], log_path: str) -> None:
     """In the fork: become what `dagu ARGS` spawned by _spawn would be, run it, never return."""
     code = 3
     try:
@@ -316,9 +270,7 @@ def _run_child(args: list[str], log_path: str) -> None:
         os.dup2(log, 2)
         os.closerange(3, os.sysconf("SC_OPEN_MAX"))  # the zygote's pipes are 0 and 1: nothing else is open
         sys.argv = ["dagu", *args]
-        from dagu.cli import main
-
-        code = main(args)
+        code = entry(args)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:  # noqa: B036 - the fork must never return into the zygote's loop
@@ -333,17 +285,16 @@ def _run_child(args: list[str], log_path: str) -> None:
             os._exit(code if isinstance(code, int) else 1)
 
 
-def zygote_main() -> None:
-    """`dagu zygote`: import, say ready, then fork one run per request until EOF, idle or stale."""
+def zygote_main(entry: Callable[[list[str]], int], preload: Sequence[str] = ()) -> None:
+    """`dagu zygote`: say ready, then fork one run per request until EOF, idle or stale.
+
+    `entry` is what a forked child runs with the request's arguments: the `dagu` command's
+    own main, handed in by the CLI (launch sits below the CLI and never imports it).  The
+    caller imports what every run needs before calling; `preload` names modules a run may
+    import lazily (the command executor, retention), loaded here if present."""
     import importlib
 
-    try:
-        for name in _PRELOAD:
-            importlib.import_module(name)
-    except Exception as exc:  # a broken install: the launcher spawns instead
-        _send({"error": f"{type(exc).__name__}: {exc}"})
-        return
-    for name in _PRELOAD_OPTIONAL:
+    for name in preload:
         try:
             importlib.import_module(name)
         except ImportError:
@@ -373,5 +324,5 @@ def zygote_main() -> None:
                 continue
             if pid == 0:
                 signal.signal(signal.SIGINT, signal.default_int_handler)
-                _run_child(request["argv"], request["log"])
+                _run_child(entry, request["argv"], request["log"])
             _send({"pid": pid})

@@ -14,11 +14,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Sequence
 
+from dagu.launch.base import START_QUEUED, LaunchedRun, Launcher, RunRequest
 from dagu.store.state import ABORTED, QUEUED, RunStatus
 from dagu.store.runs import Journal, RunDir, Store, StoreError, write_atomic
 from dagu.spec.plan import Plan, PlanError, dump_plan, load_plan
@@ -107,12 +107,12 @@ class Queues:
         for item in self.items():
             if item.dag == dag and item.run_id == run_id and self.take(item):
                 run = self.store.run(dag, run_id)
-                view = run.read(repair=False)
+                view = run.read()
                 journal = Journal(run.journal, view.status.seq)
                 journal.add({"ev": "run_finished", "at": time.time(), "status": ABORTED,
                              "error": "removed from the queue (dagu dequeue) before it started"})
                 journal.close()
-                run.write_snapshot(run.read(repair=False).status)
+                run.write_snapshot(run.read().status)
                 return True
         return False
 
@@ -129,17 +129,16 @@ def queued_words(run: RunDir) -> list[str]:
 
 
 class Dispatcher:
-    """Starts queued runs in order, each as its own `dagu start-queued` process, within each
-    DAG's max_active_runs.  It remembers the runs it started until they end, because a run
+    """Starts queued runs in order, each in its own supervisor process (a START_QUEUED request to
+    the launcher), within each DAG's max_active_runs.  It remembers the runs it started until they end, because a run
     just started may not hold its max_active_runs slot yet: one pass must not see the slot
     free and start another."""
 
-    def __init__(self, store: Store, self_argv: Sequence[str], environ: Mapping[str, str]) -> None:
+    def __init__(self, store: Store, launcher: Launcher) -> None:
         self.store = store
-        self.argv = list(self_argv)
-        self.environ = dict(environ)
+        self.launcher = launcher
         self.queues = Queues(store)
-        self.children: dict[int, tuple[subprocess.Popen, str]] = {}
+        self.children: dict[str, tuple[LaunchedRun, str]] = {}  # run path -> (process, dag)
         self.limits: dict[str, int] = {}
 
     def busy(self) -> bool:
@@ -147,9 +146,9 @@ class Dispatcher:
         return bool(self.children)
 
     def _reap(self) -> None:
-        for pid, (proc, _dag) in list(self.children.items()):
+        for key, (proc, _dag) in list(self.children.items()):
             if proc.poll() is not None:
-                del self.children[pid]
+                del self.children[key]
 
     def _limit(self, item: QueueItem) -> int:
         limit = self.limits.get(item.dag)
@@ -176,18 +175,17 @@ class Dispatcher:
                 continue
             if not self.queues.take(item):
                 continue
-            proc = subprocess.Popen([*self.argv, "start-queued", "-q", f"{item.dag}/{item.run_id}"],
-                                    env=self.environ, stdin=subprocess.DEVNULL, start_new_session=True)
-            self.children[proc.pid] = (proc, item.dag)
+            proc = self.launcher.launch(RunRequest(START_QUEUED, item.dag, item.run_id))
+            self.children[self.store.run(item.dag, item.run_id).path] = (proc, item.dag)
             started += 1
         return started
 
 
-def dispatch(store: Store, self_argv: Sequence[str], environ: Mapping[str, str], once: bool = False,
+def dispatch(store: Store, launcher: Launcher, once: bool = False,
              poll_sec: float = 1.0, stop: Callable[[], bool] | None = None) -> int:
     """Run a Dispatcher: until stopped, or with `once` until the queues are empty and the runs
     it started have ended.  Returns how many runs were started."""
-    dispatcher = Dispatcher(store, self_argv, environ)
+    dispatcher = Dispatcher(store, launcher)
     started = 0
     while True:
         started += dispatcher.step()

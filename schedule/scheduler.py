@@ -1,8 +1,10 @@
 """`dagu scheduler`: start runs when their schedules fire, catch up after downtime, never twice.
 
 The decisions are here, over three seams a test replaces: a clock (schedule/clock.py),
-a launcher that starts/stops/queues runs (launch/local.py) and a compile
-function (the CLI passes the compiler; the runtime never imports it).
+the actions that start/stop/queue runs (the service's SchedulerActions, which launch
+supervisors through the launcher) and a compile function (the service passes the
+compiler; the runtime never imports it).  Both are handed in: schedule/ never
+imports the service or the launcher.
 
 Each turn (`Scheduler.step`): rescan the DAGs directory, then for every DAG whose
 next tick is due, look at the ticks in (handled_until, now] (see
@@ -19,7 +21,7 @@ schedule/state.py for the durable state):
   catch-up, `latest` runs only the newest missed tick.
 - `skip_if_successful`: skipped when a run succeeded that started at or after
   the previous tick of the schedule (e.g. someone ran it by hand).
-- `stop` ticks send `dagu stop`; `restart` ticks stop the active runs, then start.
+- `stop` ticks stop the active runs; `restart` ticks stop them, then start.
 
 Exactly one scheduler is active per data dir: it holds an flock on
 scheduler/leader.lock (the kernel drops it when the process dies however it
@@ -298,7 +300,7 @@ def _tick_zone(entry: DagFile, t: float | None, after: float | None) -> str | No
     return None
 
 
-def serve(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str],
+def serve(home: str, dags_dir: str, compile: Compile, actions: Any,
           stop: Callable[[], bool], log: Callable[[str], None], clock: Any = None,
           poll_sec: float = 1.0, heartbeat_sec: float = 10.0) -> int:
     """Wait to be the leader, then schedule until `stop()` says so."""
@@ -313,35 +315,32 @@ def serve(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str]
             return 0
         clock.sleep(1.0)
     try:
-        return _lead(home, dags_dir, compile, environ, stop, log, clock, poll_sec, heartbeat_sec)
+        return _lead(home, dags_dir, compile, actions, stop, log, clock, poll_sec, heartbeat_sec)
     finally:
         lock.release()
 
 
-def _lead(home: str, dags_dir: str, compile: Compile, environ: Mapping[str, str],
+def _lead(home: str, dags_dir: str, compile: Compile, actions: Any,
           stop: Callable[[], bool], log: Callable[[str], None], clock: Any,
           poll_sec: float, heartbeat_sec: float) -> int:
     """The active scheduler's loop: schedule, dispatch the queues, beat."""
-    from dagu.launch.local import ProcessLauncher
     from dagu.store.retention import apply_size_cap
-    from dagu.engine.run_context import self_argv
 
     log(f"active (pid {os.getpid()}), DAGs from {dags_dir}")
     store = Store(home)
-    launcher = ProcessLauncher(store, self_argv(), environ)
-    sched = Scheduler(home, dags_dir, compile, launcher, clock, log)
+    sched = Scheduler(home, dags_dir, compile, actions, clock, log)
     sched.files.scan()
-    for name in sched.files.dags():  # runs whose supervisor died while no one looked: marked interrupted
-        store.views(name, repair=True)
+    for name in sched.files.dags():  # runs whose supervisor died while no one looked: recorded now
+        actions.repair(name)
     beat, seen, capped = 0.0, None, None
     while not stop():
         wake = sched.step()
         if capped is None or clock.now() - capped >= SIZE_CAP_EVERY_SEC:
             apply_size_cap(store, None, log)  # runs also cap after they end; this catches the rest
-            rotate_if_large(launcher.log_path, LAUNCH_LOG_ROTATE_BYTES)
+            rotate_if_large(actions.log_path, LAUNCH_LOG_ROTATE_BYTES)
             capped = clock.now()
         try:
-            launcher.dispatch_queues()
+            actions.dispatch_queues()
         except Exception as exc:  # a damaged queue entry must not stop the schedules
             log(f"queue: {type(exc).__name__}: {exc}")
         now = clock.now()

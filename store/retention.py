@@ -134,7 +134,7 @@ def expire_dag(store: Store, dag: str, days: float | None, runs: int | None, *, 
     finished = []
     for rid in candidates:
         run = store.run(dag, rid)
-        view = run.read(repair=False)
+        view = run.read()
         st = view.status
         if st.parent is None and _finished(view.status, view.live):
             finished.append((_finish_time(st, run), run, st))
@@ -176,7 +176,7 @@ def cap_size(store: Store, max_bytes: int, *, keep: Iterable[RunKey] = (), dry_r
         if key in seen or key in keep:
             continue
         run = store.run(*key)
-        view = run.read(repair=False)
+        view = run.read()
         if view.status.parent is not None and _parent_exists(store, view.status.parent):
             continue  # goes with its parent
         if not _finished(view.status, view.live):
@@ -294,7 +294,7 @@ def _parent_exists(store: Store, parent: str) -> bool:
 
 def _unit(store: Store, run: RunDir, keep: set[RunKey], status: RunStatus | None = None) -> _Unit | None:
     """The run with its sub-DAG runs, or None if any of them must stay."""
-    status = status or run.read(repair=False).status
+    status = status or run.read().status
     members: list[tuple[RunDir, RunStatus]] = []
     pending = [status]
     seen = {(status.dag, run.run_id)}
@@ -308,7 +308,7 @@ def _unit(store: Store, run: RunDir, keep: set[RunKey], status: RunStatus | None
                     if key in seen or not os.path.isdir(child.path):
                         continue
                     seen.add(key)
-                    view = child.read(repair=False)
+                    view = child.read()
                     if key in keep or view.live or view.status.status not in RUN_FINAL:
                         return None
                     members.append((child, view.status))
@@ -342,7 +342,7 @@ def _delete(store: Store, unit: _Unit, reason: str, report: Report, dry_run: boo
                 return 0  # deleted by someone else meanwhile
             held.append(r)
         # Nothing can be recorded while we hold the lock; nothing was since we decided.
-        if unit.run.read(repair=False).status.seq != unit.status.seq:
+        if unit.run.read().status.seq != unit.status.seq:
             return 0
         tombs = []
         for r, _ in runs:

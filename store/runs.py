@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from dagu.settings import dagu_home
 from dagu.store.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
 
 TOMBSTONE = ".deleting-"  # prefix of a run directory being deleted (see Store.bury)
@@ -40,11 +41,6 @@ class StoreError(Exception):
 
 class DiskFullError(StoreError):
     """No space left to record state: the run must stop, earlier runs are intact."""
-
-
-def default_home() -> str:
-    """$DAGU_HOME, else ~/.dagu (upstream Dagu's default, so habits carry over)."""
-    return os.environ.get("DAGU_HOME") or os.path.join(os.path.expanduser("~"), ".dagu")
 
 
 def _storage_error(path: str, exc: OSError) -> StoreError:
@@ -85,9 +81,17 @@ def rotate_if_large(path: str, max_bytes: int) -> bool:
     return True
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write temp, fsync, rename, fsync the directory: all or nothing, even on power loss."""
+def write_atomic(path: str, text: str, make_dirs: bool = False) -> None:
+    """Write temp, fsync, rename, fsync the directory: all or nothing, even on power loss.
+
+    The one atomic write of dagu (plans, snapshots, queue entries, scheduler state);
+    `make_dirs` creates the directory first (`dagu compile -o DIR`)."""
     directory = os.path.dirname(path) or "."
+    if make_dirs:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error(directory, exc) from None
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -171,11 +175,21 @@ class RunView:
     status: RunStatus
     problems: list[str] = field(default_factory=list)
     live: bool = False  # a supervisor holds the run's lock right now
+    # The supervisor died and nobody has recorded it yet: `status` shows the run interrupted
+    # (in memory only); `RunDir.record_interruption` writes it, by whoever owns liveness.
+    dead: bool = False
 
 
-def _try_lock(path: str) -> int | None:
-    """An fd holding an exclusive flock on `path`, or None if someone else holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _try_lock(path: str, create: bool = True) -> int | None:
+    """An fd holding an exclusive flock on `path`, or None if someone else holds it.
+
+    Without `create`, a missing file counts as a free lock and nothing is created (readers)."""
+    try:
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+    except FileNotFoundError:
+        if create:
+            raise
+        return -1
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -229,13 +243,16 @@ class RunDir:
 
     # -- the reader's side ---------------------------------------------------
 
-    def read(self, repair: bool = True) -> RunView:
-        """The run as its files say, folding the journal over the snapshot.
+    def read(self) -> RunView:
+        """The run as its files say, folding the journal over the snapshot.  Never writes.
 
-        With `repair`, a run whose supervisor is dead is marked interrupted on
-        disk (an `interrupted` event and a fresh snapshot), so it never shows
-        as running forever.
+        A run whose supervisor is dead (status running, lock free) is *reported*
+        interrupted (`view.dead`, `status.interrupted`), in memory only: recording it
+        is the job of whoever owns the run's liveness (`record_interruption`).
         """
+        return self._read(check_liveness=True)
+
+    def _read(self, check_liveness: bool) -> RunView:
         problems: list[str] = []
         status: RunStatus | None = None
         try:
@@ -261,30 +278,48 @@ class RunDir:
                 except (KeyError, TypeError, ValueError) as exc:
                     problems.append(f"{self.journal}: record seq {event.get('seq')} is malformed ({exc}); skipped")
         view = RunView(self.path, status, problems)
-        if status.status in RUN_FINAL or status.status in (QUEUED, WAITING):  # no supervisor expected
+        if status.status in RUN_FINAL or status.status in (QUEUED, WAITING) or not check_liveness:
+            return view  # no supervisor expected, or the caller holds the lock
+        if self._lock_fd is not None:  # this process is the supervisor
+            view.live = True
             return view
-        fd = _try_lock(self.lock) if os.path.exists(self.path) else None
+        fd = _try_lock(self.lock, create=False) if os.path.exists(self.path) else None
         if fd is None:
             view.live = True
             return view
-        try:  # nobody holds the lock: the supervisor is gone
-            event = {"ev": "interrupted", "at": time.time(),
-                     "reason": "the supervisor stopped before the run finished (killed, crashed or the host rebooted)"}
-            if repair and os.access(self.path, os.W_OK):
-                try:
-                    journal = Journal(self.journal, status.seq)
-                    journal.add(event)
-                    journal.close()
-                    apply(status, event)
-                    self.write_snapshot(status)
-                except StoreError as exc:
-                    problems.append(f"could not record the interruption: {exc}")
-                    apply(status, event)
-            else:
-                apply(status, event)
-        finally:
+        if fd >= 0:
             os.close(fd)
+        view.dead = True  # nobody holds the lock: the supervisor is gone
+        apply(status, _interrupted_event())
         return view
+
+    def record_interruption(self) -> RunView:
+        """Write down that the run's supervisor died (an `interrupted` event and a fresh snapshot),
+        if it did; the run as it is then.  For the owners of liveness only (the next supervisor
+        of the run, the scheduler, `dagu retry`): it takes the run's lock while it writes, so a
+        run whose supervisor is alive is never touched."""
+        fd = _try_lock(self.lock) if self._lock_fd is None else None
+        if self._lock_fd is None and fd is None:
+            return self.read()  # a live supervisor
+        try:
+            view = self._read(check_liveness=False)
+            if view.status.status in RUN_FINAL or view.status.status in (QUEUED, WAITING):
+                return view
+            event = _interrupted_event()
+            journal = Journal(self.journal, view.status.seq)
+            journal.add(event)
+            journal.close()
+            apply(view.status, event)
+            self.write_snapshot(view.status)
+            return view
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def _interrupted_event() -> dict[str, Any]:
+    return {"ev": "interrupted", "at": time.time(),
+            "reason": "the supervisor stopped before the run finished (killed, crashed or the host rebooted)"}
 
 
 def read_journal(path: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -320,7 +355,7 @@ class Store:
     """All runs under one data dir: $DAGU_HOME/runs/<dag>/<run_id>/."""
 
     def __init__(self, home: str | None = None) -> None:
-        self.home = home or default_home()
+        self.home = home or dagu_home()
         self.runs = os.path.join(self.home, "runs")
 
     def dag_dir(self, dag: str) -> str:
@@ -355,9 +390,9 @@ class Store:
             return []
         return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(self.dag_dir(dag), n))]
 
-    def views(self, dag: str, repair: bool = True) -> list[RunView]:
+    def views(self, dag: str) -> list[RunView]:
         """Every run of a DAG, newest first; a damaged run is still listed, with its problems."""
-        views = [self.run(dag, rid).read(repair=repair) for rid in self.run_ids(dag)]
+        views = [self.run(dag, rid).read() for rid in self.run_ids(dag)]
         views.sort(key=lambda v: (v.status.started_at or 0, v.status.run_id), reverse=True)
         return views
 

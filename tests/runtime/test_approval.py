@@ -49,7 +49,7 @@ def test_approve_with_inputs_continues_the_run(env: Env) -> None:
     assert missing.returncode == 1 and "TICKET" in missing.stderr
     unknown = env.run("approve", "g1", "gate", "-i", "TICKET=1", "-i", "OTHER=x")
     assert unknown.returncode == 1 and "OTHER" in unknown.stderr
-    res = env.run("approve", "g1", "gate", "-i", "TICKET=OPS-7", "-i", "REASON=tested")
+    res = env.run("approve", "g1", "gate", "-i", "TICKET=OPS-7", "-i", "REASON=tested", "--wait")
     assert res.returncode == 0, res.stderr
     assert _trace(env)[3:] == ["ship OPS-7 tested", "exit succeeded"]
     st = env.status("gated", "g1")
@@ -63,7 +63,7 @@ def test_approve_with_inputs_continues_the_run(env: Env) -> None:
 def test_reject_fails_the_run_and_runs_the_failure_handlers(env: Env) -> None:
     env.write("gated.yaml", GATED)
     assert env.run("start", "gated.yaml", "--run-id", "g2").returncode == 0
-    res = env.run("reject", "g2", "gate", "--reason", "not today")
+    res = env.run("reject", "g2", "gate", "--reason", "not today", "--wait")
     assert res.returncode == 1
     assert _trace(env)[3:] == ["failure", "exit failed"]
     st = env.status("gated", "g2")
@@ -98,7 +98,7 @@ def test_push_back_runs_the_rewind_target_and_what_follows_again_with_the_feedba
     env.write("reviewed.yaml", REVIEWED)
     assert env.run("start", "reviewed.yaml", "--run-id", "r1").returncode == 0
     assert _trace(env) == ["draft 0 none", "lint", "review"]
-    res = env.run("push-back", "r1", "review", "-i", "FEEDBACK=shorter")
+    res = env.run("push-back", "r1", "review", "-i", "FEEDBACK=shorter", "--wait")
     assert res.returncode == 0, res.stderr
     assert _trace(env)[3:] == ["draft 1 shorter", "lint", "review"]  # and waits again
     st = env.status("reviewed", "r1")
@@ -106,14 +106,14 @@ def test_push_back_runs_the_rewind_target_and_what_follows_again_with_the_feedba
     assert [len(st["steps"][s]["attempts"]) for s in ("draft", "lint", "review")] == [2, 2, 2]
     assert st["pushback"]["iteration"] == 1 and st["pushback"]["reset"] == ["draft", "lint", "review", "publish"]
     # the rewound step sees the whole history and its previous stdout
-    res = env.run("push-back", "r1", "review", "-i", "FEEDBACK=even shorter")
+    res = env.run("push-back", "r1", "review", "-i", "FEEDBACK=even shorter", "--wait")
     assert res.returncode == 0, res.stderr
     st = env.status("reviewed", "r1")
     history = st["pushback"]["history"]
     assert [(h["iteration"], h["inputs"]["FEEDBACK"]) for h in history] == [(1, "shorter"), (2, "even shorter")]
     previous = st["steps"]["draft"]["attempts"][1]["stdout"]
     assert open(previous).read() == "draft 1 shorter\n"
-    res = env.run("approve", "r1", "review")
+    res = env.run("approve", "r1", "review", "--wait")
     assert res.returncode == 0, res.stderr
     assert _trace(env)[-2:] == ["review", "publish"]
     assert env.status("reviewed", "r1")["status"] == "succeeded"
@@ -124,7 +124,7 @@ def test_push_back_without_rewind_to_runs_the_approval_step_again(env: Env) -> N
     assert env.run("start", "gated.yaml", "--run-id", "g3").returncode == 0
     res = env.run("push-back", "g3", "gate", "-i", "bad-name=x")
     assert res.returncode == 1 and "bad-name" in res.stderr
-    res = env.run("push-back", "g3", "gate", "--reason", "again")
+    res = env.run("push-back", "g3", "gate", "--reason", "again", "--wait")
     assert res.returncode == 0, res.stderr
     assert _trace(env)[3:] == ["gate", "wait waiting"]  # build is not run again
     st = env.status("gated", "g3")

@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
-from dagu.engine import runner
 from dagu.schedule.clock import FakeClock
-from dagu.launch.local import ProcessLauncher
+from dagu.service.control import stop_dag
+from dagu.service.launching import local_launcher
+from dagu.service.scheduling import scheduler_actions
 from dagu.schedule.state import TickJournal
 from dagu.schedule.scheduler import Scheduler
 from dagu.store.state import RUN_FINAL
 from dagu.store.runs import Store
-from dagu.engine.run_context import self_argv
 from tests.runtime.test_scheduler import compile_for_scheduler, utc
 from tests.runtime.conftest import Env
 
@@ -28,7 +28,7 @@ def test_a_due_tick_starts_an_ordinary_detached_run(env: Env) -> None:
     (dags / "tick.yaml").write_text(
         'schedule: "CRON_TZ=UTC * * * * *"\nsteps:\n  - id: a\n    command: echo hello\n')
     store = Store(str(env.home))
-    launcher = ProcessLauncher(store, self_argv(), env.env)
+    launcher = scheduler_actions(str(env.home), env.env)
     clock = FakeClock(utc(2026, 3, 27, 12, 0, 30))
     sched = Scheduler(str(env.home), str(dags), compile_for_scheduler, launcher, clock)
     assert sched.step() == utc(2026, 3, 27, 12, 1)
@@ -96,10 +96,8 @@ import os, sys, time
 from dagu.compiler.pipeline import compile_file
 from dagu.compiler.render import render
 from dagu.schedule.clock import FakeClock
-from dagu.launch.local import ProcessLauncher
 from dagu.schedule.scheduler import Scheduler
-from dagu.store.runs import Store
-from dagu.engine.run_context import self_argv
+from dagu.service.scheduling import scheduler_actions
 
 def comp(path):
     r = compile_file(path)
@@ -107,7 +105,7 @@ def comp(path):
 
 home, dags, t0, t1 = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
 clock = FakeClock(t0)
-sched = Scheduler(home, dags, comp, ProcessLauncher(Store(home), self_argv(), os.environ), clock)
+sched = Scheduler(home, dags, comp, scheduler_actions(home, os.environ), clock)
 sched.step()
 clock.t = t1
 sched.step()
@@ -142,7 +140,7 @@ def test_a_restarted_scheduler_counts_and_stops_the_run_its_predecessor_started(
 
         clock = FakeClock(utc(2026, 3, 27, 12, 10) + 0.2)
         sched = Scheduler(str(env.home), str(dags), compile_for_scheduler,
-                          ProcessLauncher(store, self_argv(), env.env), clock)
+                          scheduler_actions(str(env.home), env.env), clock)
         sched.step()  # the 12:10 start tick: the adopted run counts against max_active_runs 1
         ticks = [r for r in TickJournal(str(env.home / "scheduler")).read() if r.get("tick") == utc(2026, 3, 27, 12, 10)]
         assert [(t["kind"], t["action"]) for t in ticks] == [("start", "skipped")]
@@ -153,14 +151,14 @@ def test_a_restarted_scheduler_counts_and_stops_the_run_its_predecessor_started(
         sched.step()  # the 12:12 stop tick stops the run the dead scheduler started
         [stop] = [r for r in TickJournal(str(env.home / "scheduler")).read() if r["kind"] == "stop"]
         assert stop["action"] == "stopped"
-        _wait(lambda: store.run("sleeper", run_id).read(repair=False).status.status in RUN_FINAL, 20,
+        _wait(lambda: store.run("sleeper", run_id).read().status.status in RUN_FINAL, 20,
               "the adopted run was not stopped")
         assert store.run("sleeper", run_id).read().status.status == "aborted"
     finally:
         if first.poll() is None:
             first.kill()
             first.wait()
-        runner.stop(store, "sleeper", wait_sec=10)
+        stop_dag(str(env.home), local_launcher(str(env.home), env.env), "sleeper", wait_sec=10)
 
 
 def test_a_run_whose_supervisor_died_while_no_scheduler_ran_is_marked_interrupted_at_start(env: Env) -> None:
@@ -170,7 +168,7 @@ def test_a_run_whose_supervisor_died_while_no_scheduler_ran_is_marked_interrupte
     run = Store(str(env.home)).run("nap", "r1")
     supervisor = env.popen("start", "-q", str(dags / "nap.yaml"), "--run-id", "r1")
 
-    def raw() -> dict:  # the snapshot as on disk (reading through the store would repair it)
+    def raw() -> dict:  # the snapshot as on disk (as the supervisor left it)
         try:
             return json.loads(Path(run.status).read_text())
         except (OSError, ValueError):
@@ -180,7 +178,7 @@ def test_a_run_whose_supervisor_died_while_no_scheduler_ran_is_marked_interrupte
         return [json.loads(line)["ev"] for line in Path(run.journal).read_text().splitlines() if line.strip()]
 
     def step_pid() -> int | None:
-        last = run.read(repair=False).status.steps.get("nap")
+        last = run.read().status.steps.get("nap")
         return last.last.pid if last is not None and last.last is not None else None
 
     pid = None
@@ -268,7 +266,7 @@ def test_real_clock_a_one_minute_schedule_starts_a_run_on_the_minute(env: Env) -
 def test_last_success_is_the_newest_succeeded_run_not_the_newest_run(env: Env) -> None:
     env.write("ok.yaml", "steps:\n  - id: a\n    command: \"true\"\n")
     env.write("bad.yaml", "name: ok\nsteps:\n  - id: a\n    command: \"false\"\n")
-    launcher = ProcessLauncher(Store(str(env.home)), self_argv(), env.env)
+    launcher = scheduler_actions(str(env.home), env.env)
     assert launcher.last_success("ok") is None
     assert env.run("start", "ok.yaml", "--run-id", "s1").returncode == 0
     assert env.run("start", "ok.yaml", "--run-id", "s2").returncode == 0

@@ -1,0 +1,126 @@
+"""DAGs as the front ends name them: a workflow file, a plan file, or a DAG name.
+
+The service is the only layer below the front ends that may import the
+compiler; it does so lazily, so reading runs never loads it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dagu.service import BadRequest, ServiceError
+
+if TYPE_CHECKING:
+    from dagu.spec.plan import Plan
+
+DAG_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass
+class LoadedPlan:
+    """A plan ready to run, or the diagnostics that stop it (rendered as the compiler prints them).
+
+    `plan_text` is the plan file's own text when the input was a plan file (it is copied
+    into the run as is); `diagnostics` may hold warnings next to a plan."""
+
+    file: str
+    plan: "Plan | None"
+    diagnostics: str | None = None
+    plan_text: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None
+
+
+@dataclass
+class DagEntry:
+    """One DAG file of a directory: its name and plan, or why it does not compile."""
+
+    name: str
+    file: str
+    plan: "Plan | None"
+    diagnostics: list = field(default_factory=list)  # compiler Diagnostic objects
+
+
+def load_for_run(file: str) -> LoadedPlan:
+    """A plan from a plan file (*.json) or, compiling it first, from a workflow file."""
+    from dagu.spec.plan import PlanError, load_plan
+
+    if file.endswith(".json"):
+        try:
+            plan = load_plan(file)
+            with open(file, encoding="utf-8") as fh:
+                text = fh.read()
+        except (PlanError, OSError) as exc:
+            raise BadRequest(str(exc)) from None
+        return LoadedPlan(file, plan, None, text)
+    from dagu.compiler.pipeline import compile_file
+    from dagu.compiler.render import render
+
+    if not os.path.exists(file):
+        raise BadRequest(f"{file}: no such file")
+    result = compile_file(file)
+    if not result.ok:
+        return LoadedPlan(file, None, render("text", result.diagnostics, 1))
+    return LoadedPlan(file, result.plan, render("text", result.diagnostics, 1) if result.diagnostics else None)
+
+
+def compile_for_scheduler(file: str) -> "tuple[Plan | None, str | None]":
+    """The scheduler's compile seam (schedule/dag_files.py): (plan, diagnostics text)."""
+    loaded = load_for_run(file)
+    return loaded.plan, loaded.diagnostics
+
+
+def resolve_dag_name(file: str) -> str:
+    """The DAG name a FILE argument stands for: a plan's root, a workflow's name, or the word itself.
+
+    A workflow file that no longer compiles still names its history (by its file name)."""
+    if os.path.isfile(file):
+        if file.endswith(".json"):
+            from dagu.spec.plan import PlanError, load_plan
+
+            try:
+                return load_plan(file).root
+            except PlanError as exc:
+                raise ServiceError(str(exc)) from None
+        from dagu.compiler.pipeline import compile_file
+
+        result = compile_file(file)
+        if result.plan is not None:
+            return result.plan.root
+        return os.path.splitext(os.path.basename(file))[0]
+    if DAG_NAME_RE.fullmatch(file) and not file.endswith((".yaml", ".yml", ".json")):
+        return file
+    raise ServiceError(f"{file}: no such file (give a workflow file, a plan file or a DAG name)")
+
+
+def list_dags(directory: str) -> list[DagEntry]:
+    """Every DAG file of a directory (not its base.yaml), compiled, in file-name order."""
+    from dagu.compiler.base_config import is_base_config
+    from dagu.compiler.pipeline import compile_file
+
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise BadRequest(f"{directory}: {exc.strerror}") from None
+    out = []
+    for name in names:
+        path = os.path.join(directory, name)
+        if not name.endswith((".yaml", ".yml")) or not os.path.isfile(path) or is_base_config(path):
+            continue
+        result = compile_file(path)
+        dag_name = result.plan.root if result.plan is not None else os.path.splitext(name)[0]
+        out.append(DagEntry(dag_name, path, result.plan if result.ok else None, list(result.diagnostics)))
+    return out
+
+
+def find_dag(directory: str, name: str) -> DagEntry:
+    """The DAG of a directory with this name (what a web page or a worker asks for)."""
+    for entry in list_dags(directory):
+        if entry.name == name:
+            return entry
+    raise ServiceError(f"no DAG named {name!r} in {directory}")
