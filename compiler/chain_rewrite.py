@@ -1,6 +1,7 @@
 """A Dagu 1.x chain whose steps also declare `depends`, rewritten as an explicit v2 graph.
 
-A 1.x file without `type:` is a chain: each step runs after the step before it
+A 1.x file without `type:` is a chain (a v2 file is one only while no step
+declares `depends`, see graph.dag_type): each step runs after the step before it
 (after every member of a parallel group, a nested list, and each member of a
 group after the item before the group).  1.x also honoured a step's own
 `depends`, adding those edges to the chain.  v2 rejects depends inside a chain
@@ -40,7 +41,7 @@ class ChainRewrite:
 
 
 def chain_with_depends(doc: Document) -> Span | None:
-    """Where a chain DAG (no `type:`) first declares depends, which v2 rejects."""
+    """Where a DAG without `type:` first declares depends: a chain in a 1.x file (a graph in v2)."""
     data = doc.data
     if not isinstance(data, dict) or "type" in data:
         return None
@@ -54,7 +55,7 @@ def chain_with_depends(doc: Document) -> Span | None:
     elif isinstance(steps, dict):
         bodies = [(("steps", k), v) for k, v in steps.items()]
     for path, body in bodies:
-        if isinstance(body, dict) and "depends" in body:
+        if isinstance(body, dict) and body.get("depends") is not None:
             return doc.key_spans.get(path + ("depends",))
     return None
 

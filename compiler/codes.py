@@ -14,7 +14,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Code:
     name: str
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning"; "note" for a rule `dagu explain` describes, never reported
     template: str
     explanation: str
 
@@ -141,7 +141,8 @@ CODES: dict[str, Code] = _catalogue(
     Code("unknown-depends", "error", "step '{step}' depends on unknown step '{target}'",
          "Every name in depends must be the id of another step of the same DAG."),
     Code("chain-depends", "error", "step '{step}' sets depends, but the DAG is type: chain",
-         "In a chain each step depends on the one before it; use type: graph for explicit depends."),
+         "In a chain each step depends on the one before it; use type: graph for explicit depends. "
+         "depends: [] counts too. See `dagu explain default-type` for the type of a DAG without type:."),
     Code("dependency-cycle", "error", "dependency cycle: {cycle}",
          "Steps that depend on each other in a loop can never start."),
     Code("unknown-route-target", "error", "router step '{step}' routes to unknown step '{target}'",
@@ -160,6 +161,14 @@ CODES: dict[str, Code] = _catalogue(
          "Each document of a multi-document file needs its own name."),
     Code("unnamed-sub-dag", "error", "document {index} of this file has no name",
          "Sub-DAGs defined after --- are called by name, so they need `name:`."),
+    # --- rules, not diagnostics: never reported, shown by `dagu explain` ---------
+    Code("default-type", "note", "",
+         "The type of a DAG: an explicit `type:` wins. Without one, a DAG in which any step declares "
+         "`depends` (even `depends: []`; `depends: null` is no depends) is a graph; a DAG without any "
+         "`depends` runs its steps in file order (a chain). `depends` under an explicit `type: chain` is "
+         "an error (chain-depends). A file that spells keys the Dagu 1.x way is read as 1.x meant it: "
+         "without `type:` a chain, so its depends are refused with a pointer to `dagu migrate`, which "
+         "writes the chain's order out as `type: graph`."),
     # --- the tool itself ----------------------------------------------------
     Code("internal-error", "error", "internal error: {reason}",
          "A bug in dagu; please report it with the file that triggered it."),

@@ -20,7 +20,10 @@ from typing import Any
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import span_of
 from dagu.compiler.legacy import LEGACY_CODES
-from dagu.compiler.steps import STEP_ID, StepDraft
+from dagu.compiler.steps import STEP_ID, StepDraft, declares_depends
+
+# Why a DAG has its type (see `dagu explain default-type`).
+WRITTEN, READ_AS_1X, DEFAULT = "written", "1.x", "default"
 
 
 @dataclass
@@ -71,7 +74,28 @@ def check_ids(ctx: DocContext, drafts: list[StepDraft]) -> dict[str, StepDraft]:
     return by_id
 
 
-def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGraph:
+def dag_type(ctx: DocContext, data: dict[str, Any]) -> tuple[str, str]:
+    """The DAG's type and why it has it.
+
+    A written `type:` wins.  Without one, a DAG whose steps declare `depends`
+    is a graph (upstream's default since dagucloud/dagu #2168), and one
+    without any runs in file order, a chain: that reads older v2 files as they
+    were meant and newer ones at worst slower, never out of order.  A file
+    that spells keys the Dagu 1.x way is read as 1.x meant it, a chain to
+    which depends add edges: `chain-depends` then points to `dagu migrate`,
+    which writes those edges out.
+    """
+    written = data.get("type")
+    if written in ("graph", "chain"):
+        return written, WRITTEN
+    if not declares_depends(data.get("steps")):
+        return "chain", DEFAULT
+    if _looks_1x(ctx):
+        return "chain", READ_AS_1X
+    return "graph", DEFAULT
+
+
+def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool, why: str = WRITTEN) -> StepGraph:
     """Resolve depends (by id, or by name), check them, and order the steps."""
     by_id = check_ids(ctx, drafts)
     by_name = {}
@@ -83,7 +107,6 @@ def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGr
     depends: dict[str, tuple[str, ...]] = {}
     edge_where: dict[tuple[str, str], tuple] = {}
     routed = _routed_from(drafts, by_id)
-    migrate_hint = chain and _looks_1x(ctx)
     for d in drafts:
         if by_id.get(d.id) is not d:
             continue
@@ -91,10 +114,10 @@ def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGr
         for router in routed.get(d.id, ()):  # a route target waits for its router
             if router not in resolved:
                 resolved.append(router)
-        if chain and d.depends:
-            notes = ["add `type: graph` at the top of the file to declare dependencies, "
+        if chain and d.declares_depends:
+            notes = ["change `type: chain` to `type: graph` to declare dependencies, "
                      "or remove depends: a chain runs steps in file order"]
-            if migrate_hint:  # 1.x ran the chain plus the depends: keep both
+            if why == READ_AS_1X:  # 1.x ran the chain plus the depends: keep both
                 notes = ["Dagu 1.x ran this step after the one before it and after its depends; "
                          f"`dagu migrate {ctx.source.path} --write` rewrites the file as type: graph "
                          "with every dependency written out"]

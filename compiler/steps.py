@@ -43,6 +43,7 @@ class StepDraft:
     raw: dict[str, Any]
     explicit_id: bool
     depends: list[tuple[str, Path]] = field(default_factory=list)  # declared, with where
+    declares_depends: bool = False  # `depends:` is there and not null (`depends: []` declares none)
     implied: list[str] = field(default_factory=list)  # from the chain layout
 
 
@@ -91,6 +92,16 @@ def flatten(ctx: DocContext, raw: Any, chain: bool) -> list[StepDraft]:
     return drafts
 
 
+def declares_depends(raw: Any) -> bool:
+    """Whether any step of `steps:` sets a non-null `depends` (what makes an untyped DAG a graph)."""
+    bodies = raw.values() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
+    for item in bodies:
+        for body in item if isinstance(item, list) else (item,):
+            if isinstance(body, dict) and body.get("depends") is not None:
+                return True
+    return False
+
+
 def _draft(ctx: DocContext, index: int, path: Path, body: dict[str, Any], default_id: str | None,
            explicit: bool) -> StepDraft:
     sid = body.get("id")
@@ -105,6 +116,7 @@ def _draft(ctx: DocContext, index: int, path: Path, body: dict[str, Any], defaul
             sid = f"cmd_{index + 1}"
     draft = StepDraft(index=index, path=path, id=scalar_text(sid), raw=body, explicit_id=explicit)
     deps = body.get("depends")
+    draft.declares_depends = deps is not None
     if isinstance(deps, str):
         draft.depends = [(deps, path + ("depends",))]
     elif isinstance(deps, list):
