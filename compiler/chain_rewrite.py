@@ -72,9 +72,8 @@ def rewrite_chain(source: SourceFile, doc: Document) -> ChainRewrite | None:
     by_name: dict[str, str] = {}
     for d in drafts:
         by_id.setdefault(d.id, d)
-        name = d.raw.get("name")
-        if isinstance(name, str):
-            by_name.setdefault(name, d.id)
+        if d.name is not None:
+            by_name.setdefault(d.name, d.id)
     refs: dict[str, str] = {}
 
     def ref(sid: str) -> str:
@@ -92,10 +91,10 @@ def rewrite_chain(source: SourceFile, doc: Document) -> ChainRewrite | None:
 
 def _ref(d: StepDraft, by_id: dict[str, StepDraft], by_name: dict[str, str], editor: "_Editor") -> str:
     """How depends names step `d`: its id when written or taken from its name, else its name."""
-    name = d.raw.get("name")
+    name = d.name
     if d.explicit_id or d.id == name:
         return d.id
-    if isinstance(name, str) and name and name not in by_id and by_name.get(name) == d.id:
+    if name is not None and name not in by_id and by_name.get(name) == d.id:
         return name
     editor.note(d.path, f"this step has no id or name, so depends refers to it by its generated id "
                         f"'{d.id}', which changes when steps are added above it; give it an id")

@@ -99,7 +99,20 @@ CODES: dict[str, Code] = _catalogue(
     Code("invalid-dag-name", "error", "invalid DAG name {value}: {reason}",
          "DAG names are at most 40 characters of letters, digits, '_', '.' and '-'."),
     Code("invalid-step-id", "error", "invalid step id {value}: {reason}",
-         "Step ids start with a letter and hold letters, digits, '_' and '-' (they are used as ${id.output})."),
+         "A step's `id:` starts with a letter and holds letters, digits and '_', at most 40 bytes (ids are "
+         "used as ${id.output}); a key of the map form of steps: may also hold '-'. A `name:` may be any text."),
+    Code("reserved-step-id", "error", "step id {value} is reserved",
+         "env, params, args, stdout, stderr, output and outputs (in any case) name parts of a run in "
+         "references, so no step may use them as its id; rename the step's id."),
+    Code("step-name-too-long", "error", "step name is {size} bytes long, the limit is {limit}",
+         "A step's name is at most 255 bytes of UTF-8 (after trimming); put longer text in description:."),
+    Code("duplicate-step-name", "error", "step name '{name}' is used twice (first at line {first_line})",
+         "Each step name must be unique within its DAG (after trimming), since depends may name a step by it."),
+    Code("step-id-is-a-name", "error", "'{value}' is the id of one step and the name of another (line {first_line})",
+         "depends may name a step by its id or its name, so one step's id must not be another step's name. "
+         "One step may use the same text for both."),
+    Code("no-steps", "error", "the DAG has no steps",
+         "Every DAG (the main one and each sub-DAG after ---) needs at least one step under steps:."),
     Code("invalid-param", "error", "invalid parameter {value}: {reason}",
          "Parameters are NAME=value pairs, positional values, or declared entries."),
     Code("empty-step", "error", "step '{step}' has nothing to run",
@@ -139,7 +152,8 @@ CODES: dict[str, Code] = _catalogue(
     Code("duplicate-step-id", "error", "step id '{step}' is used twice (first at line {first_line})",
          "Each step id must be unique within its DAG."),
     Code("unknown-depends", "error", "step '{step}' depends on unknown step '{target}'",
-         "Every name in depends must be the id of another step of the same DAG."),
+         "Every entry of depends must be the id or the name of another step of the same DAG, written "
+         "exactly (case-sensitive, not trimmed); a number is read as its text."),
     Code("chain-depends", "error", "step '{step}' sets depends, but the DAG is type: chain",
          "In a chain each step depends on the one before it; use type: graph for explicit depends. "
          "depends: [] counts too. See `dagu explain default-type` for the type of a DAG without type:."),

@@ -98,7 +98,10 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     if tz and not check_timezone(ctx, ("timezone",), tz):
         tz = None
 
-    drafts = flatten(ctx, data.get("steps"), chain)
+    raw_steps = data.get("steps")
+    if isinstance(raw_steps, (list, dict)) and not raw_steps:
+        ctx.report(("steps",), "no-steps", notes=["add a step, e.g. steps: [echo hello]"])
+    drafts = flatten(ctx, raw_steps, chain)
     graph = build_graph(ctx, drafts, chain, why)
     check_routes(ctx, drafts, set(graph.depends))
     check_rewind_targets(ctx, drafts, graph)
