@@ -115,6 +115,18 @@ CODES: dict[str, Code] = _catalogue(
          "Every DAG (the main one and each sub-DAG after ---) needs at least one step under steps:."),
     Code("invalid-param", "error", "invalid parameter {value}: {reason}",
          "Parameters are NAME=value pairs, positional values, or declared entries."),
+    Code("empty-condition", "error", "the {what} is empty",
+         "A precondition (or a repeat_policy condition) needs text: an empty command, expected value or "
+         "re: pattern would hold or fail by accident (upstream spec 023)."),
+    Code("repeat-without-condition", "error", "repeat: {mode} needs a condition or an exit_code",
+         "repeat_policy with repeat: while or until repeats while/until a condition (or an exit code) "
+         "matches; without one there is nothing to check. repeat: true repeats until limit."),
+    Code("invalid-parallel-item", "error", "a parallel item holds {what}",
+         "A static parallel item is a string, a number, or a flat mapping whose values are strings, numbers "
+         "or booleans (upstream spec 018): the child DAG receives it as $1 or as named params."),
+    Code("chain-router", "error", "router step '{step}' is in a chain",
+         "A router chooses which steps run; in a chain every step runs after the one before it, so routes "
+         "cannot apply. Write type: graph (a DAG without type: and without depends is a chain)."),
     Code("empty-step", "error", "step '{step}' has nothing to run",
          "A step needs a command, a script, a call, or a type with its input."),
     Code("custom-type-input", "error", "input of step type '{type}': {reason}",

@@ -103,7 +103,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         ctx.report(("steps",), "no-steps", notes=["add a step, e.g. steps: [echo hello]"])
     drafts = flatten(ctx, raw_steps, chain)
     graph = build_graph(ctx, drafts, chain, why)
-    check_routes(ctx, drafts, set(graph.depends))
+    check_routes(ctx, drafts, set(graph.depends), chain)
     check_rewind_targets(ctx, drafts, graph)
 
     raw_dotenv = data.get("dotenv")

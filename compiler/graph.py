@@ -254,10 +254,15 @@ def _report_cycles(ctx: DocContext, depends: dict[str, tuple[str, ...]], edge_wh
         ctx.report(first_where, "dependency-cycle", cycle=" -> ".join(names), notes=notes)
 
 
-def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str]) -> None:
-    """Every router target must be a step of the same DAG, under one route only (upstream)."""
+def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str], chain: bool = False) -> None:
+    """Every router target must be a step of the same DAG, under one route only (upstream);
+    a router has no place in a chain."""
     for d in drafts:
         routes = d.raw.get("routes")
+        if chain and (d.raw.get("type") == "router" or isinstance(routes, dict)):
+            at = d.path + ("type",) if d.raw.get("type") == "router" else d.path + ("routes",)
+            ctx.report(at, "chain-router", at_key=True, step=label(d),
+                       notes=["make the DAG type: graph; a route target then waits for its router"])
         if not isinstance(routes, dict):
             continue
         seen: dict[str, Any] = {}

@@ -347,10 +347,19 @@ def _parallel(ctx: DocContext, path: Path, raw: Any, owner: str) -> Parallel | N
     if isinstance(items, str):
         return Parallel(items_from=ctx.template(items_path, items, owner), max_concurrent=max_concurrent)
     if isinstance(items, list):
+        _check_items(ctx, items_path, items)
         parsed = tuple(_templates_in(ctx, items_path + (i,), v, owner) for i, v in enumerate(items))
         return Parallel(items=parsed, max_concurrent=max_concurrent)
     return Parallel(max_concurrent=max_concurrent)
 
 
-
-
+def _check_items(ctx: DocContext, path: Path, items: list[Any]) -> None:
+    """Static parallel items are scalars or flat mappings of scalars (spec 018): a child gets each
+    item as `$1` or as named params, and neither can hold a list or a mapping."""
+    for i, item in enumerate(items):  # an item that is itself a list: the schema refuses it (wrong-type)
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if value is None or isinstance(value, (dict, list)):
+                    what = "an empty value" if value is None else "a mapping" if isinstance(value, dict) else "a list"
+                    ctx.report(path + (i, key), "invalid-parallel-item", what=f"{what} under '{key}'",
+                               notes=["a mapping item's values are strings, numbers or booleans (they become params)"])
