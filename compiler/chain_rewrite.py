@@ -1,6 +1,7 @@
 """A Dagu 1.x chain whose steps also declare `depends`, rewritten as an explicit v2 graph.
 
-A 1.x file without `type:` is a chain: each step runs after the step before it
+A 1.x file without `type:` is a chain (a v2 file is one only while no step
+declares `depends`, see graph.dag_type): each step runs after the step before it
 (after every member of a parallel group, a nested list, and each member of a
 group after the item before the group).  1.x also honoured a step's own
 `depends`, adding those edges to the chain.  v2 rejects depends inside a chain
@@ -40,7 +41,7 @@ class ChainRewrite:
 
 
 def chain_with_depends(doc: Document) -> Span | None:
-    """Where a chain DAG (no `type:`) first declares depends, which v2 rejects."""
+    """Where a DAG without `type:` first declares depends: a chain in a 1.x file (a graph in v2)."""
     data = doc.data
     if not isinstance(data, dict) or "type" in data:
         return None
@@ -54,7 +55,7 @@ def chain_with_depends(doc: Document) -> Span | None:
     elif isinstance(steps, dict):
         bodies = [(("steps", k), v) for k, v in steps.items()]
     for path, body in bodies:
-        if isinstance(body, dict) and "depends" in body:
+        if isinstance(body, dict) and body.get("depends") is not None:
             return doc.key_spans.get(path + ("depends",))
     return None
 
@@ -71,9 +72,8 @@ def rewrite_chain(source: SourceFile, doc: Document) -> ChainRewrite | None:
     by_name: dict[str, str] = {}
     for d in drafts:
         by_id.setdefault(d.id, d)
-        name = d.raw.get("name")
-        if isinstance(name, str):
-            by_name.setdefault(name, d.id)
+        if d.name is not None:
+            by_name.setdefault(d.name, d.id)
     refs: dict[str, str] = {}
 
     def ref(sid: str) -> str:
@@ -91,10 +91,10 @@ def rewrite_chain(source: SourceFile, doc: Document) -> ChainRewrite | None:
 
 def _ref(d: StepDraft, by_id: dict[str, StepDraft], by_name: dict[str, str], editor: "_Editor") -> str:
     """How depends names step `d`: its id when written or taken from its name, else its name."""
-    name = d.raw.get("name")
+    name = d.name
     if d.explicit_id or d.id == name:
         return d.id
-    if isinstance(name, str) and name and name not in by_id and by_name.get(name) == d.id:
+    if name is not None and name not in by_id and by_name.get(name) == d.id:
         return name
     editor.note(d.path, f"this step has no id or name, so depends refers to it by its generated id "
                         f"'{d.id}', which changes when steps are added above it; give it an id")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Code:
     name: str
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning"; "note" for a rule `dagu explain` describes, never reported
     template: str
     explanation: str
 
@@ -99,9 +99,34 @@ CODES: dict[str, Code] = _catalogue(
     Code("invalid-dag-name", "error", "invalid DAG name {value}: {reason}",
          "DAG names are at most 40 characters of letters, digits, '_', '.' and '-'."),
     Code("invalid-step-id", "error", "invalid step id {value}: {reason}",
-         "Step ids start with a letter and hold letters, digits, '_' and '-' (they are used as ${id.output})."),
+         "A step's `id:` starts with a letter and holds letters, digits and '_', at most 40 bytes (ids are "
+         "used as ${id.output}); a key of the map form of steps: may also hold '-'. A `name:` may be any text."),
+    Code("reserved-step-id", "error", "step id {value} is reserved",
+         "env, params, args, stdout, stderr, output and outputs (in any case) name parts of a run in "
+         "references, so no step may use them as its id; rename the step's id."),
+    Code("step-name-too-long", "error", "step name is {size} bytes long, the limit is {limit}",
+         "A step's name is at most 255 bytes of UTF-8 (after trimming); put longer text in description:."),
+    Code("duplicate-step-name", "error", "step name '{name}' is used twice (first at line {first_line})",
+         "Each step name must be unique within its DAG (after trimming), since depends may name a step by it."),
+    Code("step-id-is-a-name", "error", "'{value}' is the id of one step and the name of another (line {first_line})",
+         "depends may name a step by its id or its name, so one step's id must not be another step's name. "
+         "One step may use the same text for both."),
+    Code("no-steps", "error", "the DAG has no steps",
+         "Every DAG (the main one and each sub-DAG after ---) needs at least one step under steps:."),
     Code("invalid-param", "error", "invalid parameter {value}: {reason}",
          "Parameters are NAME=value pairs, positional values, or declared entries."),
+    Code("empty-condition", "error", "the {what} is empty",
+         "A precondition (or a repeat_policy condition) needs text: an empty command, expected value or "
+         "re: pattern would hold or fail by accident (upstream spec 023)."),
+    Code("repeat-without-condition", "error", "repeat: {mode} needs a condition or an exit_code",
+         "repeat_policy with repeat: while or until repeats while/until a condition (or an exit code) "
+         "matches; without one there is nothing to check. repeat: true repeats until limit."),
+    Code("invalid-parallel-item", "error", "a parallel item holds {what}",
+         "A static parallel item is a string, a number, or a flat mapping whose values are strings, numbers "
+         "or booleans (upstream spec 018): the child DAG receives it as $1 or as named params."),
+    Code("chain-router", "error", "router step '{step}' is in a chain",
+         "A router chooses which steps run; in a chain every step runs after the one before it, so routes "
+         "cannot apply. Write type: graph (a DAG without type: and without depends is a chain)."),
     Code("empty-step", "error", "step '{step}' has nothing to run",
          "A step needs a command, a script, a call, or a type with its input."),
     Code("custom-type-input", "error", "input of step type '{type}': {reason}",
@@ -139,9 +164,11 @@ CODES: dict[str, Code] = _catalogue(
     Code("duplicate-step-id", "error", "step id '{step}' is used twice (first at line {first_line})",
          "Each step id must be unique within its DAG."),
     Code("unknown-depends", "error", "step '{step}' depends on unknown step '{target}'",
-         "Every name in depends must be the id of another step of the same DAG."),
+         "Every entry of depends must be the id or the name of another step of the same DAG, written "
+         "exactly (case-sensitive, not trimmed); a number is read as its text."),
     Code("chain-depends", "error", "step '{step}' sets depends, but the DAG is type: chain",
-         "In a chain each step depends on the one before it; use type: graph for explicit depends."),
+         "In a chain each step depends on the one before it; use type: graph for explicit depends. "
+         "depends: [] counts too. See `dagu explain default-type` for the type of a DAG without type:."),
     Code("dependency-cycle", "error", "dependency cycle: {cycle}",
          "Steps that depend on each other in a loop can never start."),
     Code("unknown-route-target", "error", "router step '{step}' routes to unknown step '{target}'",
@@ -160,6 +187,14 @@ CODES: dict[str, Code] = _catalogue(
          "Each document of a multi-document file needs its own name."),
     Code("unnamed-sub-dag", "error", "document {index} of this file has no name",
          "Sub-DAGs defined after --- are called by name, so they need `name:`."),
+    # --- rules, not diagnostics: never reported, shown by `dagu explain` ---------
+    Code("default-type", "note", "",
+         "The type of a DAG: an explicit `type:` wins. Without one, a DAG in which any step declares "
+         "`depends` (even `depends: []`; `depends: null` is no depends) is a graph; a DAG without any "
+         "`depends` runs its steps in file order (a chain). `depends` under an explicit `type: chain` is "
+         "an error (chain-depends). A file that spells keys the Dagu 1.x way is read as 1.x meant it: "
+         "without `type:` a chain, so its depends are refused with a pointer to `dagu migrate`, which "
+         "writes the chain's order out as `type: graph`."),
     # --- the tool itself ----------------------------------------------------
     Code("internal-error", "error", "internal error: {reason}",
          "A bug in dagu; please report it with the file that triggered it."),

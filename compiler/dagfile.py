@@ -15,7 +15,7 @@ from typing import Any
 from dagu.bounded_read import read_regular
 from dagu.compiler import values
 from dagu.compiler.context import DocContext, scalar_text
-from dagu.compiler.graph import StepGraph, build_graph, check_rewind_targets, check_routes
+from dagu.compiler.graph import StepGraph, build_graph, check_rewind_targets, check_routes, dag_type
 from dagu.compiler.references import Scope, check_references
 from dagu.compiler.schedule import check_timezone, schedule
 from dagu.compiler.schema_check import check_document, is_simple_document
@@ -92,15 +92,18 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
 
     name = data.get("name") if isinstance(data.get("name"), str) else default_name
     check_dag_name(ctx, ("name",) if "name" in data else (), name)
-    dag_type = data.get("type") if data.get("type") in ("graph", "chain") else "chain"
-    chain = dag_type == "chain"
+    kind, why = dag_type(ctx, data)
+    chain = kind == "chain"
     tz = data.get("timezone") if isinstance(data.get("timezone"), str) else None
     if tz and not check_timezone(ctx, ("timezone",), tz):
         tz = None
 
-    drafts = flatten(ctx, data.get("steps"), chain)
-    graph = build_graph(ctx, drafts, chain)
-    check_routes(ctx, drafts, set(graph.depends))
+    raw_steps = data.get("steps")
+    if isinstance(raw_steps, (list, dict)) and not raw_steps:
+        ctx.report(("steps",), "no-steps", notes=["add a step, e.g. steps: [echo hello]"])
+    drafts = flatten(ctx, raw_steps, chain)
+    graph = build_graph(ctx, drafts, chain, why)
+    check_routes(ctx, drafts, set(graph.depends), chain)
     check_rewind_targets(ctx, drafts, graph)
 
     raw_dotenv = data.get("dotenv")
@@ -150,7 +153,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     settings = {k: v for k, v in data.items() if k not in _DIRECT_KEYS}
     dag = Dag(
         name=name,
-        type=dag_type,
+        type=kind,
         base_dir=base_dir,
         file=file,
         steps=tuple(steps),

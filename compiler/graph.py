@@ -20,7 +20,12 @@ from typing import Any
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import span_of
 from dagu.compiler.legacy import LEGACY_CODES
-from dagu.compiler.steps import STEP_ID, StepDraft
+from dagu.compiler.steps import (
+    ID_MAX_BYTES, NAME_MAX_BYTES, RESERVED_IDS, STEP_ID, WRITTEN_ID, StepDraft, declares_depends,
+)
+
+# Why a DAG has its type (see `dagu explain default-type`).
+WRITTEN, READ_AS_1X, DEFAULT = "written", "1.x", "default"
 
 
 @dataclass
@@ -50,40 +55,113 @@ def suggest(word: str, choices: list[str]) -> list[str]:
 
 def label(draft: StepDraft) -> str:
     """How messages name a step: its id, or its name when the id was made up (`cmd_2`)."""
-    name = draft.raw.get("name")
-    return name if not draft.explicit_id and isinstance(name, str) and name else draft.id
+    return draft.name if not draft.explicit_id and draft.name else draft.id
 
 
 def check_ids(ctx: DocContext, drafts: list[StepDraft]) -> dict[str, StepDraft]:
-    """Report invalid and duplicate ids; return the first draft for each id."""
+    """Report invalid and clashing ids and names (spec 009); return the first draft for each id.
+
+    An `id:` is a strict identifier (it appears as ${id.output}); a name is
+    free text of at most 255 bytes.  Names and written ids are unique, and no
+    step's id is another step's name, so `depends` on either one is never
+    ambiguous.  A clash is reported once, at the later of the two steps.
+    """
     by_id: dict[str, StepDraft] = {}
+    by_name: dict[str, StepDraft] = {}
+    written: dict[str, StepDraft] = {}  # ids given as `id:`
     for d in drafts:
-        where = d.path + ("id",) if "id" in d.raw else d.path
-        if d.explicit_id and not STEP_ID.match(d.id):
-            ctx.report(where, "invalid-step-id", value=repr(d.id),
+        has_id = "id" in d.raw
+        id_at = d.path + ("id",) if has_id else d.path
+        name_at = d.path + ("name",)
+        clash = False
+        if has_id:
+            _check_written_id(ctx, id_at, d.id)
+        elif d.explicit_id and not STEP_ID.match(d.id):  # a key of the map form of steps:
+            ctx.report(id_at, "invalid-step-id", value=repr(d.id),
                        reason="use a letter first, then letters, digits, '_' or '-'",
                        notes=["ids appear in expressions like ${build.output}, so they must be simple names"])
+        if d.name is not None and len(d.name.encode("utf-8")) > NAME_MAX_BYTES:
+            ctx.report(name_at, "step-name-too-long", size=len(d.name.encode("utf-8")), limit=NAME_MAX_BYTES)
+        if d.name is not None and d.name in by_name:
+            first = span_of(ctx.doc, by_name[d.name].path)
+            ctx.report(name_at, "duplicate-step-name", name=d.name, first_line=first.line,
+                       notes=["rename one of them: depends may name a step by its name"])
+            clash = True
+        if has_id and d.id in written:
+            first = span_of(ctx.doc, written[d.id].path)
+            ctx.report(id_at, "duplicate-step-id", step=d.id, first_line=first.line)
+            clash = True
+        elif has_id and d.id in by_name:
+            other = by_name[d.id]
+            ctx.report(id_at, "step-id-is-a-name", value=d.id, first_line=span_of(ctx.doc, other.path).line,
+                       notes=_CLASH_NOTE)
+            clash = True
+        if d.name is not None and d.name in written and written[d.name] is not d:
+            other = written[d.name]
+            ctx.report(name_at, "step-id-is-a-name", value=d.name, first_line=span_of(ctx.doc, other.path).line,
+                       notes=_CLASH_NOTE)
+            clash = True
+        if d.name is not None:
+            by_name.setdefault(d.name, d)
+        if has_id:
+            written.setdefault(d.id, d)
         if d.id in by_id:
-            first = span_of(ctx.doc, by_id[d.id].path)
-            ctx.report(where, "duplicate-step-id", step=d.id, first_line=first.line)
+            if not clash:
+                first = span_of(ctx.doc, by_id[d.id].path)
+                ctx.report(id_at, "duplicate-step-id", step=d.id, first_line=first.line)
             continue
         by_id[d.id] = d
     return by_id
 
 
-def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGraph:
+_CLASH_NOTE = ["depends may name a step by its id or its name, so this would be ambiguous: rename one of them"]
+
+
+def _check_written_id(ctx: DocContext, where: tuple, sid: str) -> None:
+    if not WRITTEN_ID.match(sid):
+        ctx.report(where, "invalid-step-id", value=repr(sid),
+                   reason="use a letter first, then letters, digits or '_'",
+                   notes=["ids appear in expressions like ${build.output}; a name may be any text"])
+    elif len(sid.encode("utf-8")) > ID_MAX_BYTES:
+        ctx.report(where, "invalid-step-id", value=repr(sid),
+                   reason=f"{len(sid.encode('utf-8'))} bytes, the limit is {ID_MAX_BYTES}")
+    elif sid.lower() in RESERVED_IDS:
+        ctx.report(where, "reserved-step-id", value=repr(sid),
+                   notes=[f"reserved (in any case): {', '.join(sorted(RESERVED_IDS))}"])
+
+
+def dag_type(ctx: DocContext, data: dict[str, Any]) -> tuple[str, str]:
+    """The DAG's type and why it has it.
+
+    A written `type:` wins.  Without one, a DAG whose steps declare `depends`
+    is a graph (upstream's default since dagucloud/dagu #2168), and one
+    without any runs in file order, a chain: that reads older v2 files as they
+    were meant and newer ones at worst slower, never out of order.  A file
+    that spells keys the Dagu 1.x way is read as 1.x meant it, a chain to
+    which depends add edges: `chain-depends` then points to `dagu migrate`,
+    which writes those edges out.
+    """
+    written = data.get("type")
+    if written in ("graph", "chain"):
+        return written, WRITTEN
+    if not declares_depends(data.get("steps")):
+        return "chain", DEFAULT
+    if _looks_1x(ctx):
+        return "chain", READ_AS_1X
+    return "graph", DEFAULT
+
+
+def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool, why: str = WRITTEN) -> StepGraph:
     """Resolve depends (by id, or by name), check them, and order the steps."""
     by_id = check_ids(ctx, drafts)
-    by_name = {}
+    by_name: dict[str, str] = {}
     for d in drafts:
-        name = d.raw.get("name")
-        if isinstance(name, str):
-            by_name.setdefault(name, d.id)
+        if d.name is not None:
+            by_name.setdefault(d.name, d.id)
     ids = list(by_id)
     depends: dict[str, tuple[str, ...]] = {}
     edge_where: dict[tuple[str, str], tuple] = {}
     routed = _routed_from(drafts, by_id)
-    migrate_hint = chain and _looks_1x(ctx)
     for d in drafts:
         if by_id.get(d.id) is not d:
             continue
@@ -91,10 +169,10 @@ def build_graph(ctx: DocContext, drafts: list[StepDraft], chain: bool) -> StepGr
         for router in routed.get(d.id, ()):  # a route target waits for its router
             if router not in resolved:
                 resolved.append(router)
-        if chain and d.depends:
-            notes = ["add `type: graph` at the top of the file to declare dependencies, "
+        if chain and d.declares_depends:
+            notes = ["change `type: chain` to `type: graph` to declare dependencies, "
                      "or remove depends: a chain runs steps in file order"]
-            if migrate_hint:  # 1.x ran the chain plus the depends: keep both
+            if why == READ_AS_1X:  # 1.x ran the chain plus the depends: keep both
                 notes = ["Dagu 1.x ran this step after the one before it and after its depends; "
                          f"`dagu migrate {ctx.source.path} --write` rewrites the file as type: graph "
                          "with every dependency written out"]
@@ -176,10 +254,15 @@ def _report_cycles(ctx: DocContext, depends: dict[str, tuple[str, ...]], edge_wh
         ctx.report(first_where, "dependency-cycle", cycle=" -> ".join(names), notes=notes)
 
 
-def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str]) -> None:
-    """Every router target must be a step of the same DAG, under one route only (upstream)."""
+def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str], chain: bool = False) -> None:
+    """Every router target must be a step of the same DAG, under one route only (upstream);
+    a router has no place in a chain."""
     for d in drafts:
         routes = d.raw.get("routes")
+        if chain and (d.raw.get("type") == "router" or isinstance(routes, dict)):
+            at = d.path + ("type",) if d.raw.get("type") == "router" else d.path + ("routes",)
+            ctx.report(at, "chain-router", at_key=True, step=label(d),
+                       notes=["make the DAG type: graph; a route target then waits for its router"])
         if not isinstance(routes, dict):
             continue
         seen: dict[str, Any] = {}
@@ -202,7 +285,7 @@ def check_routes(ctx: DocContext, drafts: list[StepDraft], ids: set[str]) -> Non
 def check_rewind_targets(ctx: DocContext, drafts: list[StepDraft], graph: StepGraph) -> None:
     """approval.rewind_to must name the step itself or one of its ancestors; a name becomes the id,
     so the runtime only ever sees ids."""
-    by_name = {str(d.raw["name"]): d.id for d in drafts if isinstance(d.raw.get("name"), str)}
+    by_name = {d.name: d.id for d in reversed(drafts) if d.name is not None}
     for d in drafts:
         approval = d.raw.get("approval")
         if not isinstance(approval, dict) or not isinstance(approval.get("rewind_to"), str):

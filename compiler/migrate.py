@@ -8,7 +8,10 @@ lines it held (dedented by one level, comments and all), and nothing else of
 the file changes: comments, key order, quoting, blank lines, line endings and a
 missing final newline are kept.  No round-trip YAML library is needed for that.
 A 1.x chain whose steps also set `depends` becomes `type: graph` with every
-dependency written out (chain_rewrite.py), which is what 1.x ran.
+dependency written out (chain_rewrite.py), which is what 1.x ran.  Only a file
+that spells something the 1.x way is read so: without one, an untyped DAG
+whose steps declare depends is a v2 graph already (graph.dag_type) and stays
+as it is.
 
 A migrated file is checked by reading it again: it must parse and hold no 1.x
 spelling any more (tests also check that it compiles to the plan the original
@@ -114,8 +117,11 @@ def migrate_text(path: str, text: str) -> Migration:
     names = dag_names(source)
     migration = Migration(path, text, text)
     edits: list[Edit] = []
+    spells_1x = False  # the compiler reads an untyped DAG with depends as a 1.x chain from here on
     for doc in source.documents:
-        for fix in find_fixes(doc, names, base_dir):
+        fixes = find_fixes(doc, names, base_dir)
+        spells_1x = spells_1x or bool(fixes)
+        for fix in fixes:
             edit = _edit(source, doc, fix) if fix.automatic else None
             if edit is None:
                 migration.manual.append(fix)
@@ -123,7 +129,7 @@ def migrate_text(path: str, text: str) -> Migration:
             else:
                 migration.applied.append(fix)
                 edits.append(edit)
-        chain = rewrite_chain(source, doc)
+        chain = rewrite_chain(source, doc) if spells_1x else None
         if chain is not None and chain.blocked:
             migration.notes.extend(_note(path, span, text) for span, text in chain.blocked)
             migration.notes.append(_note(path, chain_with_depends(doc), (  # type: ignore[arg-type]

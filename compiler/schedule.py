@@ -81,6 +81,8 @@ def schedule(ctx: DocContext, path: Path, raw: Any, default_tz: str | None) -> S
                 out.append(entry)
         return tuple(out)
 
+    if isinstance(raw, str) and not raw.strip():
+        return Schedule()  # `schedule: ""`: no schedule, as upstream reads it
     if isinstance(raw, dict):
         return Schedule(
             start=entries(path + ("start",), raw.get("start")),

@@ -20,7 +20,11 @@ from dagu.compiler.step_types import APPROVAL, APPROVAL_CONFIG_SCHEMA, entry, is
 from dagu.compiler import values
 from dagu.spec.plan import Call, ContinueOn, EnvVar, Parallel, Route, Step
 
-STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # a map key, or a name that can stand as the id
+WRITTEN_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # an `id:` (spec 009), at most ID_MAX_BYTES
+ID_MAX_BYTES = 40
+NAME_MAX_BYTES = 255
+RESERVED_IDS = frozenset({"env", "params", "args", "stdout", "stderr", "output", "outputs"})  # any case
 
 # Keys a step uses directly; every other key it carries goes to Step.options.
 _DIRECT_KEYS = frozenset({
@@ -42,7 +46,9 @@ class StepDraft:
     id: str
     raw: dict[str, Any]
     explicit_id: bool
+    name: str | None = None  # `name:` as text, trimmed; None when missing or blank
     depends: list[tuple[str, Path]] = field(default_factory=list)  # declared, with where
+    declares_depends: bool = False  # `depends:` is there and not null (`depends: []` declares none)
     implied: list[str] = field(default_factory=list)  # from the chain layout
 
 
@@ -91,20 +97,40 @@ def flatten(ctx: DocContext, raw: Any, chain: bool) -> list[StepDraft]:
     return drafts
 
 
+def declares_depends(raw: Any) -> bool:
+    """Whether any step of `steps:` sets a non-null `depends` (what makes an untyped DAG a graph)."""
+    bodies = raw.values() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
+    for item in bodies:
+        for body in item if isinstance(item, list) else (item,):
+            if isinstance(body, dict) and body.get("depends") is not None:
+                return True
+    return False
+
+
+def step_name(body: dict[str, Any]) -> str | None:
+    """A step's `name:` as text, trimmed (spec 009); None when it is missing or blank."""
+    name = body.get("name")
+    if name is None:
+        return None
+    return (name if type(name) is str else scalar_text(name)).strip() or None
+
+
 def _draft(ctx: DocContext, index: int, path: Path, body: dict[str, Any], default_id: str | None,
            explicit: bool) -> StepDraft:
     sid = body.get("id")
+    name = step_name(body)
     explicit = explicit or sid is not None
     if sid is None:
-        name = body.get("name")
         if default_id is not None:
             sid = default_id
-        elif isinstance(name, str) and STEP_ID.match(name):
+        elif name is not None and STEP_ID.match(name):
             sid = name
         else:
             sid = f"cmd_{index + 1}"
-    draft = StepDraft(index=index, path=path, id=scalar_text(sid), raw=body, explicit_id=explicit)
+    sid = sid if type(sid) is str else scalar_text(sid)
+    draft = StepDraft(index=index, path=path, id=sid.strip(), raw=body, explicit_id=explicit, name=name)
     deps = body.get("depends")
+    draft.declares_depends = deps is not None
     if isinstance(deps, str):
         draft.depends = [(deps, path + ("depends",))]
     elif isinstance(deps, list):
@@ -209,14 +235,14 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         if "retry_policy" in raw else defaults.retry_policy
     timeout = values.parse_duration(ctx, path + ("timeout_sec",), raw["timeout_sec"]) \
         if "timeout_sec" in raw else None
-    name = get("name", draft.id)
+    name = draft.name if draft.name is not None else step_name(raw) or draft.id
     description = get("description")
     script = get("script")
     working_dir = get("working_dir")
     stdout, stderr, value = get("stdout"), get("stderr"), get("value")
     return Step(
         id=draft.id,
-        name=name if type(name) is str else scalar_text(name),
+        name=name,
         type=stype,
         description=description if isinstance(description, str) else None,
         command=command,
@@ -321,10 +347,19 @@ def _parallel(ctx: DocContext, path: Path, raw: Any, owner: str) -> Parallel | N
     if isinstance(items, str):
         return Parallel(items_from=ctx.template(items_path, items, owner), max_concurrent=max_concurrent)
     if isinstance(items, list):
+        _check_items(ctx, items_path, items)
         parsed = tuple(_templates_in(ctx, items_path + (i,), v, owner) for i, v in enumerate(items))
         return Parallel(items=parsed, max_concurrent=max_concurrent)
     return Parallel(max_concurrent=max_concurrent)
 
 
-
-
+def _check_items(ctx: DocContext, path: Path, items: list[Any]) -> None:
+    """Static parallel items are scalars or flat mappings of scalars (spec 018): a child gets each
+    item as `$1` or as named params, and neither can hold a list or a mapping."""
+    for i, item in enumerate(items):  # an item that is itself a list: the schema refuses it (wrong-type)
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if value is None or isinstance(value, (dict, list)):
+                    what = "an empty value" if value is None else "a mapping" if isinstance(value, dict) else "a list"
+                    ctx.report(path + (i, key), "invalid-parallel-item", what=f"{what} under '{key}'",
+                               notes=["a mapping item's values are strings, numbers or booleans (they become params)"])

@@ -157,17 +157,31 @@ def rich_param(ctx: DocContext, path: Path, item: dict[str, Any]) -> Param:
     )
 
 
+def _blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
 def condition(ctx: DocContext, path: Path, raw: Any, owner: str | None) -> Condition | None:
+    """One condition; an empty one is refused (spec 023): it would hold or fail by accident."""
     if isinstance(raw, dict):
         cond = raw.get("condition", raw.get("command"))
         where = path + (("condition" if "condition" in raw else "command"),)
         expected = raw.get("expected")
+        if _blank(cond):
+            ctx.report(where, "empty-condition", what="condition",
+                       notes=["a condition is a command, or with expected: the value to compare"])
+        if _blank(expected) or (isinstance(expected, str) and expected.startswith("re:") and _blank(expected[3:])):
+            ctx.report(path + ("expected",), "empty-condition",
+                       what="regular expression" if expected.startswith("re:") else "expected value",
+                       notes=["expected: is the text the condition's value must equal, or re: and a pattern"])
         return Condition(
             condition=ctx.template(where, cond, owner),
             expected=None if expected is None else matcher(ctx, path + ("expected",), expected, owner),
             negate=bool(raw.get("negate", False)),
         )
     if isinstance(raw, str):
+        if not raw.strip():
+            ctx.report(path, "empty-condition", what="condition", notes=["a condition is a command that must exit 0"])
         return Condition(condition=ctx.template(path, raw, owner))
     return None
 
@@ -250,6 +264,10 @@ def repeat_policy(ctx: DocContext, path: Path, raw: Any, owner: str | None) -> R
         cond = condition(ctx, path, {k: raw[k] for k in ("condition", "expected") if k in raw}, owner)
     if isinstance(repeat, str):
         mode = repeat
+        if mode in ("while", "until") and "condition" not in raw and not int_list(raw.get("exit_code")):
+            ctx.report(path + ("repeat",), "repeat-without-condition", mode=mode,
+                       notes=[f"add condition: (with expected: for until) or exit_code:, "
+                              f"or write repeat: true to repeat until limit"])
     elif repeat is None and "expected" in raw:
         mode = "until"
     else:

@@ -286,8 +286,8 @@ steps:
 """,
     "preconditions_every_form": """
 preconditions:
-  condition: "${TARGET}"
-  expected: prod
+  - condition: "${TARGET}"
+    expected: prod
 steps:
   - id: a
     preconditions: test -f flag

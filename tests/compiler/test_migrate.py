@@ -22,7 +22,9 @@ import pytest
 from plan_compare import IgnoringLegacy, IgnoringLegacyAndUnsupported, IgnoringUnsupported, comparable, messages
 
 from dagu.cli import main
-from dagu.compiler.migrate import migrate_file, migrate_text
+from dagu.compiler.chain_rewrite import rewrite_chain
+from dagu.compiler.diagnostics import Reporter
+from dagu.compiler.migrate import Edit, apply_edits, migrate_file, migrate_text
 from dagu.compiler.loader import load_source
 from dagu.compiler.pipeline import compile_file
 from dagu.compiler.steps import flatten
@@ -229,6 +231,7 @@ def test_what_cannot_be_rewritten_is_left_with_a_located_note(tmp_path: Path) ->
           - name: c
             command: echo c
             depends: a
+            continueOn: {failure: true}
         """, name="chain.yaml")
     assert "type:" not in chain  # a multi-line bare command: nothing of the chain is rewritten
     notes = migrate_file(str(tmp_path / "chain.yaml")).notes
@@ -293,15 +296,38 @@ def planned(path: Path) -> dict[str, set[str]]:
 
 
 def check_chain_migration(tmp_path: Path, text: str, expected: str) -> None:
+    """The chain rewrite of `text` is `expected`.  In a file with a 1.x spelling, migrate makes it
+    (compile reads the file as a 1.x chain and refuses its depends); in a v2 file the untyped DAG
+    with depends is a graph, which migrate leaves alone, so the rewrite is asked for directly."""
     path = tmp_path / "chain.yaml"
     text = textwrap.dedent(text)
     path.write_text(text, encoding="utf-8")
-    assert not compile_file(str(path)).ok  # chain-depends
     migration = migrate_file(str(path))
-    assert migration.after == textwrap.dedent(expected)
-    path.write_text(migration.after, encoding="utf-8")
+    if migration.applied:
+        assert "chain-depends" in {d.code for d in compile_file(str(path)).diagnostics}
+        after = migration.after
+    else:
+        assert compile_file(str(path)).plan.dags["chain"].type == "graph"
+        assert not migration.changed
+        source = load_source(str(path), text, Reporter())
+        rewrite = rewrite_chain(source, source.documents[0])
+        after = apply_edits(text, [Edit(*e) for e in rewrite.edits])
+    assert after == textwrap.dedent(expected)
+    path.write_text(after, encoding="utf-8")
     assert planned(path) == meant_by_1x(text)
-    assert not migrate_text(str(path), migration.after).changed
+    assert not migrate_text(str(path), after).changed
+
+
+def test_an_untyped_graph_is_rewritten_only_in_a_file_with_1x_spellings(tmp_path: Path) -> None:
+    text = "steps:\n  - echo a\n  - name: b\n    depends: a_step\n    command: echo b\n"
+    graph = tmp_path / "graph.yaml"
+    graph.write_text(text.replace("a_step", "cmd_1"), encoding="utf-8")
+    assert not migrate_file(str(graph)).changed
+    old = tmp_path / "old.yaml"
+    old.write_text(text.replace("a_step", "cmd_1") + "    continueOn: {failure: true}\n", encoding="utf-8")
+    assert migrate_file(str(old)).after == (
+        "type: graph\nsteps:\n  - echo a\n  - name: b\n    depends: cmd_1\n    command: echo b\n"
+        "    continue_on: {failure: true}\n")
 
 
 def test_1x_chain_with_depends_becomes_a_graph_keeping_comments(tmp_path: Path) -> None:
@@ -434,9 +460,11 @@ def test_steps_as_a_map_and_flow_lists(tmp_path: Path) -> None:
 
 def test_generated_ids_used_as_depends_come_with_a_note(tmp_path: Path) -> None:
     path = tmp_path / "flow.yaml"
-    path.write_text("steps:\n  - echo a\n  - name: b\n    depends: []\n    command: echo b\n", encoding="utf-8")
+    path.write_text("steps:\n  - echo a\n  - name: b\n    depends: []\n    command: echo b\n    mailOnError: true\n",
+                    encoding="utf-8")
     migration = migrate_file(str(path))
-    assert migration.after == "type: graph\nsteps:\n  - echo a\n  - name: b\n    depends: [cmd_1]\n    command: echo b\n"
+    assert migration.after == ("type: graph\nsteps:\n  - echo a\n  - name: b\n    depends: [cmd_1]\n    command: echo b\n"
+                               "    mail_on_error: true\n")
     assert migration.notes == [f"{path}:2:5: note: this step has no id or name, so depends refers to it by its "
                                "generated id 'cmd_1', which changes when steps are added above it; give it an id"]
 

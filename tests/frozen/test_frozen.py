@@ -166,7 +166,7 @@ def test_steps_do_not_inherit_the_bootloader_environment(host: Host) -> None:
         sandbox:
           inherit_env: true
         steps:
-          - id: env
+          - id: dump_env
             command: env > env.txt
         """)
     res = host.run("start", "env.yaml", env={"LD_LIBRARY_PATH": "/opt/mine"})
