@@ -77,7 +77,7 @@ def test_read_log_by_offset_and_tail(env: Env) -> None:
 def test_status_report_has_the_sub_run_tree(env: Env) -> None:
     env.write("parent.yaml", """
         steps:
-          - id: call-child
+          - id: call_child
             call: child
         ---
         name: child
@@ -88,5 +88,5 @@ def test_status_report_has_the_sub_run_tree(env: Env) -> None:
     assert env.run("start", "parent.yaml", "--run-id", "p1").returncode == 0
     report = reading.status(str(env.home), "parent", "p1")
     [sub] = report.sub_runs
-    assert (sub.step, sub.dag, sub.status) == ("call-child", "child", "succeeded")
+    assert (sub.step, sub.dag, sub.status) == ("call_child", "child", "succeeded")
     assert report.to_dict()["sub_runs"][0]["dag"] == "child"
