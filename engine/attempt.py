@@ -64,13 +64,17 @@ def ended_error(att: Attempt, step: Step, dag: Dag, result: StepResult) -> str |
     """Why the attempt failed, in the user's terms, or None."""
     code = result.exit_code
     in_process = att.ticket is not None
+    why = None
     if att.killed_by == "timeout":
         how = "it was cancelled" if in_process else "its process group was killed"
-        return f"timed out after {step.timeout_sec:g} s (timeout_sec); {how}"
-    if att.killed_by == "stop":
-        return "stopped: the run was aborted"
-    if att.killed_by == "dag-timeout":
-        return f"killed: the DAG ran over its timeout_sec of {dag.timeout_sec:g} s"
+        why = f"timed out after {step.timeout_sec:g} s (timeout_sec); {how}"
+    elif att.killed_by == "stop":
+        why = "stopped: the run was aborted"
+    elif att.killed_by == "dag-timeout":
+        why = f"killed: the DAG ran over its timeout_sec of {dag.timeout_sec:g} s"
+    if why is not None:
+        abandoned = in_process and att.ticket is not None and att.ticket.abandoned
+        return f"{why}; {result.error}" if abandoned and result.error else why
     error = result.error or att.spawn_error
     if in_process:
         return error
@@ -94,3 +98,27 @@ def capture_output(path: str, limit: int) -> tuple[str | None, str | None]:
             return fh.read().decode("utf-8", "replace").rstrip("\n"), None
     except OSError as exc:
         return None, f"cannot read the step's output: {exc.strerror}"
+
+
+def ended_fields(att: Attempt, step: Step, dag: Dag, result: StepResult) \
+        -> tuple[int, str | None, str | None, dict[str, Any]]:
+    """(exit code, error, output value, fields of the step_finished event) of an ended attempt.
+    A step with `output:` and no value from its executor gets its stdout, within max_output_size."""
+    code = result.exit_code
+    error = ended_error(att, step, dag, result)
+    output_value = result.output
+    if code == 0 and step.output and output_value is None:
+        output_value, too_big = capture_output(att.stdout, step.max_output_size or dag.max_output_size)
+        if too_big:
+            error, code = too_big, 1
+    fields: dict[str, Any] = {"exit_code": code, "signal": signal_name(code), "usage": att.usage()}
+    if error:
+        fields["error"] = error
+    if result.outputs is not None:
+        fields["outputs"] = result.outputs
+    if result.children:
+        fields["children"] = result.children
+    if step.output and output_value is not None and code == 0:
+        fields["output"] = output_value
+        fields["output_name"] = step.output
+    return code, error, output_value, fields

@@ -13,6 +13,7 @@ import json
 import os
 from typing import Mapping
 
+from dagu.engine import conditions
 from dagu.engine.evaluate import EvalError, Scope, StepFacts, render, resolve_path
 from dagu.engine.graph import Node, StepGraph
 from dagu.engine.run_context import RunContext
@@ -115,3 +116,26 @@ class Scopes:
             if not k.isdigit():
                 env[k] = v
         return env
+
+    def path(self, template: list, scope: Scope) -> str:
+        """A step's own stdout/stderr path, rendered and made absolute from its cwd."""
+        return resolve_path(scope.cwd, render(template, scope, False))
+
+    def repeat_condition_holds(self, node: Node, stdout: str, stderr: str) -> bool | None:
+        """Whether the step's repeat_policy condition holds now (None: it could not be evaluated)."""
+        condition = node.step.repeat_policy.condition  # type: ignore[union-attr]
+        scope = self.scope(node, stdout, stderr)
+        try:
+            return conditions.unmet((condition,), scope, scope.cwd, dict(scope.env)) is None
+        except EvalError:
+            return None
+
+    def output_matches(self, node: Node, stdout: str, stderr: str) -> bool:
+        """Whether a line of the step's stdout matches one of its continue_on.output patterns."""
+        scope = self.scope(node, stdout, stderr)
+        try:
+            with open(stdout, encoding="utf-8", errors="replace") as fh:
+                return any(conditions.matches(m, line.rstrip("\n"), scope, contains=True)
+                           for line in fh for m in node.step.continue_on.output)
+        except OSError:
+            return False

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from dagu.executors import catalog
-from dagu.spec.plan import Step
+from dagu.spec.plan import Dag, Step
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,13 @@ def known(type_name: str) -> bool:
     return catalog.lookup(type_name) is not None
 
 
-def unsupported(steps: Iterable[tuple[str, Step]], runs: Callable[[str], bool] = known) -> list[str]:
-    """One message per step whose type this build does not run: 'where: step 'x' has type 'y''."""
-    return [f"{where}step {step.name!r} has type {type_of(step)!r}" for where, step in steps
-            if not runs(type_of(step))]
+def unsupported(dag: Dag, runs: Callable[[str], bool] = known) -> list[str]:
+    """One message per step or handler whose type this build does not run, located when the plan
+    says where it is written: "dag.yaml:4:5: step 'x' has type 'http'"."""
+    steps = [*[(s.id, s) for s in dag.steps], *[(f"handler_on.{h}", s) for h, s in dag.handlers.items()]]
+    out = []
+    for key, step in steps:
+        if not runs(type_of(step)):
+            where = f"{dag.source_map[key]}: " if key in dag.source_map else ""
+            out.append(f"{where}step {step.name!r} has type {type_of(step)!r}")
+    return out

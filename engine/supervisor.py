@@ -19,29 +19,29 @@ rewrite of a growing status file.
 from __future__ import annotations
 
 import os
-import queue
 import selectors
 import signal
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from dagu.engine import conditions, policy
-from dagu.engine.attempt import Attempt, capture_output, ended_error
+from dagu.engine.attempt import Attempt, ended_fields
 from dagu.engine.evaluate import EvalError, Scope, StepFacts
 from dagu.engine.graph import Node, StepGraph
 from dagu.engine.hooks import Hooks, JournalHook
 from dagu.engine.inprocess import InProcessRunner, Ticket, close_io, open_io
 from dagu.engine.request import resolve_request
 from dagu.engine.run_context import RunContext
+from dagu.engine.process_steps import ProcessSteps
+from dagu.engine.preconditions import PreconditionChecker
+from dagu.engine.restore import restore
 from dagu.engine.scope import Scopes
 from dagu.engine.step_types import ExecutorLookup, known, load_executor, type_of, unsupported
 from dagu.executors import catalog
 from dagu.executors.base import ExecutorError, StepResult
 from dagu.process import limits as limits_mod
-from dagu.process.spawn import Children, StrictSandbox, parse_signal, signal_name
-from dagu.spec.plan import Step
+from dagu.process.spawn import Children, Reaped, parse_signal
 from dagu.store.runs import Journal, hostname
 from dagu.store.state import ABORTED, FAILED, MISSED, NOT_STARTED, PARTIAL, SKIPPED, SUCCEEDED, WAITING, RunStatus
 
@@ -65,18 +65,14 @@ class Supervisor:
         self.ready: deque[Node] = deque()
         self.running: dict[str, tuple[Node, Attempt]] = {}  # node key -> its attempt in flight
         self.timed: dict[str, tuple[Node, Attempt]] = {}  # attempts with a deadline
-        # preconditions that run commands are checked on threads, so a slow one does not stall
-        # the bookkeeping of running steps; results come back through `checked`
-        self.checking: dict[str, Node] = {}
-        self.checked: "queue.SimpleQueue[tuple[str, str | None, BaseException | None]]" = queue.SimpleQueue()
-        self.checker: ThreadPoolExecutor | None = None
         self.timers: list[tuple[float, Node]] = []
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         self.children = Children(self.selector, self.wake)
+        self.processes = ProcessSteps(ctx, self.children)
+        self.checker = PreconditionChecker(self.wake)  # preconditions that run commands
         self.in_process = InProcessRunner(self.wake)
-        self.strict = StrictSandbox()
         self.stop_reason: str | None = None  # "signal" | "timeout"
         self.stop_signals = 0
         self.run_deadline = time.monotonic() + ctx.dag.timeout_sec if ctx.dag.timeout_sec else None
@@ -135,8 +131,7 @@ class Supervisor:
         finally:
             for sig, handler in old.items():
                 signal.signal(sig, handler)
-            if self.checker is not None:
-                self.checker.shutdown(wait=False, cancel_futures=True)
+            self.checker.close()
             self.in_process.close()
             self.children.close()
             self.selector.close()
@@ -150,7 +145,7 @@ class Supervisor:
                   params=[f"{k}={v}" for k, v in ctx.params], retry=retry and not ctx.resume, resume=ctx.resume,
                   steps=[[s.id, s.name] for s in self.dag.steps])
         if retry:
-            self._restore(ctx.retry_of, ctx.resume)
+            restore(self.graph, self.scopes, ctx.retry_of, ctx.resume, lambda sid: self.emit("step_reset", step=sid))
         self.flush(force=True)
         if ctx.missed:  # the scheduler missed ticks: say so where runs are read, and notify
             self.error = ctx.missed
@@ -179,9 +174,7 @@ class Supervisor:
 
     def _unsupported(self) -> list[str]:
         runs = known if self.executors is load_executor else (lambda name: self.executors(name) is not None)
-        steps = [*[(s.id, s) for s in self.dag.steps], *[(f"handler_on.{h}", s) for h, s in self.dag.handlers.items()]]
-        located = [(f"{self.dag.source_map[k]}: " if k in self.dag.source_map else "", s) for k, s in steps]
-        return unsupported(located, runs)
+        return unsupported(self.dag, runs)
 
     def _refuse(self, reason: str, final: str, handlers: tuple[str, ...] | None = None) -> RunStatus:
         for n in self.nodes.values():
@@ -223,34 +216,6 @@ class Supervisor:
                           f"dagu approve {self.ctx.run_id} STEP, or dagu reject {self.ctx.run_id} STEP")
         return final
 
-    def _restore(self, previous: RunStatus, resume: bool = False) -> None:
-        """`dagu retry`: keep succeeded steps (and their outputs), put the rest back in line.
-
-        A resume after an approval decision keeps failed steps too (and whether continue_on
-        tolerated them): it only runs what has not run yet.
-        """
-        keep = (SUCCEEDED, SKIPPED, FAILED, ABORTED) if resume else (SUCCEEDED, SKIPPED)
-        outputs = self.scopes.output_order
-        for sid, node in self.nodes.items():
-            old = previous.steps.get(sid)
-            if old is not None and old.status in keep:
-                chosen = old.outputs.get("selected", []) if old.outputs is not None else None
-                self.graph.restore(sid, old.status, old.tolerated, chosen)
-                if old.approval and old.approval.get("decision") == "approved":
-                    node.approved = True
-                    outputs.extend((sid, name, str(value)) for name, value in (old.approval.get("inputs") or {}).items())
-                node.attempt = len(old.attempts)
-                last = old.last
-                self.scopes.facts[sid] = StepFacts(output=old.output, outputs=old.outputs,
-                                                   stdout=last.stdout if last else None,
-                                                   stderr=last.stderr if last else None,
-                                                   exit_code=last.exit_code if last else None)
-                if old.output is not None and old.output_name:
-                    outputs.append((sid, old.output_name, old.output))
-            else:
-                node.attempt = len(old.attempts) if old else 0
-                self.emit("step_reset", step=sid)
-
     # ------------------------------------------------------------------ the loop
 
     def _loop_with(self, nodes: list[Node]) -> None:
@@ -263,7 +228,7 @@ class Supervisor:
             self._start_ready()
             self.flush()
             if not self.running and not self.timers and not self.ready \
-                    and (not self.checking or self.stop_reason is not None):
+                    and (not self.checker.pending or self.stop_reason is not None):
                 return
             for key, _mask in self.selector.select(self._next_deadline()):
                 if key.data is None:
@@ -380,7 +345,7 @@ class Supervisor:
             self._begin(self.ready.popleft())
 
     def _running_count(self) -> int:
-        return sum(1 for key in (*self.running, *self.checking) if not key.startswith("handler:"))
+        return sum(1 for key in (*self.running, *self.checker.pending) if not key.startswith("handler:"))
 
     # ------------------------------------------------------------------ starting a step
 
@@ -396,7 +361,7 @@ class Supervisor:
             cwd = self.scopes.cwd(step, scope)
             check_scope = Scope(scope.vars, scope.env, cwd, scope.steps)
             if conditions.runs_commands(step.preconditions):
-                self._check_on_thread(node, check_scope)
+                self.checker.submit(node, check_scope)
                 return
             unmet = conditions.unmet(step.preconditions, check_scope, cwd, dict(scope.env))
         except (EvalError, OSError) as exc:
@@ -410,28 +375,8 @@ class Supervisor:
         else:
             self._launch(node)
 
-    def _check_on_thread(self, node: Node, scope: Scope) -> None:
-        if self.checker is None:
-            self.checker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precondition")
-        key, checks = node.key, node.step.preconditions
-        self.checking[key] = node  # a step being checked counts against max_active_steps
-
-        def work() -> None:
-            try:
-                self.checked.put((key, conditions.unmet(checks, scope, scope.cwd, dict(scope.env)), None))
-            except BaseException as exc:  # handed to the loop, which reports it on the step
-                self.checked.put((key, None, exc))
-            self.wake()
-
-        self.checker.submit(work)
-
     def _take_checked(self) -> None:
-        while True:
-            try:
-                key, unmet, exc = self.checked.get_nowait()
-            except queue.Empty:
-                return
-            node = self.checking.pop(key)
+        for node, unmet, exc in self.checker.take():
             if self.stop_reason is not None:
                 continue  # stopping: the step does not start, as a step still in line would not
             if exc is not None:
@@ -464,9 +409,9 @@ class Supervisor:
                 raise ExecutorError(f"this build has no executor for step type {type_of(step)!r}")
             scope = self.scopes.step_scope(node, att.stdout, att.stderr)
             if step.stdout is not None:
-                att.stdout = self._path(step.stdout, scope)
+                att.stdout = self.scopes.path(step.stdout, scope)
             if step.stderr is not None:
-                att.stderr = self._path(step.stderr, scope)
+                att.stderr = self.scopes.path(step.stderr, scope)
             request = resolve_request(step, executor.name, scope, self.ctx, attempt=node.attempt,
                                       stdout=att.stdout, stderr=att.stderr, handler=node.handler)
             if executor.in_process:
@@ -478,7 +423,6 @@ class Supervisor:
         except (EvalError, ExecutorError, ValueError, OSError) as exc:
             self._fail_without_attempt(node, self._located(node, str(exc)), stdout=att.stdout, stderr=att.stderr)
             return
-        att.started_wall = time.time()
         if step.timeout_sec:
             att.deadline = att.started_mono + step.timeout_sec
             self.timed[node.key] = (node, att)
@@ -488,7 +432,7 @@ class Supervisor:
             self.emit("step_started", step=step.id, name=step.name, handler=node.handler, attempt=node.attempt,
                       stdout=att.stdout, stderr=att.stderr)
             return
-        self._spawn_from(node, att)
+        self.processes.spawn(node, att)
         # recorded after the spawn so the journal names the process group (a retry after a
         # supervisor crash kills what is left of it); the same flush makes both durable
         self.emit("step_started", step=step.id, name=step.name, handler=node.handler, attempt=node.attempt,
@@ -496,91 +440,27 @@ class Supervisor:
         if not att.pids and att.job.done():
             self._attempt_ended(node, att, att.job.result())
 
-    def _path(self, template: list, scope: Scope) -> str:
-        from dagu.engine.evaluate import render, resolve_path
-
-        return resolve_path(scope.cwd, render(template, scope, False))
-
-    def _spawn_from(self, node: Node, att: Attempt) -> None:
-        assert att.job is not None
-        for launch in att.job.launches():
-            argv, env = launch.argv, launch.env
-            try:
-                if launch.sandboxed and self._strict_wanted(node.step):
-                    scratch = os.path.join(self.ctx.run.path, "tmp", f"{node.key.replace(':', '.')}.{node.attempt}")
-                    os.makedirs(scratch, exist_ok=True)
-                    env = {**env, "TMPDIR": scratch}  # the root, /tmp included, is read-only in the sandbox
-                    argv = self.strict.wrap(argv, launch.cwd,
-                                            [self.ctx.run.logs, os.path.dirname(launch.stdout), scratch])
-                limits = att.limits if launch.sandboxed else None
-                child = self.children.start((node, att), argv, env, launch.cwd, launch.stdout, launch.stderr,
-                                            limits, f"{self.ctx.run_id}.{node.key}.{node.attempt}", tag=launch)
-            except OSError as exc:
-                att.job.exited(launch, 127)
-                att.spawn_error = f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}"
-                self._note_spawn_error(launch.stderr, att.spawn_error)
-                continue
-            att.pids.add(child.pid)
-            if child.limit_error:
-                att.spawn_error = child.limit_error
-                self._note_spawn_error(launch.stderr, child.limit_error)
-
-    def _strict_wanted(self, step: Step) -> bool:
-        return bool({**self.dag.settings.get("sandbox", {}), **step.options.get("sandbox", {})}.get("strict"))
-
-    @staticmethod
-    def _note_spawn_error(path: str, message: str) -> None:
-        try:
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(f"dagu: {message}\n")
-        except OSError:
-            pass
-
     # ------------------------------------------------------------------ attempts ending
 
-    def _reaped(self, reaped: Any) -> None:
-        if reaped is None:
-            return
-        node, att = reaped.child.owner
-        att.pids.discard(reaped.child.pid)
-        att.cgroup_oom = att.cgroup_oom or reaped.cgroup_oom
-        att.add_usage(reaped.usage)
-        assert att.job is not None
-        att.job.exited(reaped.child.tag, reaped.returncode)
-        if self.stop_reason is None and att.killed_by is None:
-            self._spawn_from(node, att)
-        if not att.pids:
-            self._attempt_ended(node, att, att.job.result())
+    def _reaped(self, reaped: Reaped | None) -> None:
+        if reaped is not None:
+            node, att, over = self.processes.reaped(reaped, more=self.stop_reason is None)
+            if over:
+                self._attempt_ended(node, att, att.job.result())
 
     def _attempt_ended(self, node: Node, att: Attempt, result: StepResult) -> None:
         """The attempt is over (its processes are gone, or its call returned or was abandoned)."""
         self.running.pop(node.key, None)
         self.timed.pop(node.key, None)
         step = node.step
-        code = result.exit_code
-        error = ended_error(att, step, self.dag, result)
-        output_value = result.output
-        if code == 0 and step.output and output_value is None:
-            output_value, too_big = capture_output(att.stdout, step.max_output_size or self.dag.max_output_size)
-            if too_big:
-                error, code = too_big, 1
-        fields: dict[str, Any] = {"exit_code": code, "signal": signal_name(code), "usage": att.usage()}
-        if error:
-            fields["error"] = error
-        if result.outputs is not None:
-            fields["outputs"] = result.outputs
-        if result.children:
-            fields["children"] = result.children
+        code, error, output_value, fields = ended_fields(att, step, self.dag, result)
         if step.routes and result.outputs is not None and node.handler is None:
             self.graph.choose(step.id, result.outputs.get("selected", ()))
         self.scopes.facts[step.id] = StepFacts(output=output_value, stdout=att.stdout, stderr=att.stderr,
                                                exit_code=code, outputs=result.outputs)
-        if step.output and output_value is not None and code == 0:
-            fields["output"] = output_value
-            fields["output_name"] = step.output
         end = policy.AttemptEnd(code, error, att.killed_by, self.stop_reason is not None)
-        decision = policy.decide(node, end, lambda: self._repeat_condition(node, att),
-                                 lambda: self._output_matches(node, att))
+        decision = policy.decide(node, end, lambda: self.scopes.repeat_condition_holds(node, att.stdout, att.stderr),
+                                 lambda: self.scopes.output_matches(node, att.stdout, att.stderr))
         if decision.action in (policy.REPEAT, policy.RETRY):
             self.emit("step_finished", step=step.id, name=step.name, handler=node.handler,
                       attempt=node.attempt, status=decision.status, **fields)
@@ -594,23 +474,6 @@ class Supervisor:
             node.tolerated = decision.tolerated
             fields["tolerated"] = decision.tolerated
         self._conclude(node, decision.status, fields=fields, reason=decision.reason)
-
-    def _repeat_condition(self, node: Node, att: Attempt) -> bool | None:
-        condition = node.step.repeat_policy.condition  # type: ignore[union-attr]
-        scope = self.scopes.scope(node, att.stdout, att.stderr)
-        try:
-            return conditions.unmet((condition,), scope, scope.cwd, dict(scope.env)) is None
-        except EvalError:
-            return None
-
-    def _output_matches(self, node: Node, att: Attempt) -> bool:
-        scope = self.scopes.scope(node, att.stdout, att.stderr)
-        try:
-            with open(att.stdout, encoding="utf-8", errors="replace") as fh:
-                return any(conditions.matches(m, line.rstrip("\n"), scope, contains=True)
-                           for line in fh for m in node.step.continue_on.output)
-        except OSError:
-            return False
 
     def _conclude(self, node: Node, status: str, *, reason: str | None = None, error: str | None = None,
                   fields: dict[str, Any] | None = None, event: str | None = None) -> None:
