@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from dagu.store.runs import Journal
+from dagu.store.state import RunStatus, apply
+
 
 class RunHook(Protocol):
     def event(self, event: dict[str, Any]) -> None:
@@ -44,3 +47,17 @@ class Hooks:
                 hook.flush()
             except Exception:
                 pass
+
+
+class JournalHook:
+    """The essential subscriber: events into the run's journal, folded into the live status."""
+
+    def __init__(self, journal: Journal, status: RunStatus) -> None:
+        self.journal = journal
+        self.status = status
+
+    def event(self, event: dict[str, Any]) -> None:
+        apply(self.status, self.journal.add(event))
+
+    def flush(self) -> None:
+        self.journal.flush()

@@ -11,8 +11,7 @@ from __future__ import annotations
 import os
 import shlex
 
-from dagu.executors.base import JobContext, JobResult, Launch
-from dagu.engine.evaluate import render
+from dagu.executors.base import Launch, StepRequest, StepResult
 
 POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "busybox"})
 DEFAULT_SHELL = ("sh",)
@@ -27,28 +26,26 @@ def shell_argv(shell: tuple[str, ...]) -> list[str]:
 
 
 class CommandJob:
-    def __init__(self, ctx: JobContext) -> None:
-        self._ctx = ctx
-        self._launch = self._build(ctx)
+    def __init__(self, request: StepRequest) -> None:
+        self._launch = self._build(request)
         self._started = False
         self._code: int | None = None
 
     @staticmethod
-    def _build(ctx: JobContext) -> Launch:
-        step = ctx.step
-        shell = shell_argv(step.shell or ctx.dag.shell)
-        commands = [render(c, ctx.scope, True) for c in step.command]
-        if step.script is not None:
-            path = os.path.join(ctx.scratch, f"{step.id}.{ctx.attempt}.script")
+    def _build(request: StepRequest) -> Launch:
+        shell = shell_argv(request.shell)
+        commands = request.command
+        if request.script is not None:
+            path = os.path.join(request.scratch, f"{request.step_id}.{request.attempt}.script")
             with open(path, "w", encoding="utf-8") as fh:
-                fh.write(render(step.script, ctx.scope, True))
+                fh.write(request.script)
             if commands:  # `command` names the interpreter for the script
                 argv = shlex.split(commands[0]) + [path]
             else:
                 argv = [*shell, path]
         else:
             argv = [*shell, "-c", "\n".join(commands)]
-        return Launch(argv=argv, env=ctx.env, cwd=ctx.cwd, stdout=ctx.stdout, stderr=ctx.stderr)
+        return Launch(argv=argv, env=request.env, cwd=request.cwd, stdout=request.stdout, stderr=request.stderr)
 
     def launches(self) -> list[Launch]:
         if self._started:
@@ -62,9 +59,9 @@ class CommandJob:
     def done(self) -> bool:
         return self._code is not None
 
-    def result(self) -> JobResult:
-        return JobResult(exit_code=self._code if self._code is not None else -1)
+    def result(self) -> StepResult:
+        return StepResult(exit_code=self._code if self._code is not None else -1)
 
 
-def make_job(ctx: JobContext) -> CommandJob:
-    return CommandJob(ctx)
+def make_job(request: StepRequest) -> CommandJob:
+    return CommandJob(request)

@@ -1,0 +1,53 @@
+"""Preconditions that run commands, checked on worker threads.
+
+A slow `test -f ...` or backtick in a precondition must not stall the
+bookkeeping of the steps already running, so the supervisor hands such checks
+to a small pool and is woken (through its self-pipe) when one is decided.
+"""
+
+from __future__ import annotations
+
+import queue
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+from dagu.engine import conditions
+from dagu.engine.evaluate import Scope
+from dagu.engine.graph import Node
+
+
+class PreconditionChecker:
+    def __init__(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+        self._pool: ThreadPoolExecutor | None = None
+        self._results: "queue.SimpleQueue[tuple[str, str | None, BaseException | None]]" = queue.SimpleQueue()
+        self.pending: dict[str, Node] = {}  # node key -> node being checked
+
+    def submit(self, node: Node, scope: Scope) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precondition")
+        key, checks = node.key, node.step.preconditions
+        self.pending[key] = node
+
+        def work() -> None:
+            try:
+                self._results.put((key, conditions.unmet(checks, scope, scope.cwd, dict(scope.env)), None))
+            except BaseException as exc:  # handed to the loop, which reports it on the step
+                self._results.put((key, None, exc))
+            self._wake()
+
+        self._pool.submit(work)
+
+    def take(self) -> list[tuple[Node, str | None, BaseException | None]]:
+        """Checks decided since the last call: (node, what is unmet or None, error)."""
+        found = []
+        while True:
+            try:
+                key, unmet, exc = self._results.get_nowait()
+            except queue.Empty:
+                return found
+            found.append((self.pending.pop(key), unmet, exc))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)

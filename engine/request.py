@@ -1,0 +1,79 @@
+"""Turn a plan step into an executor's `StepRequest`: every template rendered in the step's scope.
+
+Rendering lives here, in the engine, so that executors receive plain values and
+never import the engine: a command's lines and script, the `with:`/`config:`
+block, a router's value and patterns, a call's params (once per parallel item,
+with `${ITEM}` set).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from dagu.engine.evaluate import EvalError, Scope, render, render_value
+from dagu.engine.run_context import RunContext
+from dagu.executors.base import ExecutorError, ResolvedCall, ResolvedRoute, StepRequest
+from dagu.spec.plan import Step
+
+
+def item_text(item: Any) -> str:
+    return item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+
+
+def resolve_call(step: Step, scope: Scope, ctx: RunContext) -> ResolvedCall:
+    call = step.call
+    if call is None:
+        raise ExecutorError(f"step type {step.type!r} needs `call:` (the DAG to run), and this step has none")
+    if call.dag not in ctx.plan.dags:
+        raise ExecutorError(f"called DAG {call.dag!r} is not in the plan")
+
+    def words(item_scope: Scope) -> tuple[str, ...]:
+        out = []
+        for entry in call.params:
+            try:
+                value = render(entry.value, item_scope, False)
+            except EvalError as exc:
+                raise ExecutorError(f"param {entry.name}: {exc}") from None
+            out.append(value if entry.name.isdigit() else f"{entry.name}={value}")
+        return tuple(out)
+
+    parallel = step.parallel
+    if parallel is None:
+        return ResolvedCall(call.dag, (words(scope),))
+    if parallel.items_from is None:
+        items = list(parallel.items)
+    else:
+        text = render(parallel.items_from, scope, False).strip()
+        try:
+            value = json.loads(text)
+        except ValueError:
+            value = text.split()
+        if not isinstance(value, list):
+            raise ExecutorError(f"parallel items must be a JSON list, got {text[:80]!r}")
+        items = value
+    runs = tuple(words(replace(scope, vars={**scope.vars, "ITEM": item_text(item)})) for item in items)
+    return ResolvedCall(call.dag, runs, items=tuple(items), max_concurrent=max(1, parallel.max_concurrent))
+
+
+def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *, attempt: int,
+                    stdout: str, stderr: str, handler: str | None = None) -> StepRequest:
+    """The request for one attempt; raises EvalError or ExecutorError when it cannot be rendered."""
+    in_shell = type_name == "command"
+    request = StepRequest(
+        step_id=step.id, step_name=step.name, type=type_name, dag_name=ctx.dag.name, run_id=ctx.run_id,
+        attempt=attempt, env=dict(scope.env), cwd=scope.cwd, stdout=stdout, stderr=stderr,
+        scratch=ctx.run.logs if ctx.run is not None else scope.cwd,
+        command=[render(c, scope, in_shell) for c in step.command],
+        script=render(step.script, scope, in_shell) if step.script is not None else None,
+        shell=step.shell or ctx.dag.shell, config=render_value(step.config, scope) if step.config else {},
+        handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
+        self_argv=ctx.self_argv, parent_env=ctx.environ)
+    if step.routes:
+        request.value = render(step.value or [], scope, False)
+        request.routes = tuple(ResolvedRoute(render(r.match.pattern, scope, False), r.targets, r.match.regex,
+                                             r.match.compare) for r in step.routes)
+    if type_name == "call":
+        request.call = resolve_call(step, scope, ctx)
+    return request
