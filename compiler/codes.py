@@ -97,7 +97,11 @@ CODES: dict[str, Code] = _catalogue(
     Code("invalid-signal", "error", "unknown signal {value}",
          "signal_on_stop takes a signal name such as SIGTERM, SIGINT or SIGKILL."),
     Code("invalid-dag-name", "error", "invalid DAG name {value}: {reason}",
-         "DAG names are at most 40 characters of letters, digits, '_', '.' and '-'."),
+         "DAG names are at most 40 characters of letters, digits, '_', '.' and '-', not starting with '.' "
+         "and without '..' (a DAG name is a folder of the data dir)."),
+    Code("invalid-queue-name", "error", "invalid queue name {value}: {reason}",
+         "Queue names follow the DAG name rule: at most 40 characters of letters, digits, '_', '.' and '-', "
+         "not starting with '.' and without '..' (a queue is a folder of the data dir)."),
     Code("invalid-step-id", "error", "invalid step id {value}: {reason}",
          "Step ids start with a letter and hold letters, digits, '_' and '-' (they are used as ${id.output})."),
     Code("invalid-param", "error", "invalid parameter {value}: {reason}",

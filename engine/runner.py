@@ -136,7 +136,7 @@ def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, st
 
 def find_run(store: Store, run_id: str, dag_name: str | None = None) -> RunDir:
     """A run by its id alone (ids are unique in practice), or by DAG name and id."""
-    dags = [dag_name] if dag_name else sorted(os.listdir(store.runs)) if os.path.isdir(store.runs) else []
+    dags = [dag_name] if dag_name else store.dag_names()
     found = [store.run(d, run_id) for d in dags if os.path.isdir(store.run(d, run_id).path)]
     if not found:
         raise RunRefused(f"no run {run_id!r} under {store.runs}")

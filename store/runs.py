@@ -20,21 +20,20 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shutil
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from dagu.settings import dagu_home
+from dagu.spec.names import BadName, check_dag_name, check_run_id, dag_name_problem, run_id_problem
 from dagu.store.journal import (DiskFullError, Journal, StoreError, read_events, read_journal, storage_error,
                                 write_all)
 from dagu.store.records import RecordError, status_from_record
 from dagu.store.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
 
 TOMBSTONE = ".deleting-"  # prefix of a run directory being deleted (see Store.bury)
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 STATE_FORMAT = 1
 DAMAGED_SUFFIX = ".damaged"  # a snapshot that did not read back, kept beside its replacement
 
@@ -310,15 +309,36 @@ class Store:
         self.home = home or dagu_home()
         self.runs = os.path.join(self.home, "runs")
 
+    # Every path of a DAG or a run is built here, through the name checks of spec/names.py
+    # (BadName names the value and the rule), and what exists there must resolve inside
+    # runs/: a symlinked folder pointing elsewhere is refused before anything is read or written.
+
     def dag_dir(self, dag: str) -> str:
-        return os.path.join(self.runs, dag)
+        return self._contained(os.path.join(self.runs, check_dag_name(dag)))
 
     def run(self, dag: str, run_id: str) -> RunDir:
-        return RunDir(os.path.join(self.runs, dag, run_id))
+        return RunDir(self._contained(os.path.join(self.dag_dir(dag), check_run_id(run_id))))
+
+    def _contained(self, path: str) -> str:
+        """`path` (one checked name below runs/ or a DAG folder), refused if it is a symlink that
+        resolves outside runs/.  Names hold no separator and no '..', so a symlink at the last
+        component is the only way out: one lstat, not a realpath of every component."""
+        if os.path.islink(path):
+            root = os.path.realpath(self.runs)
+            real = os.path.realpath(path)
+            if not real.startswith(root + os.sep):
+                raise BadName(f"{path} resolves to {real}, outside {root} (a symbolic link?): refused")
+        return path
+
+    def exists(self, dag: object, run_id: object) -> bool:
+        """Whether a run folder with these names exists (False for names that are not allowed, or
+        a folder that resolves outside: for names read from records, which may be damaged)."""
+        try:
+            return os.path.isdir(self.run(dag, run_id).path)  # type: ignore[arg-type]
+        except BadName:
+            return False
 
     def create(self, dag: str, run_id: str, plan_text: str) -> RunDir:
-        if not RUN_ID_RE.match(run_id):
-            raise StoreError(f"run id {run_id!r} is not allowed: use up to 128 letters, digits, '_', '.', ':' or '-'")
         run = self.run(dag, run_id)
         try:
             os.makedirs(os.path.dirname(run.path), exist_ok=True)
@@ -336,11 +356,8 @@ class Store:
         return run
 
     def run_ids(self, dag: str) -> list[str]:
-        try:
-            names = os.listdir(self.dag_dir(dag))
-        except FileNotFoundError:
-            return []
-        return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(self.dag_dir(dag), n))]
+        """The DAG's run folders: real directories (not symlinks) with an allowed run id."""
+        return _folders(self.dag_dir(dag), run_id_problem)
 
     def views(self, dag: str) -> list[RunView]:
         """Every run of a DAG, newest first; a damaged run is still listed, with its problems."""
@@ -354,11 +371,7 @@ class Store:
 
     def dag_names(self) -> list[str]:
         """Every DAG that has a runs folder (a tombstone or dot-folder is not a DAG)."""
-        try:
-            names = os.listdir(self.runs)
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(self.runs, n)))
+        return sorted(_folders(self.runs, dag_name_problem))
 
     # -- deletion ---------------------------------------------------------------
     # A run is deleted in two steps: an atomic rename to a tombstone (`.deleting-<run_id>`,
@@ -437,8 +450,18 @@ class Store:
                     run_path = fh.read().strip()
             except OSError:
                 continue
-            if run_path:
-                yield RunDir(run_path)
+            if run_path and os.path.dirname(run_path) == self.dag_dir(dag) \
+                    and run_id_problem(os.path.basename(run_path)) is None:
+                yield self.run(dag, os.path.basename(run_path))
+
+
+def _folders(parent: str, problem: Callable[[str], str | None]) -> list[str]:
+    """Names of the real directories in `parent` whose name passes `problem` (dot-names never do)."""
+    try:
+        entries = list(os.scandir(parent))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [e.name for e in entries if e.is_dir(follow_symlinks=False) and problem(e.name) is None]
 
 
 @dataclass
