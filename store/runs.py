@@ -349,10 +349,15 @@ class Store:
         except OSError as exc:
             raise _storage_error(run.path, exc) from None
         try:
-            os.mkdir(run.logs)
-        except OSError as exc:
-            raise _storage_error(run.logs, exc) from None
-        write_atomic(run.plan, plan_text)
+            try:
+                os.mkdir(run.logs)
+            except OSError as exc:
+                raise _storage_error(run.logs, exc) from None
+            write_atomic(run.plan, plan_text)
+        except StoreError as exc:
+            # Nothing ran and a run without its plan can never be retried: leave no half-made run.
+            remove_tree(run.path)
+            raise type(exc)(f"{exc}; no run was created (free space and start it again)") from None
         return run
 
     def run_ids(self, dag: str) -> list[str]:
