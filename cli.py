@@ -16,6 +16,7 @@ from typing import Sequence
 
 from dagu import __version__, cli_run
 from dagu.service import BadRequest, ServiceError
+from dagu.spec.names import BadName
 from dagu.settings import dagu_home
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -500,7 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, BadRequest) as exc:
+    except (UsageError, BadRequest, BadName) as exc:
         sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
         return EXIT_USAGE
     except (cli_run.CommandFailed, ServiceError) as exc:

@@ -7,8 +7,11 @@ Only text for a terminal lives here; what is printed comes from the service
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from typing import Any, Sequence
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def fmt_duration(seconds: float | None) -> str:
@@ -108,17 +111,23 @@ def status_text(report: Any) -> str:
     return "\n".join(line.rstrip() for line in out) + "\n"
 
 
+def one_line(text: str) -> str:
+    """Text for one table cell: control characters (a newline in a param) shown escaped, as `\\n`."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def history_text(rows: Sequence[Any]) -> str:
     """`dagu history`: one line per run or tick row (a tick row has `note()`); '' when none."""
     table = [("RUN ID", "STATUS", "STARTED", "DURATION", "PARAMS")]
     for row in rows:
         if not hasattr(row, "view"):  # a tick that did not become a run: its note where params go
-            table.append((row.run_id or "-", row.status, fmt_time(row.tick), "-", row.note()))
+            table.append((row.run_id or "-", row.status, fmt_time(row.tick), "-", one_line(row.note())))
             continue
         st = row.view.status
         took = (st.finished_at or time.time()) - st.started_at if st.started_at else None
         label = st.status + (" (interrupted)" if st.interrupted else "") + (" (damaged)" if row.view.problems else "")
-        table.append((st.run_id, label, fmt_time(st.started_at), fmt_duration(took), " ".join(st.params)))
+        table.append((st.run_id, label, fmt_time(st.started_at), fmt_duration(took),
+                      one_line(" ".join(st.params))))
     if len(table) == 1:
         return ""
     widths = [max(len(r[i]) for r in table) for i in range(4)]

@@ -144,6 +144,9 @@ def history_cmd(args: argparse.Namespace) -> int:
     if args.format == "json":
         sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
         return EXIT_OK
+    for row in rows:
+        for problem in getattr(getattr(row, "view", None), "problems", []):
+            sys.stderr.write(f"dagu history: warning: {problem}\n")
     text = history_text(rows)
     if not text:
         sys.stderr.write(f"dagu history: no runs of {name!r}\n")

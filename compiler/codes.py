@@ -97,7 +97,11 @@ CODES: dict[str, Code] = _catalogue(
     Code("invalid-signal", "error", "unknown signal {value}",
          "signal_on_stop takes a signal name such as SIGTERM, SIGINT or SIGKILL."),
     Code("invalid-dag-name", "error", "invalid DAG name {value}: {reason}",
-         "DAG names are at most 40 characters of letters, digits, '_', '.' and '-'."),
+         "DAG names are at most 40 characters of letters, digits, '_', '.' and '-', not starting with '.' "
+         "and without '..' (a DAG name is a folder of the data dir)."),
+    Code("invalid-queue-name", "error", "invalid queue name {value}: {reason}",
+         "Queue names follow the DAG name rule: at most 40 characters of letters, digits, '_', '.' and '-', "
+         "not starting with '.' and without '..' (a queue is a folder of the data dir)."),
     Code("invalid-step-id", "error", "invalid step id {value}: {reason}",
          "A step's `id:` starts with a letter and holds letters, digits and '_', at most 40 bytes (ids are "
          "used as ${id.output}); a key of the map form of steps: may also hold '-'. A `name:` may be any text."),

@@ -21,10 +21,9 @@ from dagu.compiler.schedule import check_timezone, schedule
 from dagu.compiler.schema_check import check_document, is_simple_document
 from dagu.compiler.spellings import normalize_document
 from dagu.compiler.steps import StepDefaults, StepDraft, build_step, flatten
+from dagu.spec.names import DAG_NAME_MAX, QUEUE_NAME_RULE, dag_name_problem, queue_name_problem
 from dagu.spec.plan import Dag, SourceRef, Step
 
-DAG_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-DAG_NAME_MAX = 40
 HANDLERS = ("init", "success", "failure", "abort", "exit", "wait")
 
 # DAG-level keys interpreted here; all others are kept verbatim in Dag.settings.
@@ -47,14 +46,21 @@ class CompiledDoc:
 
 
 def check_dag_name(ctx: DocContext, path: tuple, name: str) -> None:
-    if len(name) > DAG_NAME_MAX:
-        ctx.report(path, "invalid-dag-name", value=repr(name),
-                   reason=f"{len(name)} characters, the limit is {DAG_NAME_MAX}")
-    elif not DAG_NAME.match(name):
-        bad = sorted({c for c in name if not re.match(r"[A-Za-z0-9_.-]", c)})
-        ctx.report(path, "invalid-dag-name", value=repr(name),
-                   reason=f"{', '.join(repr(c) for c in bad)} not allowed",
-                   notes=["use letters, digits, '_', '.' and '-' (e.g. " + repr(re.sub(r"[^A-Za-z0-9_.-]+", "-", name)) + ")"])
+    """A DAG name is a folder of the data dir: the one rule of spec/names.py, reported at its line."""
+    problem = dag_name_problem(name)
+    if problem:
+        mended = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:DAG_NAME_MAX]
+        too_long = len(name) > DAG_NAME_MAX  # the reason says it all
+        ctx.report(path, "invalid-dag-name", value=repr(name), reason=problem, notes=[] if too_long else [
+                   "use letters, digits, '_', '.' and '-'" + (f" (e.g. {mended!r})" if mended else "")
+                   + ("; not starting with '.', without '..'" if "." in name else "")])
+
+
+def check_queue_name(ctx: DocContext, path: tuple, name: object) -> None:
+    """`queue:` is a folder of the data dir too (spec/names.py)."""
+    problem = queue_name_problem(name)
+    if problem and isinstance(name, str):
+        ctx.report(path, "invalid-queue-name", value=repr(name), reason=problem, notes=[QUEUE_NAME_RULE])
 
 
 def _int(raw: Any, default: int | None) -> int | None:
@@ -92,6 +98,8 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
 
     name = data.get("name") if isinstance(data.get("name"), str) else default_name
     check_dag_name(ctx, ("name",) if "name" in data else (), name)
+    if "queue" in data:
+        check_queue_name(ctx, ("queue",), data["queue"])
     kind, why = dag_type(ctx, data)
     chain = kind == "chain"
     tz = data.get("timezone") if isinstance(data.get("timezone"), str) else None

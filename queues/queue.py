@@ -21,6 +21,7 @@ from typing import Callable, Sequence
 from dagu.launch.base import START_QUEUED, LaunchedRun, Launcher, RunRequest
 from dagu.store.state import ABORTED, QUEUED, RunStatus
 from dagu.store.runs import Journal, RunDir, Store, StoreError, write_atomic
+from dagu.spec.names import check_dag_name, check_queue_name, check_run_id, queue_name_problem
 from dagu.spec.plan import Plan, PlanError, dump_plan, load_plan
 
 
@@ -39,12 +40,12 @@ class Queues:
         self.root = os.path.join(store.home, "queue")
 
     def _dir(self, queue: str) -> str:
-        return os.path.join(self.root, queue)
+        return os.path.join(self.root, check_queue_name(queue))
 
     def enqueue(self, plan: Plan, dag_name: str | None, words: Sequence[str], run_id: str,
                 plan_text: str | None = None) -> QueueItem:
         dag = plan.dags[dag_name or plan.root]
-        queue = dag.queue or dag.name
+        queue = check_queue_name(dag.queue or dag.name)  # before anything is written
         run = self.store.create(dag.name, run_id, plan_text if plan_text is not None else dump_plan(plan))
         now = time.time()
         status = RunStatus(dag=dag.name, run_id=run_id, status=QUEUED)
@@ -65,8 +66,8 @@ class Queues:
             queues = [queue]
         else:
             try:
-                queues = sorted(n for n in os.listdir(self.root)
-                                if not n.startswith(".") and os.path.isdir(os.path.join(self.root, n)))
+                queues = sorted(e.name for e in os.scandir(self.root)
+                                if e.is_dir(follow_symlinks=False) and queue_name_problem(e.name) is None)
             except FileNotFoundError:
                 queues = []
         out = []
@@ -80,9 +81,10 @@ class Queues:
                 try:
                     with open(path, encoding="utf-8") as fh:
                         data = json.load(fh)
-                    out.append(QueueItem(q, data["dag"], data["run_id"], path, float(data["enqueued_at"])))
-                except (OSError, ValueError, KeyError):
-                    continue  # half-written or taken meanwhile
+                    out.append(QueueItem(q, check_dag_name(data["dag"]), check_run_id(data["run_id"]), path,
+                                         float(data["enqueued_at"])))
+                except (OSError, ValueError, KeyError, TypeError):  # BadName is a ValueError
+                    continue  # half-written, taken meanwhile, or not ours to start
         return out
 
     def _locked(self) -> int:

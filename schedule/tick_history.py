@@ -62,7 +62,7 @@ def tick_rows(home: str, dag: str, now: float) -> list[TickRow]:
         if r.get("dag") != dag or status is None or not isinstance(r.get("tick"), (int, float)):
             continue
         run_id = r.get("run_id")
-        if run_id and os.path.isdir(store.run(dag, str(run_id)).path):
+        if run_id and store.exists(dag, str(run_id)):
             continue  # the run is listed itself
         rows.append(TickRow(dag, status, str(r.get("kind", "start")), float(r["tick"]), r.get("last_tick"),
                             int(r.get("count") or 1), str(r.get("reason") or ""), run_id))

@@ -7,7 +7,6 @@ compiler; it does so lazily, so reading runs never loads it.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,6 @@ from dagu.service import BadRequest, ServiceError
 
 if TYPE_CHECKING:
     from dagu.spec.plan import Plan
-
-DAG_NAME_RE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 @dataclass
@@ -93,9 +90,12 @@ def resolve_dag_name(file: str) -> str:
         if result.plan is not None:
             return result.plan.root
         return os.path.splitext(os.path.basename(file))[0]
-    if DAG_NAME_RE.fullmatch(file) and not file.endswith((".yaml", ".yml", ".json")):
+    from dagu.spec.names import dag_name_problem
+
+    if dag_name_problem(file) is None and not file.endswith((".yaml", ".yml", ".json")):
         return file
-    raise ServiceError(f"{file}: no such file (give a workflow file, a plan file or a DAG name)")
+    raise BadRequest(f"{file!r}: no such file, and not a DAG name (give a workflow file, a plan file or a "
+                     "DAG name)")
 
 
 def list_dags(directory: str) -> list[DagEntry]:

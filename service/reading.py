@@ -94,8 +94,7 @@ def sub_runs(home: str, view: RunView, depth: int = 0) -> list[SubRun]:
     for state in [*status.steps.values(), *status.handlers.values()]:
         last = state.last
         for dag, run_id in (last.children or []) if last is not None else []:
-            run = store.run(dag, run_id)
-            child = run.read() if os.path.isdir(run.path) else None
+            child = store.run(dag, run_id).read() if store.exists(dag, run_id) else None
             out.append(SubRun(state.id, dag, run_id, child.status.status if child else "missing",
                               sub_runs(home, child, depth + 1) if child is not None and depth < SUB_RUN_DEPTH
                               else []))

@@ -109,7 +109,9 @@ def dequeue(home: str, dag: str, run_id: str) -> None:
     """Take a waiting run out of its queue (it is recorded as aborted)."""
     from dagu.queues.queue import Queues
 
-    if not Queues(Store(home)).dequeue(dag, run_id):
+    store = Store(home)
+    store.run(dag, run_id)  # the names are checked (BadName) before any queue is looked at
+    if not Queues(store).dequeue(dag, run_id):
         raise ServiceError(f"run {run_id!r} of {dag!r} is not waiting in a queue")
 
 
@@ -168,7 +170,11 @@ def exec_plan(argv: Sequence[str], name: str | None, working_dir: str) -> "Plan"
 
     if not argv:
         raise ServiceError("give the command after --, e.g. dagu exec -- rsync -a src/ dst/")
-    name = name or "exec-" + re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(argv[0]))[:40]
+    from dagu.spec.names import DAG_NAME_MAX, check_dag_name
+
+    # the default name keeps the command's allowed characters; a given name is checked, never mended
+    name = check_dag_name(name) if name is not None else \
+        "exec-" + re.sub(r"[^A-Za-z0-9_-]", "_", os.path.basename(argv[0]))[:DAG_NAME_MAX - 5]
     step = Step(id="exec", name="exec", command=([shlex.join(argv)],))
     dag = Dag(name=name, type="chain", base_dir=os.path.abspath(working_dir), file="<dagu exec>", steps=(step,),
               order=("exec",))

@@ -289,7 +289,7 @@ def _finish_time(status: RunStatus, run: RunDir) -> float:
 
 def _parent_exists(store: Store, parent: str) -> bool:
     dag, _, run_id = parent.partition("/")
-    return bool(run_id) and os.path.isdir(store.run(dag, run_id).path)
+    return bool(run_id) and store.exists(dag, run_id)
 
 
 def _unit(store: Store, run: RunDir, keep: set[RunKey], status: RunStatus | None = None) -> _Unit | None:
@@ -304,9 +304,9 @@ def _unit(store: Store, run: RunDir, keep: set[RunKey], status: RunStatus | None
             for attempt in state.attempts:
                 for child_dag, child_id in attempt.children or ():
                     key = (child_dag, child_id)
+                    if key in seen or not store.exists(child_dag, child_id):
+                        continue  # gone, or names from a damaged record that are no run folder
                     child = store.run(child_dag, child_id)
-                    if key in seen or not os.path.isdir(child.path):
-                        continue
                     seen.add(key)
                     view = child.read()
                     if key in keep or view.live or view.status.status not in RUN_FINAL:

@@ -20,41 +20,25 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shutil
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from dagu.settings import dagu_home
+from dagu.spec.names import BadName, check_dag_name, check_run_id, dag_name_problem, run_id_problem
+from dagu.store.journal import (DiskFullError, Journal, StoreError, read_events, read_journal, storage_error,
+                                write_all)
+from dagu.store.records import RecordError, status_from_record
 from dagu.store.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
 
 TOMBSTONE = ".deleting-"  # prefix of a run directory being deleted (see Store.bury)
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 STATE_FORMAT = 1
+DAMAGED_SUFFIX = ".damaged"  # a snapshot that did not read back, kept beside its replacement
 
 
-class StoreError(Exception):
-    """A run that cannot be found, created or read; the message names the path."""
-
-
-class DiskFullError(StoreError):
-    """No space left to record state: the run must stop, earlier runs are intact."""
-
-
-def _storage_error(path: str, exc: OSError) -> StoreError:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(f"{path}: no space left on device; the run cannot record its state and stops "
-                             "(earlier runs are untouched; free space and use `dagu retry`)")
-    return StoreError(f"{path}: {exc.strerror or exc}")
-
-
-def write_all(fd: int, data: bytes) -> None:
-    """os.write until every byte is written (a write may take only part)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+_storage_error = storage_error  # the name other modules import (schedule/state.py)
 
 
 def append_synced(path: str, data: bytes) -> None:
@@ -123,50 +107,6 @@ def remove_tree(path: str) -> None:
     shutil.rmtree(path, onerror=gone_already)
 
 
-class Journal:
-    """The append-only event log of one run.  `add` buffers; `flush` writes and fsyncs once.
-
-    Batching matters on SD cards, where an fsync costs milliseconds: the
-    supervisor flushes once per turn of its loop, before it blocks, so a
-    100-step chain costs about one fsync per step however many events a
-    step produces.
-    """
-
-    def __init__(self, path: str, seq: int = 0) -> None:
-        self.path = path
-        self.seq = seq
-        self._pending: list[bytes] = []
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        except OSError as exc:
-            raise _storage_error(path, exc) from None
-
-    def add(self, event: dict[str, Any]) -> dict[str, Any]:
-        self.seq += 1
-        event["seq"] = self.seq
-        self._pending.append(json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n")
-        return event
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(self._pending)
-        self._pending.clear()
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view):]
-            os.fdatasync(self._fd)  # the data and the file size; not the mtime
-        except OSError as exc:
-            raise _storage_error(self.path, exc) from None
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            os.close(self._fd)
-
-
 @dataclass
 class RunView:
     """A run as read from disk, with what was wrong with its files (paths included)."""
@@ -211,6 +151,7 @@ class RunDir:
         self.lock = os.path.join(path, "lock")
         self.logs = os.path.join(path, "logs")
         self._lock_fd: int | None = None
+        self._snapshot_checked = False  # whether write_snapshot looked for a damaged snapshot yet
 
     @property
     def run_id(self) -> str:
@@ -232,10 +173,29 @@ class RunDir:
             self._lock_fd = None
 
     def write_snapshot(self, status: RunStatus) -> None:
+        """Replace the snapshot atomically; a damaged one is first kept beside it (`keep_damaged`)."""
+        if not self._snapshot_checked:
+            self.keep_damaged()
+            self._snapshot_checked = True
         # One line, no indent: `indent` makes json use its slow pure-Python encoder.
         # `python -m json.tool status.json` or `jq . status.json` pretty-prints it.
         write_atomic(self.status, json.dumps({"format": STATE_FORMAT, **status.to_dict()},
                                               ensure_ascii=False, separators=(",", ":")) + "\n")
+
+    def keep_damaged(self) -> str | None:
+        """Move a snapshot that does not read back to `status.json.damaged` (`.damaged.1`, ... when
+        that exists), so the evidence survives the next write; the new path, or None."""
+        if not os.path.exists(self.status) or self._load_snapshot()[1] is None:
+            return None
+        for n in range(10):
+            target = self.status + DAMAGED_SUFFIX + (f".{n}" if n else "")
+            if not os.path.lexists(target):
+                break
+        try:
+            os.replace(self.status, target)
+        except OSError as exc:
+            raise storage_error(self.status, exc) from None
+        return target
 
     def step_log(self, step_id: str, attempt: int, stream: str, handler: bool = False) -> str:
         prefix = "handler." if handler else ""
@@ -252,31 +212,51 @@ class RunDir:
         """
         return self._read(check_liveness=True)
 
+    def _load_snapshot(self) -> tuple[RunStatus | None, str | None]:
+        """The snapshot as a checked RunStatus, or None and what is wrong with it (None: missing)."""
+        try:
+            with open(self.status, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            return None, f"{self.status}: cannot read the status snapshot ({exc.strerror}); rebuilt from the journal"
+        try:
+            data = json.loads(raw)
+            if isinstance(data, dict):
+                version = data.pop("format", STATE_FORMAT)
+                if version != STATE_FORMAT:
+                    raise RecordError(f"field 'format': this dagu reads format {STATE_FORMAT}, got {version!r}")
+            return status_from_record(data), None
+        except json.JSONDecodeError as exc:
+            return None, f"{self.status}:{exc.lineno}: damaged status snapshot ({exc.msg}); rebuilt from the journal"
+        except (ValueError, RecordError) as exc:  # RecordError: a field of the wrong type
+            return None, f"{self.status}:1: damaged status snapshot ({exc}); rebuilt from the journal"
+
     def _read(self, check_liveness: bool) -> RunView:
         problems: list[str] = []
-        status: RunStatus | None = None
-        try:
-            with open(self.status, encoding="utf-8") as fh:
-                data = json.load(fh)
-            data.pop("format", None)
-            status = RunStatus.from_dict(data)
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError, TypeError, KeyError) as exc:
-            problems.append(f"{self.status}: damaged status snapshot ({exc}); rebuilt from the journal")
-        events, journal_problems = read_journal(self.journal)
+        status, problem = self._load_snapshot()
+        if problem:
+            problems.append(problem)
+        folder = (os.path.basename(os.path.dirname(self.path)), self.run_id)
+        if status is not None and (status.dag, status.run_id) != folder:
+            problems.append(f"{self.status}:1: the snapshot names run {status.dag}/{status.run_id}, not its folder "
+                            f"{folder[0]}/{folder[1]}; rebuilt from the journal")
+            status = None
+        events, journal_problems = read_events(self.journal)
         problems += journal_problems
         if status is None:
-            status = RunStatus(dag=os.path.basename(os.path.dirname(self.path)), run_id=self.run_id, status="unknown")
+            status = RunStatus(dag=folder[0], run_id=folder[1], status="unknown")
             if not events:
                 if not os.path.exists(self.journal):
                     problems.append(f"{self.journal}: missing; nothing is known about this run")
-        for event in events:
-            if event.get("seq", 0) > status.seq:
+        for line, event in events:
+            if event["seq"] > status.seq:
                 try:
                     apply(status, event)
-                except (KeyError, TypeError, ValueError) as exc:
-                    problems.append(f"{self.journal}: record seq {event.get('seq')} is malformed ({exc}); skipped")
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    problems.append(f"{self.journal}:{line}: damaged record ({type(exc).__name__}: {exc}); "
+                                    "skipped")
         view = RunView(self.path, status, problems)
         if status.status in RUN_FINAL or status.status in (QUEUED, WAITING) or not check_liveness:
             return view  # no supervisor expected, or the caller holds the lock
@@ -322,35 +302,6 @@ def _interrupted_event() -> dict[str, Any]:
             "reason": "the supervisor stopped before the run finished (killed, crashed or the host rebooted)"}
 
 
-def read_journal(path: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Every readable event of a journal, and what was wrong with the rest."""
-    problems: list[str] = []
-    try:
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except FileNotFoundError:
-        return [], []
-    except OSError as exc:
-        return [], [f"{path}: cannot read journal: {exc.strerror}"]
-    lines = raw.split(b"\n")
-    tail = lines.pop()  # after the last newline: empty, or a record cut by a crash
-    if tail.strip():
-        problems.append(f"{path}: the last record is incomplete (the supervisor died while writing it); ignored")
-    events = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            event = json.loads(line)
-            if not isinstance(event, dict) or "ev" not in event:
-                raise ValueError("not an event")
-        except ValueError as exc:
-            problems.append(f"{path}:{number}: damaged record ({exc}); skipped")
-            continue
-        events.append(event)
-    return events, problems
-
-
 class Store:
     """All runs under one data dir: $DAGU_HOME/runs/<dag>/<run_id>/."""
 
@@ -358,15 +309,36 @@ class Store:
         self.home = home or dagu_home()
         self.runs = os.path.join(self.home, "runs")
 
+    # Every path of a DAG or a run is built here, through the name checks of spec/names.py
+    # (BadName names the value and the rule), and what exists there must resolve inside
+    # runs/: a symlinked folder pointing elsewhere is refused before anything is read or written.
+
     def dag_dir(self, dag: str) -> str:
-        return os.path.join(self.runs, dag)
+        return self._contained(os.path.join(self.runs, check_dag_name(dag)))
 
     def run(self, dag: str, run_id: str) -> RunDir:
-        return RunDir(os.path.join(self.runs, dag, run_id))
+        return RunDir(self._contained(os.path.join(self.dag_dir(dag), check_run_id(run_id))))
+
+    def _contained(self, path: str) -> str:
+        """`path` (one checked name below runs/ or a DAG folder), refused if it is a symlink that
+        resolves outside runs/.  Names hold no separator and no '..', so a symlink at the last
+        component is the only way out: one lstat, not a realpath of every component."""
+        if os.path.islink(path):
+            root = os.path.realpath(self.runs)
+            real = os.path.realpath(path)
+            if not real.startswith(root + os.sep):
+                raise BadName(f"{path} resolves to {real}, outside {root} (a symbolic link?): refused")
+        return path
+
+    def exists(self, dag: object, run_id: object) -> bool:
+        """Whether a run folder with these names exists (False for names that are not allowed, or
+        a folder that resolves outside: for names read from records, which may be damaged)."""
+        try:
+            return os.path.isdir(self.run(dag, run_id).path)  # type: ignore[arg-type]
+        except BadName:
+            return False
 
     def create(self, dag: str, run_id: str, plan_text: str) -> RunDir:
-        if not RUN_ID_RE.match(run_id):
-            raise StoreError(f"run id {run_id!r} is not allowed: use up to 128 letters, digits, '_', '.', ':' or '-'")
         run = self.run(dag, run_id)
         try:
             os.makedirs(os.path.dirname(run.path), exist_ok=True)
@@ -377,18 +349,20 @@ class Store:
         except OSError as exc:
             raise _storage_error(run.path, exc) from None
         try:
-            os.mkdir(run.logs)
-        except OSError as exc:
-            raise _storage_error(run.logs, exc) from None
-        write_atomic(run.plan, plan_text)
+            try:
+                os.mkdir(run.logs)
+            except OSError as exc:
+                raise _storage_error(run.logs, exc) from None
+            write_atomic(run.plan, plan_text)
+        except StoreError as exc:
+            # Nothing ran and a run without its plan can never be retried: leave no half-made run.
+            remove_tree(run.path)
+            raise type(exc)(f"{exc}; no run was created (free space and start it again)") from None
         return run
 
     def run_ids(self, dag: str) -> list[str]:
-        try:
-            names = os.listdir(self.dag_dir(dag))
-        except FileNotFoundError:
-            return []
-        return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(self.dag_dir(dag), n))]
+        """The DAG's run folders: real directories (not symlinks) with an allowed run id."""
+        return _folders(self.dag_dir(dag), run_id_problem)
 
     def views(self, dag: str) -> list[RunView]:
         """Every run of a DAG, newest first; a damaged run is still listed, with its problems."""
@@ -402,11 +376,7 @@ class Store:
 
     def dag_names(self) -> list[str]:
         """Every DAG that has a runs folder (a tombstone or dot-folder is not a DAG)."""
-        try:
-            names = os.listdir(self.runs)
-        except FileNotFoundError:
-            return []
-        return sorted(n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(self.runs, n)))
+        return sorted(_folders(self.runs, dag_name_problem))
 
     # -- deletion ---------------------------------------------------------------
     # A run is deleted in two steps: an atomic rename to a tombstone (`.deleting-<run_id>`,
@@ -485,8 +455,18 @@ class Store:
                     run_path = fh.read().strip()
             except OSError:
                 continue
-            if run_path:
-                yield RunDir(run_path)
+            if run_path and os.path.dirname(run_path) == self.dag_dir(dag) \
+                    and run_id_problem(os.path.basename(run_path)) is None:
+                yield self.run(dag, os.path.basename(run_path))
+
+
+def _folders(parent: str, problem: Callable[[str], str | None]) -> list[str]:
+    """Names of the real directories in `parent` whose name passes `problem` (dot-names never do)."""
+    try:
+        entries = list(os.scandir(parent))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [e.name for e in entries if e.is_dir(follow_symlinks=False) and problem(e.name) is None]
 
 
 @dataclass
