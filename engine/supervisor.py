@@ -415,7 +415,8 @@ class Supervisor:
             if step.stderr is not None:
                 att.stderr = self.scopes.path(step.stderr, scope)
             request = resolve_request(step, executor.name, scope, self.ctx, attempt=node.attempt,
-                                      stdout=att.stdout, stderr=att.stderr, handler=node.handler)
+                                      stdout=att.stdout, stderr=att.stderr, handler=node.handler,
+                                      repeat=node.repeats)
             if executor.in_process:
                 att.ticket = Ticket(executor.module.run, request, open_io(att.stdout, att.stderr), (node, att))
             else:

@@ -44,6 +44,7 @@ class ResolvedCall:
     runs: tuple[tuple[str, ...], ...]
     items: tuple[Any, ...] | None = None  # parallel items (None: a single call)
     max_concurrent: int = 1
+    run_key: str = ""  # names the sub-runs: the same key on a retry means the same runs, retried
 
 
 @dataclass
