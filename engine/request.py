@@ -69,6 +69,11 @@ def resolve_call(step: Step, scope: Scope, ctx: RunContext, run_key: str = "") -
                         run_key=run_key)
 
 
+def named_shell(step: Step, ctx: RunContext) -> bool:
+    """Whether the step names its own shell (the compiler copies the DAG's into steps that do not)."""
+    return bool(step.shell) and tuple(step.shell) != tuple(ctx.dag.shell or ())
+
+
 def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *, attempt: int,
                     stdout: str, stderr: str, handler: str | None = None, repeat: int = 0) -> StepRequest:
     """The request for one attempt; raises EvalError or ExecutorError when it cannot be rendered.
@@ -83,7 +88,7 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         command=[render(c, scope, in_shell, defer_env=in_shell) for c in step.command],
         script=render(step.script, scope, in_shell, defer_env=in_shell and not step.command)
         if step.script is not None else None,
-        shell=step.shell or ctx.dag.shell, config=render_value(step.config, scope) if step.config else {},
+        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
         self_argv=ctx.self_argv, parent_env=ctx.environ)
     if step.routes:
