@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from dagu import __version__, cli_run
 from dagu.service import BadRequest, ServiceError
@@ -86,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dag", default=None, help=argparse.SUPPRESS)  # which DAG of a plan (sub-DAG runs)
     s.add_argument("--parent", default=None, help=argparse.SUPPRESS)  # "dag/run" of the calling run
     s.add_argument("--missed", default=None, help=argparse.SUPPRESS)  # the scheduler records missed ticks
-    s.add_argument("rest", nargs="*", metavar="-- PARAMS", help="parameters after --")
+    s.add_argument("rest", nargs="*", metavar="-- PARAMS", action=_AfterDashOnly, help="parameters after --")
 
     r = sub.add_parser("retry", help="re-run the failed, aborted and unrun steps of a run")
     r.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
@@ -473,6 +473,17 @@ COMMANDS = {
     "explain": _explain,
     "migrate": _migrate,
 }
+
+
+class _AfterDashOnly(argparse.Action):
+    """Params come only after `--` (as upstream): `dagu start FILE extra words` is a usage error
+    (exit 2, with the command's usage line), not words silently taken as params."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values:
+            parser.error(f"unexpected {' '.join(values)!r}: give params after `--` (dagu start FILE -- A=1)")
+        setattr(namespace, self.dest, list(values or []))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,7 +110,8 @@ def check_references(ctx: DocContext, refs: Iterable[TemplateRef], scope: Scope,
         if setters:
             if owner is None or in_handler:
                 continue
-            if not any(s in ancestors(owner) for s in setters if s != owner):
+            own_repeat = owner in setters and "repeat_policy" in ref.path  # checked after each run
+            if not own_repeat and not any(s in ancestors(owner) for s in setters if s != owner):
                 target = setters[0]
                 _report(ctx, ref, "not-an-ancestor", step=owner, ref=_show(name, path), target=target,
                         notes=[f"'{name}' is the output of step '{target}'; add it to the depends of '{owner}'"])

@@ -95,7 +95,7 @@ def capture_output(path: str, limit: int) -> tuple[str | None, str | None]:
             return None, (f"output is {size} bytes, over max_output_size ({limit} bytes); raise "
                           "max_output_size or write large data to a file and pass its path")
         with open(path, "rb") as fh:
-            return fh.read().decode("utf-8", "replace").rstrip("\n"), None
+            return fh.read().decode("utf-8", "replace").strip(), None  # spec 012: trimmed at both ends
     except OSError as exc:
         return None, f"cannot read the step's output: {exc.strerror}"
 

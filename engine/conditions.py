@@ -24,6 +24,15 @@ def matches(matcher: Matcher, value: str, scope: Scope, contains: bool = False) 
     return matches_text(pattern, value, matcher.regex, matcher.compare, contains)
 
 
+def value_matches(matcher: Matcher, value: str, scope: Scope) -> bool:
+    """A precondition's value against its `expected` (spec 023): a literal or `re:` pattern
+    passes when it matches any one line of a multi-line value; a `num:` compares the whole."""
+    if matcher.compare or "\n" not in value:
+        return matches(matcher, value, scope)
+    pattern = render(matcher.pattern, scope, False)
+    return any(matches_text(pattern, line, matcher.regex) for line in value.split("\n"))
+
+
 def unmet(conditions: tuple[Condition, ...], scope: Scope, cwd: str, env: dict[str, str]) -> str | None:
     """The first condition that does not hold, described, or None."""
     for cond in conditions:
@@ -34,7 +43,7 @@ def unmet(conditions: tuple[Condition, ...], scope: Scope, cwd: str, env: dict[s
             text = f"`{command}` exited nonzero"
         else:
             value = render(cond.condition, scope, False)
-            ok = matches(cond.expected, value, scope)
+            ok = value_matches(cond.expected, value, scope)
             wanted = render(cond.expected.pattern, scope, False)
             text = (f"{value!r} does not match {wanted!r}" if not cond.expected.compare else
                     f"{value!r} is not a number" if number(value) is None else

@@ -93,7 +93,7 @@ def _step_field(facts: StepFacts, fld: str, path: list) -> str | None:
             return None
     if fld in ("stdout", "stderr"):
         return getattr(facts, fld)
-    if fld == "exit_code":
+    if fld in ("exit_code", "exitCode"):
         return None if facts.exit_code is None else str(facts.exit_code)
     return None
 
@@ -109,8 +109,13 @@ def lookup(name: str, path: list, scope: Scope) -> str | None:
     return None
 
 
-def render(parts: list, scope: Scope, shell: bool, run: Callable[[str, Scope], str] | None = None) -> str:
-    """A template's text; `run` evaluates backtick commands (default: the scope's shell)."""
+def render(parts: list, scope: Scope, shell: bool, run: Callable[[str, Scope], str] | None = None,
+           defer_env: bool = False) -> str:
+    """A template's text; `run` evaluates backtick commands (default: the scope's shell).
+
+    With `defer_env` (text a shell runs), a plain `$NAME` that the process environment holds
+    with the same value is left for the shell to expand (spec 006): pasting the value in would
+    make the shell evaluate a `$(...)` or backtick inside it, which upstream never does."""
     if len(parts) == 1 and isinstance(parts[0], str):
         return parts[0]
     out: list[str] = []
@@ -119,7 +124,9 @@ def render(parts: list, scope: Scope, shell: bool, run: Callable[[str, Scope], s
             out.append(part)
         elif "var" in part:
             value = lookup(part["var"], part.get("path", []), scope)
-            if value is None:
+            if defer_env and value is not None and not part.get("path") and scope.env.get(part["var"]) == value:
+                out.append("${" + part["var"] + "}")
+            elif value is None:
                 path = part.get("path", [])
                 # for a shell, give back what it can read itself: $NAME, or a bash array element
                 keep = shell and all(isinstance(p, int) for p in path)

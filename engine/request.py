@@ -22,7 +22,15 @@ def item_text(item: Any) -> str:
     return item if isinstance(item, str) else json.dumps(item, ensure_ascii=False, separators=(",", ":"))
 
 
-def resolve_call(step: Step, scope: Scope, ctx: RunContext) -> ResolvedCall:
+def item_words(item: Any) -> tuple[str, ...]:
+    """A parallel item given to a child without `params:` (spec 018): an object's fields become
+    its named params, anything else its first positional param."""
+    if isinstance(item, dict):
+        return tuple(f"{k}={item_text(v)}" for k, v in item.items())
+    return (item_text(item),)
+
+
+def resolve_call(step: Step, scope: Scope, ctx: RunContext, run_key: str = "") -> ResolvedCall:
     call = step.call
     if call is None:
         raise ExecutorError(f"step type {step.type!r} needs `call:` (the DAG to run), and this step has none")
@@ -41,7 +49,7 @@ def resolve_call(step: Step, scope: Scope, ctx: RunContext) -> ResolvedCall:
 
     parallel = step.parallel
     if parallel is None:
-        return ResolvedCall(call.dag, (words(scope),))
+        return ResolvedCall(call.dag, (words(scope),), run_key=run_key)
     if parallel.items_from is None:
         items = list(parallel.items)
     else:
@@ -53,21 +61,34 @@ def resolve_call(step: Step, scope: Scope, ctx: RunContext) -> ResolvedCall:
         if not isinstance(value, list):
             raise ExecutorError(f"parallel items must be a JSON list, got {text[:80]!r}")
         items = value
-    runs = tuple(words(replace(scope, vars={**scope.vars, "ITEM": item_text(item)})) for item in items)
-    return ResolvedCall(call.dag, runs, items=tuple(items), max_concurrent=max(1, parallel.max_concurrent))
+    if call.params:
+        runs = tuple(words(replace(scope, vars={**scope.vars, "ITEM": item_text(item)})) for item in items)
+    else:
+        runs = tuple(item_words(item) for item in items)
+    return ResolvedCall(call.dag, runs, items=tuple(items), max_concurrent=max(1, parallel.max_concurrent),
+                        run_key=run_key)
+
+
+def named_shell(step: Step, ctx: RunContext) -> bool:
+    """Whether the step names its own shell (the compiler copies the DAG's into steps that do not)."""
+    return bool(step.shell) and tuple(step.shell) != tuple(ctx.dag.shell or ())
 
 
 def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *, attempt: int,
-                    stdout: str, stderr: str, handler: str | None = None) -> StepRequest:
-    """The request for one attempt; raises EvalError or ExecutorError when it cannot be rendered."""
+                    stdout: str, stderr: str, handler: str | None = None, repeat: int = 0) -> StepRequest:
+    """The request for one attempt; raises EvalError or ExecutorError when it cannot be rendered.
+
+    A call's sub-runs are named by the step and its repetition, not its attempt: a retry (of the
+    step, or `dagu retry` of the run) retries the same sub-runs, while a repetition starts new ones."""
     in_shell = type_name == "command"
     request = StepRequest(
         step_id=step.id, step_name=step.name, type=type_name, dag_name=ctx.dag.name, run_id=ctx.run_id,
         attempt=attempt, env=dict(scope.env), cwd=scope.cwd, stdout=stdout, stderr=stderr,
         scratch=ctx.run.logs if ctx.run is not None else scope.cwd,
-        command=[render(c, scope, in_shell) for c in step.command],
-        script=render(step.script, scope, in_shell) if step.script is not None else None,
-        shell=step.shell or ctx.dag.shell, config=render_value(step.config, scope) if step.config else {},
+        command=[render(c, scope, in_shell, defer_env=in_shell) for c in step.command],
+        script=render(step.script, scope, in_shell, defer_env=in_shell and not step.command)
+        if step.script is not None else None,
+        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
         self_argv=ctx.self_argv, parent_env=ctx.environ)
     if step.routes:
@@ -75,5 +96,6 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         request.routes = tuple(ResolvedRoute(render(r.match.pattern, scope, False), r.targets, r.match.regex,
                                              r.match.compare) for r in step.routes)
     if type_name == "call":
-        request.call = resolve_call(step, scope, ctx)
+        key = f"{ctx.run_id}.{f'handler_{handler}' if handler else step.id}" + (f".r{repeat}" if repeat else "")
+        request.call = resolve_call(step, scope, ctx, key)
     return request

@@ -88,7 +88,9 @@ def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_
         value = render(entry.value, scope, False)
         scope.vars[entry.name] = value
         scope.env[entry.name] = value
-    cwd = dag.base_dir
+    # a called DAG without its own working_dir runs where its caller's step runs (the calling
+    # executor starts it there); a top-level run, in the DAG file's folder
+    cwd = dag.base_dir if parent is None else os.getcwd()
     if dag.working_dir is not None:
         cwd = resolve_path(dag.base_dir, render(dag.working_dir, scope, False))
     for k in specials:

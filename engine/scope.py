@@ -70,10 +70,17 @@ class Scopes:
         return scope
 
     def cwd(self, step: Step, scope: Scope) -> str:
+        """The step's working directory: its own `working_dir` is relative to the DAG's and is
+        created when missing (spec 014); without one, the DAG's, which must exist."""
         cwd = self.ctx.cwd
         # the compiler copies the DAG's working_dir into steps as their default; that one is ctx.cwd already
         if step.working_dir is not None and step.working_dir != self.ctx.dag.working_dir:
             cwd = resolve_path(cwd, render(step.working_dir, scope, False))
+            try:
+                os.makedirs(cwd, exist_ok=True)
+            except OSError as exc:
+                raise EvalError(f"working directory {cwd} cannot be created ({exc.strerror}): "
+                                "fix working_dir") from None
         if not os.path.isdir(cwd):
             raise EvalError(f"working directory {cwd} does not exist (create it, or fix working_dir)")
         return cwd
@@ -125,6 +132,9 @@ class Scopes:
         """Whether the step's repeat_policy condition holds now (None: it could not be evaluated)."""
         condition = node.step.repeat_policy.condition  # type: ignore[union-attr]
         scope = self.scope(node, stdout, stderr)
+        facts = self.facts.get(node.step.id)
+        if node.step.output and facts is not None and facts.output is not None:
+            scope.vars[node.step.output] = facts.output  # the run just ended's, newest first
         try:
             return conditions.unmet((condition,), scope, scope.cwd, dict(scope.env)) is None
         except EvalError:

@@ -27,7 +27,7 @@ from typing import Any
 
 from dagu.engine import conditions, policy
 from dagu.engine.attempt import Attempt, ended_fields
-from dagu.engine.evaluate import EvalError, Scope, StepFacts
+from dagu.engine.evaluate import EvalError, StepFacts
 from dagu.engine.graph import Node, StepGraph
 from dagu.engine.hooks import Hooks, JournalHook
 from dagu.engine.inprocess import InProcessRunner, Ticket, close_io, open_io
@@ -155,20 +155,24 @@ class Supervisor:
             self.error = (f"this build cannot run {'; '.join(missing)} (it runs: "
                           f"{', '.join(catalog.runnable_names())}); no step ran")
             return self._refuse(self.error, FAILED, handlers=())
-        if not retry and self.dag.preconditions:
-            unmet = conditions.unmet(self.dag.preconditions, self.scopes.scope(None), ctx.cwd,
-                                     self.scopes.scope(None).env)
+        if not retry and self.dag.preconditions:  # spec 023: unmet aborts the run, an error fails it
+            root = self.scopes.scope(None)
+            try:
+                unmet = conditions.unmet(self.dag.preconditions, root, ctx.cwd, dict(root.env))
+            except (EvalError, OSError) as exc:
+                self.error = f"the DAG's preconditions could not be checked: {exc}"
+                return self._refuse(self.error, FAILED)
             if unmet:
                 for node in self.nodes.values():
                     self.emit("step_skipped", step=node.step.id, reason="DAG precondition not met")
                 self.error = f"DAG precondition not met: {unmet}"
-                return self._finish(ABORTED, handlers=("exit",))
-        if "init" in self.dag.handlers and not ctx.resume:
+                return self._finish(ABORTED)
+        if "init" in self.dag.handlers and not ctx.resume:  # a failed init aborts the run (as upstream)
             node = Node(self.dag.handlers["init"], handler="init")
             self._loop_with([node])
             if node.status != SUCCEEDED:
                 self.error = "the init handler failed; no step ran"
-                return self._refuse("init handler failed", ABORTED if self.stop_reason == "signal" else FAILED)
+                return self._refuse("init handler failed", ABORTED)
         self._loop_with(self.graph.ready_at_start())
         return self._finish(self._final_status())
 
@@ -356,14 +360,12 @@ class Supervisor:
         if not step.preconditions:
             self._launch(node)
             return
-        scope = self.scopes.scope(node)
         try:
-            cwd = self.scopes.cwd(step, scope)
-            check_scope = Scope(scope.vars, scope.env, cwd, scope.steps)
+            check_scope = self.scopes.step_scope(node, None, None)  # its own env and working directory
             if conditions.runs_commands(step.preconditions):
                 self.checker.submit(node, check_scope)
                 return
-            unmet = conditions.unmet(step.preconditions, check_scope, cwd, dict(scope.env))
+            unmet = conditions.unmet(step.preconditions, check_scope, check_scope.cwd, dict(check_scope.env))
         except (EvalError, OSError) as exc:
             self._fail_without_attempt(node, self._located(node, str(exc)))
             return
@@ -413,7 +415,8 @@ class Supervisor:
             if step.stderr is not None:
                 att.stderr = self.scopes.path(step.stderr, scope)
             request = resolve_request(step, executor.name, scope, self.ctx, attempt=node.attempt,
-                                      stdout=att.stdout, stderr=att.stderr, handler=node.handler)
+                                      stdout=att.stdout, stderr=att.stderr, handler=node.handler,
+                                      repeat=node.repeats)
             if executor.in_process:
                 att.ticket = Ticket(executor.module.run, request, open_io(att.stdout, att.stderr), (node, att))
             else:

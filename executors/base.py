@@ -44,6 +44,7 @@ class ResolvedCall:
     runs: tuple[tuple[str, ...], ...]
     items: tuple[Any, ...] | None = None  # parallel items (None: a single call)
     max_concurrent: int = 1
+    run_key: str = ""  # names the sub-runs: the same key on a retry means the same runs, retried
 
 
 @dataclass
@@ -64,6 +65,7 @@ class StepRequest:
     command: list[str] = field(default_factory=list)  # rendered command lines
     script: str | None = None
     shell: tuple[str, ...] = ()  # the step's shell, else the DAG's
+    shell_named_by_step: bool = False  # the step chose its shell itself: no errexit is added (spec 014)
     config: dict[str, Any] = field(default_factory=dict)  # the rendered `with:`/`config:` block
     value: str | None = None  # a router's value
     routes: tuple[ResolvedRoute, ...] = ()

@@ -13,40 +13,61 @@ engine has already rendered the params (once per parallel item).
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
 from dagu.executors.base import ExecutorError, Launch, StepRequest, StepResult
-from dagu.launch.base import START, RunRequest, request_argv
+from dagu.launch.base import RETRY, START, RunRequest, request_argv
 from dagu.store.runs import Store
+from dagu.store.state import PARTIAL, SUCCEEDED
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
+_DONE = (SUCCEEDED, PARTIAL)
 
 
 class CallJob:
+    """The sub-runs of one attempt.  They are named by the call's run key, not the attempt, so
+    a retry finds the runs of the attempt before: one that succeeded is kept as it is, one that
+    did not is retried with `dagu retry` (its succeeded steps do not run again)."""
+
     def __init__(self, request: StepRequest) -> None:
         call = request.call
         if call is None:
             raise ExecutorError(f"step type {request.type!r} needs `call:` (the DAG to run)")
         self._request = request
         self._call = call
-        self._base = _UNSAFE.sub("_", f"{request.run_id}.{request.step_id}.{request.attempt}")
+        self._base = _UNSAFE.sub("_", call.run_key or f"{request.run_id}.{request.step_id}.{request.attempt}")
+        self._store = Store(request.home)
         self._pending: list[Launch] = []
+        self._codes: dict[int, int] = {}
+        parent = f"{request.dag_name}/{request.run_id}"
         for index, words in enumerate(call.runs):
             run_id = self._run_id(index)
             suffix = "" if call.items is None else f".{index}"
-            argv = request_argv(request.self_argv, RunRequest(
+            earlier = self._earlier_status(run_id)
+            if earlier in _DONE:
+                self._codes[index] = 0
+                continue
+            run = RunRequest(op=RETRY, dag=call.dag, run_id=run_id) if earlier is not None else RunRequest(
                 op=START, dag=call.dag, run_id=run_id, plan_path=request.plan_path, params=tuple(words),
-                parent=f"{request.dag_name}/{request.run_id}"))
+                parent=parent)
+            argv = request_argv(request.self_argv, run)
             env = {**request.parent_env, "DAGU_HOME": request.home}
             self._pending.append(Launch(argv=argv, env=env, cwd=request.cwd, stdout=request.stdout + suffix,
                                         stderr=request.stderr + suffix, tag=(index, run_id, words), sandboxed=False))
         self._limit = max(1, call.max_concurrent)
         self._running = 0
-        self._codes: dict[int, int] = {}
 
     def _run_id(self, index: int) -> str:
         return self._base if self._call.items is None else f"{self._base}.{index}"
+
+    def _earlier_status(self, run_id: str) -> str | None:
+        """How an earlier attempt's run of this id ended, or None when there is none."""
+        run = self._store.run(self._call.dag, run_id)
+        if not os.path.exists(run.journal):
+            return None
+        return run.read().status.status
 
     def launches(self) -> list[Launch]:
         out = []
@@ -63,14 +84,19 @@ class CallJob:
         return not self._pending and self._running == 0
 
     def _child(self, run_id: str) -> tuple[str, dict[str, Any]]:
-        view = Store(self._request.home).run(self._call.dag, run_id).read()
+        view = self._store.run(self._call.dag, run_id).read()
         return view.status.status, dict(view.status.outputs)
+
+    def _failed(self, index: int, status: str) -> bool:
+        """A run fails its step when it exits nonzero or ends other than succeeded (an aborted
+        child, whose DAG precondition was unmet, exits 0 but did not do its work)."""
+        return self._codes.get(index, -1) != 0 or status not in _DONE
 
     def result(self) -> StepResult:
         dag = self._call.dag
         if self._call.items is None:
-            code = self._codes.get(0, -1)
             status, outputs = self._child(self._base)
+            code = (self._codes.get(0, -1) or 1) if self._failed(0, status) else 0
             value = {"name": dag, "status": status, "outputs": outputs}
             return StepResult(exit_code=code, output=json.dumps(value, ensure_ascii=False), outputs=outputs,
                               error=None if code == 0 else f"sub-DAG {dag!r} ended {status}",
@@ -79,8 +105,7 @@ class CallJob:
         results, all_outputs, failed = [], [], 0
         for index, item in enumerate(items):
             status, outputs = self._child(self._run_id(index))
-            code = self._codes.get(index, -1)
-            failed += code != 0
+            failed += self._failed(index, status)
             results.append({"item": item, "status": status, "outputs": outputs})
             all_outputs.append(outputs)
         summary = {"total": len(items), "succeeded": len(items) - failed, "failed": failed}

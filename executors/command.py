@@ -1,9 +1,10 @@
 """Command steps: a command line, a list of commands, or a script, run by a shell.
 
-Like upstream Dagu, the default shell is `sh` with errexit (`-e`), so a
-multi-line command stops at its first failing line instead of carrying on; a
-POSIX shell named without arguments (`shell: bash`) gets `-e` too.  A shell
-given with arguments is used exactly as written.
+As upstream Dagu does (spec 014), a Unix-like shell gets errexit (`-e`) unless
+the step names its shell itself: the default `sh`, or the DAG's shell, stops a
+multi-line command at its first failing line, while a step that says
+`shell: bash` gets exactly the shell it asked for.  `-e` goes after the
+configured arguments and before a configured `-c`.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "mksh", "bu
 DEFAULT_SHELL = ("sh",)
 
 
-def shell_argv(shell: tuple[str, ...]) -> list[str]:
-    """The shell's argv before the script: errexit for a bare POSIX shell."""
+def shell_argv(shell: tuple[str, ...], errexit: bool = True) -> list[str]:
+    """The shell's argv before the script: errexit for a Unix-like shell unless it is off or given."""
     words = list(shell or DEFAULT_SHELL)
-    if len(words) == 1 and os.path.basename(words[0]) in POSIX_SHELLS:
-        words.append("-e")
+    name = os.path.basename(words[0]).lower().removesuffix(".exe")
+    if errexit and name in POSIX_SHELLS and "-e" not in words[1:]:
+        words.insert(words.index("-c") if "-c" in words[1:] else len(words), "-e")
     return words
 
 
@@ -33,7 +35,7 @@ class CommandJob:
 
     @staticmethod
     def _build(request: StepRequest) -> Launch:
-        shell = shell_argv(request.shell)
+        shell = shell_argv(request.shell, errexit=not request.shell_named_by_step)
         commands = request.command
         if request.script is not None:
             path = os.path.join(request.scratch, f"{request.step_id}.{request.attempt}.script")
@@ -44,7 +46,7 @@ class CommandJob:
             else:
                 argv = [*shell, path]
         else:
-            argv = [*shell, "-c", "\n".join(commands)]
+            argv = [*shell, *(() if "-c" in shell[1:] else ("-c",)), "\n".join(commands)]
         return Launch(argv=argv, env=request.env, cwd=request.cwd, stdout=request.stdout, stderr=request.stderr)
 
     def launches(self) -> list[Launch]:

@@ -181,12 +181,12 @@ def test_sub_dag_runs_go_with_their_parent(env: Env) -> None:
             command: echo child
         """)
     _start(env, "parent.yaml", "p1")
-    assert _history(env, "child") == ["p1.outer.1"]
+    assert _history(env, "child") == ["p1.outer"]
     res = _start(env, "parent.yaml", "p2")
     assert "retention removed 1 run(s)" in res.stderr  # the child is not a run of its own here
-    assert _history(env, "parent") == ["p2"] and _history(env, "child") == ["p2.outer.1"]
+    assert _history(env, "parent") == ["p2"] and _history(env, "child") == ["p2.outer"]
     assert [(r["dag"], r["run_id"], r["parent"]) for r in _log(env)] == \
-        [("child", "p1.outer.1", "parent/p1"), ("parent", "p1", None)]
+        [("child", "p1.outer", "parent/p1"), ("parent", "p1", None)]
 
 
 def test_a_deletion_cut_short_by_a_crash_is_hidden_then_finished(env: Env) -> None:

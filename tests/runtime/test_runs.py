@@ -431,9 +431,9 @@ def test_sub_dag_runs_are_real_runs_linked_to_their_parent(env: Env) -> None:
     assert (env.dir / "trace.txt").read_text() == "leaf from middle\n"
     tree = env.status("nest", "n1")["sub_runs"]
     assert [(r["step"], r["dag"], r["run_id"], r["status"]) for r in tree] == \
-        [("outer", "middle", "n1.outer.1", "succeeded")]
+        [("outer", "middle", "n1.outer", "succeeded")]
     assert [(r["dag"], r["status"]) for r in tree[0]["runs"]] == [("leaf", "succeeded")]
-    child = env.status("middle", "n1.outer.1")
+    child = env.status("middle", "n1.outer")
     assert child["parent"] == "nest/n1" and child["params"] == []
     assert "sub-DAG runs:" in env.run("status", "nest", "--run-id", "n1").stdout
 
@@ -475,6 +475,7 @@ def test_a_step_that_cannot_start_is_reported_where_it_is_written(env: Env) -> N
             working_dir: nowhere
             command: echo hi
         """)
+    (env.dir / "nowhere").write_text("a file: the missing directory cannot be created\n")
     res = env.run("start", "wd.yaml")
     assert res.returncode == 1
     assert f"{path}:5:5: working directory" in res.stderr and "fix working_dir" in res.stderr
