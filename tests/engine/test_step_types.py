@@ -81,7 +81,7 @@ def test_a_noop_step_with_an_approval_waits_like_a_command_step(env: Env) -> Non
     st = env.status("flow", "r1")
     assert st["status"] == "waiting" and st["steps"]["gate"]["status"] == "waiting"
     assert not (env.dir / "after.txt").exists()
-    res = env.run("approve", "r1", "gate")
+    res = env.run("approve", "r1", "gate", "--wait")
     assert res.returncode == 0, res.stderr
     assert env.status("flow", "r1")["status"] == "succeeded"
     assert (env.dir / "after.txt").read_text() == "after\n"
