@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:
     import resource
@@ -305,11 +305,15 @@ class _Tree:
     """Sampling state of one watched tree.  Only touched with its own `lock` held."""
 
     def __init__(self, pid: int, rss_limit: int | None,
-                 on_over_limit: Callable[[int, int], None] | None, fds: _FdBudget) -> None:
+                 on_over_limit: Callable[[int, int], None] | None, fds: _FdBudget,
+                 cpu_limit: float | None = None, on_over_cpu: Callable[[int, float], None] | None = None) -> None:
         self.leader = pid
         self.rss_limit = rss_limit
         self.on_over_limit = on_over_limit
         self.fired = False
+        self.cpu_limit = cpu_limit
+        self.on_over_cpu = on_over_cpu
+        self.cpu_fired = False
         self.fds = fds
         self.procs: dict[int, _Proc] = {}
         self.settled = [0, 0, 0, 0]  # user ticks, sys ticks, read, write of vanished processes
@@ -453,21 +457,24 @@ class Sampler:
         self._enabled = proc_available()
 
     def watch(self, pid: int, rss_limit_bytes: int | None = None,
-              on_over_limit: Callable[[int, int], None] | None = None) -> None:
+              on_over_limit: Callable[[int, int], None] | None = None, cpu_limit_sec: float | None = None,
+              on_over_cpu: Callable[[int, float], None] | None = None) -> None:
         """Start sampling the tree under `pid` (a session leader, as the supervisor spawns steps).
 
         Registration only, no /proc reads: this runs in the supervisor's hot path, once per
         step.  The thread takes the first sample within one interval, so a step that lives
         less than that costs nothing to account (wait4's rusage still covers its CPU).
         `on_over_limit(pid, rss)` is called once, from the sampler thread, when the tree's RSS
-        first exceeds `rss_limit_bytes`; the caller decides what to kill.
+        first exceeds `rss_limit_bytes`; the caller decides what to kill.  Likewise
+        `on_over_cpu(pid, seconds)` when the CPU time of the whole tree (every process in it,
+        reaped or not) first exceeds `cpu_limit_sec`: an rlimit counts per process only.
         """
         with self._cond:
             if self._closed:
                 raise RuntimeError("Sampler.watch after close")
             if pid in self._trees:
                 raise ValueError(f"pid {pid} is already watched")
-            self._trees[pid] = _Tree(pid, rss_limit_bytes, on_over_limit, self._fds)
+            self._trees[pid] = _Tree(pid, rss_limit_bytes, on_over_limit, self._fds, cpu_limit_sec, on_over_cpu)
             if self._thread is None and self._enabled:
                 self._thread = threading.Thread(target=self._run, name="dagu-sampler", daemon=True)
                 self._thread.start()
@@ -493,6 +500,16 @@ class Sampler:
             tree.release()
             tree.done = True
             return tree.stats()
+
+    def members(self, pid: int) -> dict[int, int]:
+        """Every process of `pid`'s tree seen at the last sample and not known to be gone
+        (pid -> start ticks): the tree as it was, even for those that left the session."""
+        with self._cond:
+            tree = self._trees.get(pid)
+        if tree is None:
+            return {}
+        with tree.lock:
+            return {member: proc.start for member, proc in tree.procs.items()}
 
     def close(self) -> None:
         """Stop the thread; idempotent.  Trees still watched are dropped."""
@@ -549,17 +566,24 @@ class Sampler:
                 self._cond.wait(max(self._interval, cost / MAX_SHARE))
 
     def _sample_tree(self, tree: _Tree, extra: Iterable[int],
-                     index: dict[int, list[int]] | None) -> list[tuple[Callable[[int, int], None], int, int]]:
+                     index: dict[int, list[int]] | None) -> list[tuple[Callable[[int, Any], None], int, Any]]:
         try:
             rss = tree.sample(extra, index)
         except Exception:
             log.exception("sampling process tree %d failed", tree.leader)
             return []
+        alerts: list[tuple[Callable[[int, Any], None], int, Any]] = []
         if tree.rss_limit is not None and rss > tree.rss_limit and not tree.fired:
             tree.fired = True
             if tree.on_over_limit is not None:
-                return [(tree.on_over_limit, tree.leader, rss)]
-        return []
+                alerts.append((tree.on_over_limit, tree.leader, rss))
+        if tree.cpu_limit is not None and not tree.cpu_fired and tree.on_over_cpu is not None:
+            stats = tree.stats()
+            cpu = stats.user_sec + stats.sys_sec
+            if cpu > tree.cpu_limit:
+                tree.cpu_fired = True
+                alerts.append((tree.on_over_cpu, tree.leader, cpu))
+        return alerts
 
     def _sweep(self, trees: list[_Tree]) -> dict[int, list[int]]:
         """Session leader -> pids in its session, for watched leaders that lead a session."""
@@ -583,7 +607,7 @@ class Sampler:
         return index
 
     @staticmethod
-    def _fire(alerts: list[tuple[Callable[[int, int], None], int, int]]) -> None:
+    def _fire(alerts: list[tuple[Callable[[int, Any], None], int, Any]]) -> None:
         """Call over-limit callbacks without the lock held, so they may unwatch or kill."""
         for callback, pid, rss in alerts:
             try:
