@@ -57,7 +57,7 @@ class Supervisor:
         self.ctx = ctx
         self.dag = ctx.dag
         self.status = status
-        self.hooks = Hooks(JournalHook(journal, status))
+        self.hooks = Hooks(JournalHook(journal, status, ctx.masker))
         self.executors = executors
         self.graph = StepGraph(ctx.dag.steps, ctx.dag.order)
         self.nodes = self.graph.nodes
