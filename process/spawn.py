@@ -145,6 +145,7 @@ class Children:
         self.wake = wake
         self.grace = grace  # between SIGTERM and SIGKILL of what a step left behind
         self.trees = TreeTracker(run_path)
+        self._launches = 0
         self.procs: dict[int, Child] = {}
         self.escalating: dict[int, Child] = {}  # children with a pending SIGKILL
         self.polled: set[int] = set()  # children without a pidfd (old kernels)
@@ -165,7 +166,8 @@ class Children:
             if parent and not os.path.isdir(parent):
                 os.makedirs(parent, exist_ok=True)
         check_spawnable(argv, env)
-        tree = self.trees.prepare(memory_key)
+        self._launches += 1  # one attempt may start several processes (a call's parallel runs)
+        tree = self.trees.prepare(f"{memory_key}.{self._launches}")
         preexec = self.trees.preexec(tree, limits_mod.preexec_for(limits) if limits is not None else None)
         out = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
