@@ -29,7 +29,7 @@ class Attempt:
     pids: set[int] = field(default_factory=set)
     deadline: float | None = None  # the step's timeout_sec
     give_up_at: float | None = None  # an in-process call cancelled this long ago is abandoned
-    killed_by: str | None = None  # "timeout", "stop", "dag-timeout", "memory"
+    killed_by: str | None = None  # "timeout", "stop", "dag-timeout", "memory", "cpu"
     started_mono: float = field(default_factory=time.monotonic)
     user: float = 0.0
     sys: float = 0.0
@@ -41,6 +41,7 @@ class Attempt:
     limits: limits_mod.Limits | None = None
     memory_mechanism: str | None = None
     spawn_error: str | None = None
+    leftovers: int = 0  # processes that outlived their leader and were killed
 
     def add_usage(self, usage: Usage) -> None:
         self.user += usage.user_sec
@@ -80,7 +81,8 @@ def ended_error(att: Attempt, step: Step, dag: Dag, result: StepResult) -> str |
         return error
     why = limits_mod.describe_failure(att.limits or limits_mod.Limits(), code, att.cgroup_oom,
                                       att.killed_by == "memory",
-                                      mechanism="sampler" if att.killed_by == "memory" else att.memory_mechanism)
+                                      mechanism="sampler" if att.killed_by == "memory" else att.memory_mechanism,
+                                      over_cpu=att.killed_by == "cpu")
     if why:
         return why
     sig = signal_name(code)
@@ -100,18 +102,30 @@ def capture_output(path: str, limit: int) -> tuple[str | None, str | None]:
         return None, f"cannot read the step's output: {exc.strerror}"
 
 
+def leftover_note(count: int) -> str:
+    """What the step's record says when processes outlived its leader (KillMode=control-group)."""
+    many = "processes were" if count != 1 else "process was"
+    return f"{count} leftover {many} still running when the step ended and killed (SIGTERM, then SIGKILL)"
+
+
 def ended_fields(att: Attempt, step: Step, dag: Dag, result: StepResult) \
         -> tuple[int, str | None, str | None, dict[str, Any]]:
     """(exit code, error, output value, fields of the step_finished event) of an ended attempt.
     A step with `output:` and no value from its executor gets its stdout, within max_output_size."""
     code = result.exit_code
     error = ended_error(att, step, dag, result)
+    if att.killed_by == "cpu" and code == 0:
+        code = 1  # the tree went over its CPU limit, even if the leader exited 0 in the end
     output_value = result.output
     if code == 0 and step.output and output_value is None:
         output_value, too_big = capture_output(att.stdout, step.max_output_size or dag.max_output_size)
         if too_big:
             error, code = too_big, 1
     fields: dict[str, Any] = {"exit_code": code, "signal": signal_name(code), "usage": att.usage()}
+    if att.leftovers:
+        fields["note"] = leftover_note(att.leftovers)
+        if error:
+            error = f"{error}; {fields['note']}"
     if error:
         fields["error"] = error
     if result.outputs is not None:

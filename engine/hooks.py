@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from dagu.engine.secrets import Masker
 from dagu.store.runs import Journal
 from dagu.store.state import RunStatus, apply
 
@@ -50,14 +51,33 @@ class Hooks:
 
 
 class JournalHook:
-    """The essential subscriber: events into the run's journal, folded into the live status."""
+    """The essential subscriber: events into the run's journal, folded into the live status.
 
-    def __init__(self, journal: Journal, status: RunStatus) -> None:
+    With secrets, every event is masked before it is written (so the journal, status.json and
+    every later subscriber see `*****`), and an attempt's log files are masked when it ends."""
+
+    def __init__(self, journal: Journal, status: RunStatus, masker: Masker | None = None) -> None:
         self.journal = journal
         self.status = status
+        self.masker = masker or Masker()
+        self._logs: dict[tuple[Any, Any, Any], tuple[str, ...]] = {}  # attempt -> its log files
 
     def event(self, event: dict[str, Any]) -> None:
+        if self.masker:
+            self._mask_logs(event)
+            event.update(self.masker.data(event))
         apply(self.status, self.journal.add(event))
+
+    def _mask_logs(self, event: dict[str, Any]) -> None:
+        key = (event.get("step"), event.get("handler"), event.get("attempt"))
+        if event.get("ev") == "step_started":
+            self._logs[key] = tuple(p for p in (event.get("stdout"), event.get("stderr")) if p)
+        elif event.get("ev") == "step_finished":
+            for path in self._logs.pop(key, ()):
+                try:
+                    self.masker.file(path)
+                except OSError:
+                    pass  # a log that cannot be rewritten (gone, disk full) is reported by its reader
 
     def flush(self) -> None:
         self.journal.flush()

@@ -54,6 +54,7 @@ class ProcessSteps:
         node, att = reaped.child.owner
         att.pids.discard(reaped.child.pid)
         att.cgroup_oom = att.cgroup_oom or reaped.cgroup_oom
+        att.leftovers += reaped.leftovers
         att.add_usage(reaped.usage)
         assert att.job is not None
         att.job.exited(reaped.child.tag, reaped.returncode)

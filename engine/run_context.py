@@ -1,4 +1,4 @@
-"""What a run shares before its first step: ids, the sandboxed environment, params, env.
+"""What a run shares before its first step: ids, the sandboxed environment, secrets, params, env.
 
 Built once by `build_context` (which evaluates dotenv, params and the DAG's env
 and refuses bad params before anything runs); the supervisor only reads it.
@@ -7,11 +7,12 @@ and refuses bad params before anything runs); the supervisor only reads it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from dagu.process import sandbox
 from dagu.engine.evaluate import EvalError, Scope, read_dotenv, render, resolve_path
+from dagu.engine.secrets import Masker, resolve_secrets
 from dagu.store.state import RunStatus
 from dagu.store.runs import RunDir
 from dagu.spec.plan import Dag, Plan
@@ -37,6 +38,7 @@ class RunContext:
     retry_of: RunStatus | None = None  # set by `dagu retry` and by a resume after an approval
     resume: bool = False  # keep every finished step (approval resume), not only the succeeded ones
     missed: str | None = None  # a record of scheduled ticks not run: why; only the failure/exit handlers run
+    masker: Masker = field(default_factory=Masker)  # the secrets' values, masked wherever the run writes
 
 
 def self_argv() -> list[str]:
@@ -74,6 +76,9 @@ def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_
     from dagu.engine.params import resolve
 
     base, scope = base_scope(dag, environ)
+    secrets = resolve_secrets(dag, environ, home)  # values go to the steps' environment only
+    base.update(secrets)
+    scope.env.update(secrets)
     specials = {"DAG_NAME": dag.name, "DAG_RUN_ID": run_id}
     scope.vars.update(specials)
     if retry_of is not None:  # a retry (or resume) runs with the params its run started with
@@ -97,4 +102,4 @@ def build_context(plan: Plan, plan_path: str, dag: Dag, run: RunDir | None, run_
         scope.vars.pop(k, None)
     return RunContext(plan=plan, plan_path=plan_path, dag=dag, run=run, run_id=run_id, params=params,
                       run_vars=scope.vars, base_env=base, cwd=cwd, home=home, self_argv=self_argv(),
-                      environ=environ, parent=parent, retry_of=retry_of)
+                      environ=environ, parent=parent, retry_of=retry_of, masker=Masker(secrets))

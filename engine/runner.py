@@ -23,6 +23,8 @@ from dagu.store.runs import DiskFullError, Journal, RunDir, Store, StoreError
 from dagu.store.space import SpaceReserve, SpaceWatch
 from dagu.store.state import apply
 from dagu.engine.hooks import RunHook
+from dagu.engine.leftovers import reap_dead_runs
+from dagu.process.tree import attempt_leaders, reap_run
 from dagu.engine.run_context import RunContext, build_context
 from dagu.engine.supervisor import Supervisor
 from dagu.spec.plan import Dag, Plan, dump_plan
@@ -84,6 +86,7 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
     ctx.missed = missed
     slot = None
     if parent is None and missed is None:  # called DAGs run under their caller's slot
+        reap_dead_runs(store, dag.name)  # a dead supervisor's steps must not overlap this run
         slot = store.take_slot(dag.name, dag.max_active_runs, run)
         if slot is None:
             store.remove(run)
@@ -126,6 +129,7 @@ def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, st
     except (ParamError, EvalError) as exc:
         _refuse_queued(run, view.status, f"{dag.file}: {exc}")
         raise RunRefused(f"{dag.file}: {exc}") from None
+    reap_dead_runs(store, dag.name)
     slot = store.take_slot(dag.name, dag.max_active_runs, run)
     if slot is None:
         raise RunRefused(f"DAG {dag.name!r} is at max_active_runs={dag.max_active_runs}; the run stays queued")
@@ -316,6 +320,7 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
     previous = view.status
     if step is not None and step not in previous.steps:
         raise RunRefused(f"run {run_id!r} has no step {step!r} (steps: {', '.join(previous.steps)})")
+    reap_run(run.path, attempt_leaders(previous))  # its cgroups too: what left the session
     for leftover in orphans(previous):  # a dead supervisor's steps must not run twice
         try:
             os.killpg(leftover, signal.SIGKILL)

@@ -57,7 +57,7 @@ class Supervisor:
         self.ctx = ctx
         self.dag = ctx.dag
         self.status = status
-        self.hooks = Hooks(JournalHook(journal, status))
+        self.hooks = Hooks(JournalHook(journal, status, ctx.masker))
         self.executors = executors
         self.graph = StepGraph(ctx.dag.steps, ctx.dag.order)
         self.nodes = self.graph.nodes
@@ -69,14 +69,14 @@ class Supervisor:
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
-        self.children = Children(self.selector, self.wake)
+        self.grace = float(ctx.dag.settings.get("max_clean_up_time_sec", DEFAULT_GRACE_SEC) or DEFAULT_GRACE_SEC)
+        self.children = Children(self.selector, self.wake, ctx.run.path if ctx.run else ctx.run_id, self.grace)
         self.processes = ProcessSteps(ctx, self.children)
         self.checker = PreconditionChecker(self.wake)  # preconditions that run commands
         self.in_process = InProcessRunner(self.wake)
         self.stop_reason: str | None = None  # "signal" | "timeout"
         self.stop_signals = 0
         self.run_deadline = time.monotonic() + ctx.dag.timeout_sec if ctx.dag.timeout_sec else None
-        self.grace = float(ctx.dag.settings.get("max_clean_up_time_sec", DEFAULT_GRACE_SEC) or DEFAULT_GRACE_SEC)
         self.max_active = ctx.dag.max_active_steps or 0
         self.error: str | None = None
         self._last_snapshot = 0.0
@@ -268,7 +268,7 @@ class Supervisor:
         elif self.stop_signals > 1:  # a second signal: no more grace
             self.children.kill_all()
         for child in self.children.take_over_limit():
-            child.owner[1].killed_by = "memory"
+            child.owner[1].killed_by = child.over or "memory"
             self.children.signal(child, signal.SIGKILL)
         self._take_checked()
         for ticket, result, exc in self.in_process.take():
@@ -284,9 +284,11 @@ class Supervisor:
         if self.run_deadline is not None and now >= self.run_deadline and self.stop_reason is None:
             self._stop("timeout")
         for node, att in list(self.timed.values()):
-            if att.deadline is not None and now >= att.deadline and att.killed_by is None:
-                att.killed_by = "timeout"
-                self._interrupt(node, att)
+            if att.deadline is not None and now >= att.deadline:
+                att.deadline = None  # due once: an attempt in its grace period must not spin the loop
+                if att.killed_by is None:
+                    att.killed_by = "timeout"
+                    self._interrupt(node, att)
             if att.give_up_at is not None and now >= att.give_up_at and att.ticket is not None:
                 self.in_process.abandon(att.ticket)
                 self._attempt_ended(node, att, StepResult(exit_code=1, error=(
@@ -476,7 +478,7 @@ class Supervisor:
         if decision.action == policy.CONTINUE:
             node.tolerated = decision.tolerated
             fields["tolerated"] = decision.tolerated
-        self._conclude(node, decision.status, fields=fields, reason=decision.reason)
+        self._conclude(node, decision.status, fields=fields, reason=decision.reason or fields.get("note"))
 
     def _conclude(self, node: Node, status: str, *, reason: str | None = None, error: str | None = None,
                   fields: dict[str, Any] | None = None, event: str | None = None) -> None:

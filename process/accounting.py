@@ -25,21 +25,22 @@ Linux only: elsewhere the sampler records nothing and the supervisor falls back 
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:
     import resource
 
+from dagu.process.procfs import (_pread, _Stat, children_files_available, parse_stat, proc_available,  # noqa: F401
+                                 read_children, read_io, read_stat, scan_processes)
+
 log = logging.getLogger(__name__)
 
-_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MAX_SHARE = 0.02
 """The share of one core a sampling pass may take: the interval stretches when a pass costs more."""
@@ -122,137 +123,6 @@ def usage_from(started: float, ended: float, rusage: "resource.struct_rusage | N
 
 
 # --------------------------------------------------------------------------
-# Reading /proc
-# --------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _Stat:
-    """The fields of /proc/PID/stat the sampler uses."""
-
-    state: str
-    ppid: int
-    session: int
-    threads: int
-    start: int  # start time in clock ticks since boot: tells a reused pid from the process we knew
-    rss_bytes: int
-    user_ticks: int  # utime + cutime (the latter: reaped children)
-    sys_ticks: int  # stime + cstime
-
-
-def _read(path: str, size: int = 4096) -> bytes | None:
-    """The whole of a small /proc file, or None if the process is gone or unreadable."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        chunks = []
-        while chunk := os.read(fd, size):
-            chunks.append(chunk)
-            if len(chunk) < size:
-                break
-        return b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def parse_stat(data: bytes) -> _Stat | None:
-    """Parse the text of /proc/PID/stat."""
-    # The command name is in parentheses and may itself hold spaces and parentheses.
-    fields = data[data.rfind(b")") + 2:].split()
-    try:
-        return _Stat(
-            state=fields[0].decode(), ppid=int(fields[1]), session=int(fields[3]),
-            threads=int(fields[17]), start=int(fields[19]), rss_bytes=int(fields[21]) * _PAGE_SIZE,
-            user_ticks=int(fields[11]) + int(fields[13]), sys_ticks=int(fields[12]) + int(fields[14]),
-        )
-    except (IndexError, ValueError):
-        return None
-
-
-def read_stat(pid: int) -> _Stat | None:
-    """/proc/PID/stat; None when the process has vanished."""
-    data = _read(f"/proc/{pid}/stat")
-    return parse_stat(data) if data else None
-
-
-def _pread(fd: int, size: int = 4096) -> bytes | None:
-    """Re-read a held /proc file: one syscall instead of three, and an error (not a stranger's
-    data) once the process it was opened for is reaped, whatever reuses its pid."""
-    try:
-        return os.pread(fd, size, 0)
-    except OSError:
-        return None
-
-
-def read_io(pid: int) -> tuple[int, int] | None:
-    """(read_bytes, write_bytes) from /proc/PID/io: bytes that reached or came from storage."""
-    data = _read(f"/proc/{pid}/io")
-    if not data:
-        return None
-    values = {}
-    for line in data.split(b"\n"):
-        key, _, value = line.partition(b":")
-        values[key] = value
-    try:
-        return int(values[b"read_bytes"]), int(values[b"write_bytes"])
-    except (KeyError, ValueError):
-        return None
-
-
-@functools.cache
-def proc_available() -> bool:
-    """Whether this host has a Linux /proc to sample."""
-    return os.path.exists("/proc/self/stat")
-
-
-@functools.cache
-def children_files_available() -> bool:
-    """Whether the kernel has /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN, on by default)."""
-    return os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children")
-
-
-def read_children(pid: int, threads: int) -> list[int]:
-    """The direct children of a process, from each of its threads' children file.
-
-    A child belongs to the thread that forked it, so a multi-threaded parent (a Go program, a
-    Python pool) needs every thread's file; a single-threaded one needs one read.
-    """
-    if threads <= 1:
-        tids: Iterable[str] = (str(pid),)
-    else:
-        try:
-            tids = os.listdir(f"/proc/{pid}/task")
-        except OSError:
-            return []
-    children = []
-    for tid in tids:
-        data = _read(f"/proc/{pid}/task/{tid}/children", 65536)
-        if data:
-            children.extend(int(c) for c in data.split())
-    return children
-
-
-def scan_processes() -> dict[int, _Stat]:
-    """Every process on the host: used for session sweeps, and for trees when the kernel lacks
-    children files."""
-    found = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if name.isdigit():
-            stat = read_stat(int(name))
-            if stat is not None:
-                found[int(name)] = stat
-    return found
-
-
-# --------------------------------------------------------------------------
 # One tree
 # --------------------------------------------------------------------------
 
@@ -305,11 +175,15 @@ class _Tree:
     """Sampling state of one watched tree.  Only touched with its own `lock` held."""
 
     def __init__(self, pid: int, rss_limit: int | None,
-                 on_over_limit: Callable[[int, int], None] | None, fds: _FdBudget) -> None:
+                 on_over_limit: Callable[[int, int], None] | None, fds: _FdBudget,
+                 cpu_limit: float | None = None, on_over_cpu: Callable[[int, float], None] | None = None) -> None:
         self.leader = pid
         self.rss_limit = rss_limit
         self.on_over_limit = on_over_limit
         self.fired = False
+        self.cpu_limit = cpu_limit
+        self.on_over_cpu = on_over_cpu
+        self.cpu_fired = False
         self.fds = fds
         self.procs: dict[int, _Proc] = {}
         self.settled = [0, 0, 0, 0]  # user ticks, sys ticks, read, write of vanished processes
@@ -453,21 +327,24 @@ class Sampler:
         self._enabled = proc_available()
 
     def watch(self, pid: int, rss_limit_bytes: int | None = None,
-              on_over_limit: Callable[[int, int], None] | None = None) -> None:
+              on_over_limit: Callable[[int, int], None] | None = None, cpu_limit_sec: float | None = None,
+              on_over_cpu: Callable[[int, float], None] | None = None) -> None:
         """Start sampling the tree under `pid` (a session leader, as the supervisor spawns steps).
 
         Registration only, no /proc reads: this runs in the supervisor's hot path, once per
         step.  The thread takes the first sample within one interval, so a step that lives
         less than that costs nothing to account (wait4's rusage still covers its CPU).
         `on_over_limit(pid, rss)` is called once, from the sampler thread, when the tree's RSS
-        first exceeds `rss_limit_bytes`; the caller decides what to kill.
+        first exceeds `rss_limit_bytes`; the caller decides what to kill.  Likewise
+        `on_over_cpu(pid, seconds)` when the CPU time of the whole tree (every process in it,
+        reaped or not) first exceeds `cpu_limit_sec`: an rlimit counts per process only.
         """
         with self._cond:
             if self._closed:
                 raise RuntimeError("Sampler.watch after close")
             if pid in self._trees:
                 raise ValueError(f"pid {pid} is already watched")
-            self._trees[pid] = _Tree(pid, rss_limit_bytes, on_over_limit, self._fds)
+            self._trees[pid] = _Tree(pid, rss_limit_bytes, on_over_limit, self._fds, cpu_limit_sec, on_over_cpu)
             if self._thread is None and self._enabled:
                 self._thread = threading.Thread(target=self._run, name="dagu-sampler", daemon=True)
                 self._thread.start()
@@ -493,6 +370,16 @@ class Sampler:
             tree.release()
             tree.done = True
             return tree.stats()
+
+    def members(self, pid: int) -> dict[int, int]:
+        """Every process of `pid`'s tree seen at the last sample and not known to be gone
+        (pid -> start ticks): the tree as it was, even for those that left the session."""
+        with self._cond:
+            tree = self._trees.get(pid)
+        if tree is None:
+            return {}
+        with tree.lock:
+            return {member: proc.start for member, proc in tree.procs.items()}
 
     def close(self) -> None:
         """Stop the thread; idempotent.  Trees still watched are dropped."""
@@ -549,17 +436,24 @@ class Sampler:
                 self._cond.wait(max(self._interval, cost / MAX_SHARE))
 
     def _sample_tree(self, tree: _Tree, extra: Iterable[int],
-                     index: dict[int, list[int]] | None) -> list[tuple[Callable[[int, int], None], int, int]]:
+                     index: dict[int, list[int]] | None) -> list[tuple[Callable[[int, Any], None], int, Any]]:
         try:
             rss = tree.sample(extra, index)
         except Exception:
             log.exception("sampling process tree %d failed", tree.leader)
             return []
+        alerts: list[tuple[Callable[[int, Any], None], int, Any]] = []
         if tree.rss_limit is not None and rss > tree.rss_limit and not tree.fired:
             tree.fired = True
             if tree.on_over_limit is not None:
-                return [(tree.on_over_limit, tree.leader, rss)]
-        return []
+                alerts.append((tree.on_over_limit, tree.leader, rss))
+        if tree.cpu_limit is not None and not tree.cpu_fired and tree.on_over_cpu is not None:
+            stats = tree.stats()
+            cpu = stats.user_sec + stats.sys_sec
+            if cpu > tree.cpu_limit:
+                tree.cpu_fired = True
+                alerts.append((tree.on_over_cpu, tree.leader, cpu))
+        return alerts
 
     def _sweep(self, trees: list[_Tree]) -> dict[int, list[int]]:
         """Session leader -> pids in its session, for watched leaders that lead a session."""
@@ -583,7 +477,7 @@ class Sampler:
         return index
 
     @staticmethod
-    def _fire(alerts: list[tuple[Callable[[int, int], None], int, int]]) -> None:
+    def _fire(alerts: list[tuple[Callable[[int, Any], None], int, Any]]) -> None:
         """Call over-limit callbacks without the lock held, so they may unwatch or kill."""
         for callback, pid, rss in alerts:
             try:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Mapping
 
+from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup
+
 log = logging.getLogger(__name__)
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -188,47 +190,6 @@ def preexec_for(limits: Limits) -> Callable[[], None] | None:
 # --------------------------------------------------------------------------
 
 
-def _unescape(text: str) -> str:
-    """mountinfo writes space, tab, newline and backslash as octal escapes (\\040)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-
-
-def _mounts(fstype: str) -> list[tuple[str, str, str]]:
-    """(mount point, root within the hierarchy, super options) of each mount of fstype."""
-    found = []
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return found
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        parts, tail = left.split(), right.split()
-        if len(parts) >= 5 and len(tail) >= 3 and tail[0] == fstype:
-            found.append((_unescape(parts[4]), _unescape(parts[3]), tail[2]))
-    return found
-
-
-def _own_cgroup(controller: str | None) -> str | None:
-    """This process's cgroup path for a v1 controller, or the v2 path when controller is None."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if (controller is None and controllers == "") or \
-                (controller is not None and controller in controllers.split(",")):
-            return path
-    return None
-
-
-def _join(mount: str, root: str, path: str) -> Path:
-    """The directory of cgroup `path` under a mount whose own root is `root`."""
-    if root != "/" and (path == root or path.startswith(root + "/")):
-        path = path[len(root):]
-    return Path(mount) / path.lstrip("/")
-
-
 def _try_child(base: Path, limit_file: str) -> str | None:
     """Create and remove a probe cgroup under base; None if that works, else why not."""
     probe = base / f"dagu-probe-{os.getpid()}"
@@ -253,12 +214,11 @@ def _try_child(base: Path, limit_file: str) -> str | None:
 @functools.cache
 def probe_cgroup_v2() -> Path | str:
     """The cgroup v2 directory under which steps get their own memory cgroups, or why none."""
-    mounts = _mounts("cgroup2")
-    own = _own_cgroup(None)
-    if not mounts or own is None:
+    found = mounts("cgroup2")
+    own = own_cgroup(None)
+    if not found or own is None:
         return "no cgroup v2 hierarchy is mounted"
-    mount, root, _ = mounts[0]
-    base = _join(mount, root, own)
+    base = cgroup_dir(found[0], own)
     try:
         available = (base / "cgroup.controllers").read_text().split()
     except OSError as exc:
@@ -278,12 +238,11 @@ def probe_cgroup_v2() -> Path | str:
 @functools.cache
 def probe_cgroup_v1() -> Path | str:
     """The cgroup v1 memory directory under which steps get their own cgroups, or why none."""
-    mounts = [m for m in _mounts("cgroup") if "memory" in m[2].split(",")]
-    own = _own_cgroup("memory")
-    if not mounts or own is None:
+    found = [m for m in mounts("cgroup") if "memory" in m[2].split(",")]
+    own = own_cgroup("memory")
+    if not found or own is None:
         return "no cgroup v1 memory hierarchy is mounted"
-    mount, root, _ = mounts[0]
-    base = _join(mount, root, own)
+    base = cgroup_dir(found[0], own)
     return _try_child(base, "memory.limit_in_bytes") or base
 
 
@@ -501,12 +460,17 @@ def _signal_of(returncode: int) -> tuple[int, str] | None:
 
 
 def describe_failure(limits: Limits, returncode: int, oom_killed: bool, over_rss: bool,
-                     mechanism: str | None = None) -> str | None:
+                     mechanism: str | None = None, over_cpu: bool = False) -> str | None:
     """Why a failed step died, when a limit explains it; None when it does not (or it succeeded).
 
     `oom_killed` comes from `MemoryGuard.finish`, `over_rss` from the sampler's on_over_limit;
-    `mechanism` names what enforced memory (default: "cgroup" or "sampler" accordingly).
+    `mechanism` names what enforced memory (default: "cgroup" or "sampler" accordingly);
+    `over_cpu`: the sampler found the whole tree over limits.cpu_sec (even if the leader
+    then exited 0, the step did not finish within its limit).
     """
+    if over_cpu and limits.cpu_sec is not None:
+        return (f"CPU time limit of {limits.cpu_sec} s exceeded by the step's processes together "
+                "(limits.cpu_sec); they were killed")
     if returncode == 0:
         return None
     if (oom_killed or over_rss) and limits.memory_bytes is not None:

@@ -5,6 +5,14 @@ pipe), so a child's exit wakes it without polling; on kernels without pidfds
 the children are polled.  Output goes straight from the child to its log files
 (no pipes: a grandchild that keeps a descriptor open cannot make us wait).
 
+A step is over when its leader has exited *and* nothing else of its tree (process/tree.py:
+its cgroup, or its session and descendants) is left: leftovers get SIGTERM, the grace period,
+then SIGKILL, and the `Reaped` says how many there were.  Until then the leftovers' pidfds
+wake the loop, so a leftover that obeys SIGTERM ends the step at once.
+
+`limits.cpu_sec` is also a limit of the whole tree: the sampler sums the CPU of every process
+in it (the rlimit alone would let each process have its own allowance).
+
 Memory limits are enforced by the cgroup guard or, where cgroups cannot be
 used, by the accounting sampler, which calls back when a tree goes over its
 limit; the callback only marks the child and wakes the loop, which kills it.
@@ -24,6 +32,7 @@ from typing import Any, Callable
 from dagu.process import accounting
 from dagu.process import limits as limits_mod
 from dagu.process import sandbox
+from dagu.process.tree import StepTree, TreeTracker
 
 
 @dataclass
@@ -37,6 +46,12 @@ class Child:
     memory_key: str | None = None  # set when the cgroup guard holds its memory limit
     kill_at: float | None = None  # when an unanswered stop signal escalates to SIGKILL
     limit_error: str | None = None  # the memory limit could not be put in place: killed at once
+    tree: StepTree | None = None
+    ended: tuple[int, Any] | None = None  # the leader's exit status and rusage, once reaped
+    leftovers: dict[int, int] | None = None  # pid -> pidfd of processes left when the leader ended
+    over: str | None = None  # "memory" or "cpu": the sampler found the tree over that limit
+    signalled: bool = False  # a stop signal went to the whole tree while its leader lived
+    killed_late: int = 0  # processes of a signalled tree that needed SIGKILL after its leader ended
 
     @property
     def pid(self) -> int:
@@ -51,6 +66,26 @@ class Reaped:
     returncode: int
     usage: accounting.Usage
     cgroup_oom: bool = False
+    leftovers: int = 0  # processes still running when the leader ended, killed since
+
+
+class SpawnError(OSError):
+    """A process that cannot be started, for a reason the user can fix (a NUL byte in a value)."""
+
+
+def check_spawnable(argv: list[str], env: dict[str, str]) -> None:
+    """Refuse values the kernel cannot carry, naming the variable (Popen would say only
+    "embedded null byte", after the fork)."""
+    for name, value in env.items():
+        if "\0" in name:
+            raise SpawnError(f"an environment variable name contains a NUL byte ({name!r})")
+        if "\0" in value:
+            raise SpawnError(f"environment variable {name} contains a NUL byte, which a process "
+                             "environment cannot hold (a step output with binary data? write it to a file)")
+    for index, word in enumerate(argv):
+        if "\0" in word:
+            raise SpawnError(f"argument {index} of the command ({word[:40]!r}...) contains a NUL byte, "
+                             "which a command line cannot hold")
 
 
 def signal_name(returncode: int) -> str | None:
@@ -104,9 +139,13 @@ class StrictSandbox:
 class Children:
     """The supervisor's child processes, registered on its selector by pidfd."""
 
-    def __init__(self, selector: selectors.BaseSelector, wake: Callable[[], None]) -> None:
+    def __init__(self, selector: selectors.BaseSelector, wake: Callable[[], None], run_path: str = "",
+                 grace: float = 5.0) -> None:
         self.selector = selector
         self.wake = wake
+        self.grace = grace  # between SIGTERM and SIGKILL of what a step left behind
+        self.trees = TreeTracker(run_path)
+        self._launches = 0
         self.procs: dict[int, Child] = {}
         self.escalating: dict[int, Child] = {}  # children with a pending SIGKILL
         self.polled: set[int] = set()  # children without a pidfd (old kernels)
@@ -116,6 +155,7 @@ class Children:
 
     def close(self) -> None:
         self.sampler.close()
+        self.trees.close()
 
     def start(self, owner: Any, argv: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str,
               limits: limits_mod.Limits | None, memory_key: str, tag: Any = None) -> Child:
@@ -125,7 +165,10 @@ class Children:
             parent = os.path.dirname(path)
             if parent and not os.path.isdir(parent):
                 os.makedirs(parent, exist_ok=True)
-        preexec = limits_mod.preexec_for(limits) if limits is not None else None
+        check_spawnable(argv, env)
+        self._launches += 1  # one attempt may start several processes (a call's parallel runs)
+        tree = self.trees.prepare(f"{memory_key}.{self._launches}")
+        preexec = self.trees.preexec(tree, limits_mod.preexec_for(limits) if limits is not None else None)
         out = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             err = out if stdout == stderr else os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
@@ -133,6 +176,9 @@ class Children:
             try:
                 popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env,
                                          start_new_session=True, close_fds=True, preexec_fn=preexec)
+            except BaseException:
+                self.trees.release(tree)
+                raise
             finally:
                 if err != out:
                     os.close(err)
@@ -143,15 +189,18 @@ class Children:
             pidfd: int | None = os.pidfd_open(pid)
         except (AttributeError, OSError):
             pidfd = None
-        child = Child(popen, pidfd, owner, tag)
+        child = Child(popen, pidfd, owner, tag, tree=tree)
+        self.trees.started(tree, pid)
         self.procs[pid] = child
         if pidfd is not None:
             self.selector.register(pidfd, selectors.EVENT_READ, pid)
         else:
             self.polled.add(pid)
+        cpu_limit = limits.cpu_sec if limits is not None else None
+        on_cpu = self._on_over_cpu if cpu_limit else None
         if limits is not None and limits.memory_bytes:
             if self.memory.mechanism == "sampler":
-                self.sampler.watch(pid, limits.memory_bytes, self._on_over_limit)
+                self.sampler.watch(pid, limits.memory_bytes, self._on_over_limit, cpu_limit, on_cpu)
                 return child
             child.memory_key = memory_key
             try:
@@ -159,12 +208,19 @@ class Children:
             except limits_mod.LimitError as exc:
                 child.limit_error = str(exc)  # never let a step run without the limit it asked for
                 kill_group(pid, signal.SIGKILL)
-            self.sampler.watch(pid)
-        else:
-            self.sampler.watch(pid)
+        self.sampler.watch(pid, None, None, cpu_limit, on_cpu)
         return child
 
     def _on_over_limit(self, pid: int, rss: int) -> None:  # the sampler's thread
+        self._mark_over(pid, "memory")
+
+    def _on_over_cpu(self, pid: int, cpu_sec: float) -> None:  # the sampler's thread
+        self._mark_over(pid, "cpu")
+
+    def _mark_over(self, pid: int, what: str) -> None:
+        child = self.procs.get(pid)
+        if child is not None and child.over is None:
+            child.over = what
         self.over_limit.add(pid)
         self.wake()
 
@@ -179,15 +235,24 @@ class Children:
         return found
 
     def signal(self, child: Child, sig: int, grace: float | None = None) -> None:
-        """Send `sig` to the child's group; with `grace`, SIGKILL follows if it is still there then."""
-        kill_group(child.pid, sig)
+        """Send `sig` to the child's tree; with `grace`, SIGKILL follows if it is still there then."""
+        self._signal_tree(child, sig)
         if grace is not None and sig != signal.SIGKILL and child.kill_at is None:
             child.kill_at = time.monotonic() + grace
             self.escalating[child.pid] = child
 
+    def _signal_tree(self, child: Child, sig: int) -> None:
+        if child.ended is None:
+            kill_group(child.pid, sig)
+            child.signalled = True
+        elif sig == signal.SIGKILL and child.signalled and child.tree is not None:
+            child.killed_late = max(child.killed_late, len(self.trees.members(child.tree)))
+        if child.tree is not None:
+            self.trees.signal(child.tree, sig)
+
     def kill_all(self) -> None:
         for child in list(self.procs.values()):
-            kill_group(child.pid, signal.SIGKILL)
+            self._signal_tree(child, signal.SIGKILL)
 
     def next_deadline(self) -> float | None:
         times = [c.kill_at for c in self.escalating.values() if c.kill_at is not None]
@@ -201,31 +266,44 @@ class Children:
             if child.kill_at is not None and now >= child.kill_at:
                 child.kill_at = None
                 del self.escalating[child.pid]
-                kill_group(child.pid, signal.SIGKILL)
+                self._signal_tree(child, signal.SIGKILL)
 
     def poll(self) -> list[Reaped]:
         """Reap the children that have no pidfd and have ended."""
         return [r for r in (self.reap(pid) for pid in list(self.polled)) if r is not None]
 
     def reap(self, pid: int) -> Reaped | None:
-        """The child's end, if it has ended (never blocks)."""
+        """The child's end, once its leader has exited and nothing of its tree is left (never
+        blocks).  What is left when the leader exits gets SIGTERM, then SIGKILL after the grace
+        period (sooner, if a stop's grace is already running)."""
         child = self.procs.get(pid)
         if child is None:
             return None
-        try:
-            got, status, rusage = os.wait4(pid, os.WNOHANG)
-        except ChildProcessError:
-            got, status, rusage = pid, 255 << 8, None
-        if got == 0:
+        if child.ended is None:
+            try:
+                got, status, rusage = os.wait4(pid, os.WNOHANG)
+            except ChildProcessError:
+                got, status, rusage = pid, 255 << 8, None
+            if got == 0:
+                return None
+            child.ended = (os.waitstatus_to_exitcode(status), rusage)
+            if child.pidfd is not None:
+                self.selector.unregister(child.pidfd)
+                os.close(child.pidfd)
+                child.pidfd = None
+        if child.tree is not None and self._linger(child):
             return None
-        child.popen.returncode = code = os.waitstatus_to_exitcode(status)
+        code, rusage = child.ended
+        child.popen.returncode = code
         del self.procs[pid]
         self.escalating.pop(pid, None)
         self.polled.discard(pid)
-        if child.pidfd is not None:
-            self.selector.unregister(child.pidfd)
-            os.close(child.pidfd)
+        # What a stop signal reached while the leader lived and that obeyed it is no leftover.
+        leftovers = child.killed_late if child.signalled else len(child.leftovers or ())
+        self._unwatch_leftovers(child, set())
         stats = self.sampler.unwatch(pid)
+        if child.tree is not None:
+            self.trees.release(child.tree)
         oom = bool(child.memory_key) and self.memory.finish(child.memory_key or "")
         usage = accounting.usage_from(0.0, 0.0, rusage, stats)
         if rusage is not None and rusage.ru_maxrss * 1024 <= _own_peak():
@@ -233,4 +311,38 @@ class Children:
             # high-water mark across exec: a maxrss no bigger than ours may be our own, so only
             # the sampler's figure (taken after exec) is trusted for it.
             usage.peak_rss_bytes = stats.peak_rss_bytes
-        return Reaped(child, code, usage, oom)
+        return Reaped(child, code, usage, oom, leftovers)
+
+    def _linger(self, child: Child) -> bool:
+        """Whether processes of the child's tree outlive its leader; the first time, they get
+        SIGTERM and a deadline for SIGKILL.  Their pidfds wake the loop as they exit."""
+        assert child.tree is not None
+        if child.tree.cgroup is None:  # the sampler saw the tree whole, before anyone was reparented
+            child.tree.known.update(self.sampler.members(child.pid))
+        alive = set(self.trees.members(child.tree))
+        if not alive:
+            return False
+        if child.leftovers is None:
+            child.leftovers = {}
+            if not child.signalled:
+                self.trees.signal(child.tree, signal.SIGTERM)
+            if child.kill_at is None:
+                child.kill_at = time.monotonic() + self.grace
+            self.escalating[child.pid] = child
+        self._unwatch_leftovers(child, alive)
+        for pid in alive - set(child.leftovers):
+            try:
+                fd = os.pidfd_open(pid)
+            except (AttributeError, OSError):
+                self.polled.add(child.pid)  # no pidfd: look again at the next poll
+                continue
+            child.leftovers[pid] = fd
+            self.selector.register(fd, selectors.EVENT_READ, child.pid)
+        return True
+
+    def _unwatch_leftovers(self, child: Child, keep: set[int]) -> None:
+        for pid, fd in list((child.leftovers or {}).items()):
+            if pid not in keep and fd >= 0:
+                self.selector.unregister(fd)
+                os.close(fd)
+                child.leftovers[pid] = -1  # type: ignore[index]

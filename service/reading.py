@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from dagu.process.tree import describe_leftovers
 from dagu.service import ServiceError
 from dagu.store.runs import RunView, Store
 
@@ -104,6 +105,7 @@ def sub_runs(home: str, view: RunView, depth: int = 0) -> list[SubRun]:
 def status(home: str, dag: str, run_id: str | None = None) -> RunReport:
     """A run (default: the latest) with its sub-run tree."""
     view = run_view(home, dag, run_id)
+    view.problems += describe_leftovers(view)  # process/tree.py: does the dead run still run?
     return RunReport(view, sub_runs(home, view))
 
 

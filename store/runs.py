@@ -437,6 +437,23 @@ class Store:
                 return Slot(fd)
         return None
 
+    def slot_holders(self, dag: str) -> Iterator[RunDir]:
+        """The run last written into each of the DAG's slots, live or not: a free slot's last
+        holder may be a run whose supervisor died with its steps still running."""
+        slots = os.path.join(self.dag_dir(dag), ".slots")
+        try:
+            names = sorted(os.listdir(slots))
+        except FileNotFoundError:
+            return
+        for name in names:
+            try:
+                with open(os.path.join(slots, name), encoding="utf-8") as fh:
+                    run_path = fh.read().strip()
+            except OSError:
+                continue
+            if run_path:
+                yield RunDir(run_path)
+
     def active_runs(self, dag: str) -> Iterator[RunDir]:
         """Runs of a DAG whose supervisors are alive (they hold a slot)."""
         slots = os.path.join(self.dag_dir(dag), ".slots")
