@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -320,12 +319,7 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
     previous = view.status
     if step is not None and step not in previous.steps:
         raise RunRefused(f"run {run_id!r} has no step {step!r} (steps: {', '.join(previous.steps)})")
-    reap_run(run.path, attempt_leaders(previous))  # its cgroups too: what left the session
-    for leftover in orphans(previous):  # a dead supervisor's steps must not run twice
-        try:
-            os.killpg(leftover, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    reap_run(run.path, attempt_leaders(previous))  # a dead supervisor's steps must not run twice
     try:
         ctx = build_context(plan, run.plan, dag, run, run_id, [], home, environ, previous.parent,
                             retry_of=previous if step is None else only_step(previous, step))
@@ -364,35 +358,6 @@ def only_step(previous: RunStatus, step: str) -> RunStatus:
     return shaped
 
 
-def orphans(status: RunStatus) -> list[int]:
-    """Process groups that steps of an interrupted run left behind and that are still alive.
-
-    A step leads its own session, so its pid is its process group; it is ours only if it
-    still leads that session and started when the attempt did (pids get reused).
-    """
-    found = []
-    try:
-        with open("/proc/stat", encoding="ascii") as fh:
-            boot = next(float(line.split()[1]) for line in fh if line.startswith("btime "))
-        ticks = os.sysconf("SC_CLK_TCK")
-    except (OSError, StopIteration, ValueError):
-        return found
-    for state in (*status.steps.values(), *status.handlers.values()):
-        attempt = state.last
-        if attempt is None or attempt.pid is None or attempt.finished_at is not None and \
-                attempt.error != "interrupted":
-            continue
-        try:
-            with open(f"/proc/{attempt.pid}/stat", encoding="utf-8", errors="replace") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        session, started = int(fields[3]), boot + int(fields[19]) / ticks
-        if session == attempt.pid and abs(started - attempt.started_at) < 5:
-            found.append(attempt.pid)
-    return found
-
-
 def _supervise(ctx: RunContext, status: RunStatus, run: RunDir, problems: list[str] | None = None,
                hooks: Sequence[RunHook] = ()) -> Outcome:
     if not run.acquire():
@@ -422,16 +387,10 @@ def _supervise(ctx: RunContext, status: RunStatus, run: RunDir, problems: list[s
 
 def _disk_full(supervisor: Supervisor, journal: Journal, run: RunDir, free: int) -> None:
     """From the space watch's thread: hold the journal, so the supervisor's next flush raises
-    DiskFullError and the run stops, and wake the supervisor so that flush comes now.
-
-    Seam until the supervisor owns this (engine/supervisor.py is being rewritten): the wake
-    pipe is the supervisor's own way to be woken from other threads (the sampler uses it)."""
+    DiskFullError and the run stops, and wake the supervisor so that flush comes now."""
     journal.hold(DiskFullError(f"{run.path}: the disk is full ({free} bytes left), "
                                "so the run stops while it can still record why"))
-    try:
-        os.write(supervisor.wake_w, b"d")
-    except OSError:
-        pass
+    supervisor.wake()
 
 
 RECORD_RETRY_SEC = 5.0  # how long the cause of a disk-full failure is kept trying to be written
