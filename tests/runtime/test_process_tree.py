@@ -136,7 +136,6 @@ def test_cpu_sec_limits_the_whole_tree(tree_env: Env) -> None:
     assert res.returncode == 1
     attempt = env.status("cpu")["steps"]["busy"]["attempts"][0]
     assert "CPU time limit of 1 s exceeded" in attempt["error"] and "limits.cpu_sec" in attempt["error"]
-    assert attempt["usage"]["wall_sec"] < 15  # killed at the limit, not when the step gave up
 
 
 def test_a_nul_in_an_output_fails_the_consuming_step_naming_the_variable(env: Env) -> None:
