@@ -210,3 +210,15 @@ def list_runs(home: str, dag: str | None = None, status: str | None = None, limi
                          "finished_at": st.finished_at, "params": st.params, "parent": st.parent})
     rows.sort(key=lambda r: (r["started_at"] or 0, r["run_id"]), reverse=True)
     return {"total": len(rows), "offset": offset, "limit": limit, "runs": rows[offset:offset + limit]}
+
+
+def check_step(home: str, dag: str, run_id: str, step: str) -> None:
+    """NotFound unless the run exists and has this step (or handler)."""
+    from dagu.service.reading import run_view
+
+    store = Store(home)
+    if not os.path.isdir(store.run(dag, run_id).path):
+        raise NotFound(f"no run {run_id!r} of {dag!r}")
+    status = run_view(home, dag, run_id).status
+    if step not in status.steps and not any(h.id == step for h in status.handlers.values()):
+        raise NotFound(f"run {run_id} has no step {step!r} (steps: {', '.join(status.steps)})")

@@ -48,6 +48,7 @@ def step_log(dag: str, run_id: str, step: str):
     stream = request.args.get("stream", reading.STDOUT)
     limit = int_arg("limit", 64 * 1024, 1, MAX_LOG_BYTES)
     tail = int_arg("tail", None, 1, MAX_LOG_BYTES)
+    overview.check_step(home, dag, run_id, step)
     if tail is not None:
         chunk = reading.tail(home, dag, run_id, step, stream, limit=tail)
     else:
@@ -83,7 +84,7 @@ def decide(dag: str, run_id: str, step: str, action: str):
         raise ApiError(404, "not_found", f"no action {action!r} (approve, reject, push-back)")
     ctx = web_context()
     body = json_body()
-    overview.run_detail(ctx.home, dag, run_id)  # checks the names and that the run exists
+    overview.check_step(ctx.home, dag, run_id, step)  # checks the names, the run and the step
     decision = control.decide(ctx.home, ctx.launcher(), run_id, step, DECISIONS[action],
                               string_map(body, "inputs"), text_field(body, "reason"), "web", dag=dag)
     ctx.launched(decision.process)
