@@ -24,8 +24,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from dagu.web import api_dags, api_runs, api_system, errors, events, guard, pages
 
     app = Flask(__name__)
-    app.config.update(DAGU_HOME=None, DAGS_DIR=None, ENVIRON=None, EVENT_STREAMS=events.MAX_STREAMS,
-                      JSON_SORT_KEYS=False)
+    app.config.update(DAGU_HOME=None, DAGS_DIR=None, ENVIRON=None, EVENT_STREAMS=events.MAX_STREAMS)
+    app.json.sort_keys = False  # steps keep the plan's order (in the API and in pages' embedded data)
+    app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     app.config.update(dict(config or {}))
     home = os.path.abspath(app.config["DAGU_HOME"] or dagu_home())
     dags_dir = os.path.abspath(app.config["DAGS_DIR"] or os.path.join(home, "dags"))
