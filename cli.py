@@ -164,6 +164,11 @@ def _parser() -> argparse.ArgumentParser:
     sa = sub.add_parser("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
     sa.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
+    sv = sub.add_parser("server", help="serve the web UI and its JSON API (http://127.0.0.1:8080 by default)")
+    sv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0 picks a free one)")
+    sv.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
+
     # Internal commands, run by the launcher (launch/base.py request_argv): no `help=`, so
     # argparse lists them nowhere in `dagu --help`.
     sub.add_parser("zygote")  # the scheduler's run forker (launch/local.py)
@@ -407,6 +412,32 @@ def _scheduler(args: argparse.Namespace) -> int:
                            stop=lambda: bool(stopping), log=log)
 
 
+def _server(args: argparse.Namespace) -> int:
+    """`dagu server`: parse -> create_app -> serve (Flask and waitress are loaded only here)."""
+    import ipaddress
+
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        raise UsageError(f"--host {args.host}: the web UI has no users yet, so it serves only this host "
+                         "(127.0.0.1); reach it from elsewhere through an SSH tunnel (ssh -L 8080:127.0.0.1:8080)")
+    from dagu.web.app import create_app
+    from dagu.web.server import serve
+
+    home = dagu_home()
+    app = create_app({"DAGU_HOME": home, "DAGS_DIR": args.dags or os.path.join(home, "dags")})
+
+    def ready(host: str, port: int) -> None:
+        sys.stderr.write(f"dagu server: serving http://{host}:{port}/ (DAGs: {app.extensions['dagu'].dags_dir}, "
+                         f"data: {home})\n")
+        sys.stderr.flush()
+
+    serve(app, args.host, args.port, ready)
+    return EXIT_OK
+
+
 def _cleanup(args: argparse.Namespace) -> int:
     if args.file is None and (args.retention_days is not None or args.retention_runs is not None):
         raise UsageError("--retention-days and --retention-runs apply to one DAG: give its FILE or name")
@@ -466,6 +497,7 @@ COMMANDS = {
     "zygote": lambda a: _zygote(),
     "scheduler": _scheduler,
     "start-all": _scheduler,
+    "server": _server,
     "approve": lambda a: cli_run.decide_cmd(a, "approve"),
     "reject": lambda a: cli_run.decide_cmd(a, "reject"),
     "push-back": lambda a: cli_run.decide_cmd(a, "push_back"),

@@ -1,0 +1,52 @@
+"""What every request of one app shares: the data dir, the DAGs folder, and the launcher that
+starts detached supervisors (web requests never supervise a run themselves)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+
+from dagu.service.overview import DagsFolder
+
+
+@dataclass
+class WebContext:
+    home: str
+    dags_dir: str
+    environ: dict[str, str]
+    _launcher: Any = None
+    _launched: list = field(default_factory=list)  # supervisor processes this server spawned
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def folder(self) -> DagsFolder:
+        return DagsFolder(self.home, self.dags_dir)
+
+    def launcher(self) -> Any:
+        """The service's local launcher, made on first use (spawns; no zygote in a web server)."""
+        from dagu.service.launching import local_launcher
+
+        with self._lock:
+            if self._launcher is None:
+                self._launcher = local_launcher(self.home, self.environ)
+            return self._launcher
+
+    def launched(self, process: Any) -> None:
+        """Remember a supervisor this server spawned, so it is reaped once it ends (no zombies)."""
+        if process is None:
+            return
+        with self._lock:
+            self._launched.append(process)
+        self.reap()
+
+    def reap(self) -> None:
+        with self._lock:
+            self._launched = [p for p in self._launched if p.poll() is None]
+
+
+def web_context() -> WebContext:
+    """The current app's context."""
+    return current_app.extensions["dagu"]

@@ -1,0 +1,48 @@
+"""The HTML pages: DAGs, one DAG, one run, queues, system.
+
+Each page is a small Jinja template with the data of its first paint embedded as JSON; the page's
+script renders it and re-renders from the JSON API whenever the event stream says its topics
+changed (web/static/live.js).  Pages read through the same service calls as the API, so
+what a page shows and what /api/v1 returns cannot disagree.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, url_for
+
+from dagu.service import overview
+from dagu.web.context import web_context
+
+bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
+               static_url_path="/static")
+
+
+@bp.get("/")
+def index():
+    return redirect(url_for("pages.dags"))
+
+
+@bp.get("/dags")
+def dags():
+    return render_template("dags.html", initial={"dags": overview.dag_summaries(web_context().folder)})
+
+
+@bp.get("/dags/<name>")
+def dag(name: str):
+    return render_template("dag.html", name=name, initial=overview.dag_detail(web_context().folder, name))
+
+
+@bp.get("/runs/<dag>/<run_id>")
+def run(dag: str, run_id: str):
+    return render_template("run.html", dag=dag, run_id=run_id,
+                           initial=overview.run_detail(web_context().home, dag, run_id))
+
+
+@bp.get("/queues")
+def queues():
+    return render_template("queues.html")
+
+
+@bp.get("/system")
+def system():
+    return render_template("system.html")
