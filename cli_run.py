@@ -50,7 +50,7 @@ def _loaded(file: str, show_warnings: bool = True) -> Any:
 def _dag(file: str) -> str:
     from dagu.service.dags import resolve_dag_name
 
-    return resolve_dag_name(file)
+    return resolve_dag_name(file, dagu_home())
 
 
 def start_cmd(args: argparse.Namespace) -> int:

@@ -107,10 +107,11 @@ def compile_for_scheduler(file: str) -> "tuple[Plan | None, str | None]":
     return loaded.plan, loaded.diagnostics
 
 
-def resolve_dag_name(file: str) -> str:
+def resolve_dag_name(file: str, home: str | None = None) -> str:
     """The DAG name a FILE argument stands for: a plan's root, a workflow's name, or the word itself.
 
-    A workflow file that no longer compiles still names its history (by its file name)."""
+    A workflow file that no longer compiles still names its history (by its file name).
+    With `home`, a workflow's cached plan names it (see `load_for_run`)."""
     if os.path.isfile(file):
         if file.endswith(".json"):
             from dagu.spec.plan import PlanError, load_plan
@@ -119,11 +120,14 @@ def resolve_dag_name(file: str) -> str:
                 return load_plan(file).root
             except PlanError as exc:
                 raise ServiceError(str(exc)) from None
-        from dagu.compiler.pipeline import compile_file
+        if home is not None:
+            plan = load_for_run(file, home).plan
+        else:
+            from dagu.compiler.pipeline import compile_file
 
-        result = compile_file(file)
-        if result.plan is not None:
-            return result.plan.root
+            plan = compile_file(file).plan
+        if plan is not None:
+            return plan.root
         return os.path.splitext(os.path.basename(file))[0]
     from dagu.spec.names import dag_name_problem
 

@@ -103,3 +103,13 @@ def test_damaged_entry_is_compiled_again_without_an_error(env: Env) -> None:
         assert compiled is True and said == []
         assert start(env, "main.yaml")[1] is False  # rewritten whole
     assert out(env) == ["hello"] * 7
+
+
+def test_commands_naming_a_workflow_file_use_its_cached_plan(env: Env) -> None:
+    env.write("main.yaml", "name: greeter\nsteps:\n  - id: greet\n    command: echo hello\n")
+    start(env, "main.yaml")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "dagu", "history", "main.yaml"], cwd=env.dir,
+                          env=env.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "succeeded" in done.stdout
+    assert "dagu.compiler.pipeline" not in done.stderr and "| yaml" not in done.stderr
