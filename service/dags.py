@@ -44,7 +44,7 @@ class DagEntry:
     diagnostics: list = field(default_factory=list)  # compiler Diagnostic objects
 
 
-def load_for_run(file: str, home: str | None = None, environ: Mapping[str, str] | None = None) -> LoadedPlan:
+def load_for_run(file: str, home: str | None = None) -> LoadedPlan:
     """A plan from a plan file (*.json) or, compiling it first, from a workflow file.
 
     With `home`, a workflow's plan is reused from `$home/plans/cache` while the file and
@@ -62,7 +62,7 @@ def load_for_run(file: str, home: str | None = None, environ: Mapping[str, str] 
         return LoadedPlan(file, plan, None, text)
     if not os.path.exists(file):
         raise BadRequest(f"{file}: no such file")
-    environ = os.environ if environ is None else environ
+    environ = os.environ  # what the compiler reads (DAGU_BASE_CONFIG), so what an entry is keyed on
     if home is not None:
         reused = _reuse(home, file, environ)
         if reused is not None:
