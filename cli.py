@@ -3,21 +3,22 @@
 This is the only place that prints errors and picks exit codes (click's
 habit): 0 success, 1 a workflow is invalid or a run failed, 2 usage error,
 3 an internal error.  No traceback reaches a user unless `--debug` is given.
-Heavy modules are imported inside the command that needs them so that
-`dagu --version` and `dagu compile` start fast.
+Modules are imported inside the command that needs them, argparse included, and
+only the parser of the command being run is built: `dagu --version` imports
+nothing but this file, and `dagu validate` nothing of the runtime.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from typing import Any, Sequence
 
-from dagu import __version__, cli_run
-from dagu.service import BadRequest, ServiceError
-from dagu.spec.names import BadName
-from dagu.settings import dagu_home
+from dagu import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2 ms of `dagu --version`)
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any, Sequence
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -27,6 +28,8 @@ class UsageError(Exception):
 
 
 def _positive_int(text: str) -> int:
+    import argparse
+
     try:
         value = int(text)
     except ValueError:
@@ -38,6 +41,8 @@ def _positive_int(text: str) -> int:
 
 def _size(text: str) -> int:
     """A size such as 500M, 2GiB or 1048576 (bytes); every unit is binary, as in `limits:`."""
+    import argparse
+
     from dagu.process.limits import parse_size
 
     try:
@@ -49,13 +54,31 @@ def _size(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+class _Unbuilt:
+    """The parser of a command that is not being run: its arguments are not added.
+
+    Building all 26 sub-parsers took longer than the rest of `dagu validate`'s start-up."""
+
+    def add_argument(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `dagu` parser; with `command`, only that command's sub-parser is complete
+    (None: every one, for `dagu --help` and for a word that is no command)."""
+    import argparse
+
     p = argparse.ArgumentParser(prog="dagu", description="Compile, check and run Dagu v2 workflows.")
     p.add_argument("--version", action="version", version=f"dagu {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    c = sub.add_parser("compile", help="check workflow files and write their plans")
+    def add(name: str, **kwargs: object) -> "argparse.ArgumentParser | _Unbuilt":
+        if command is not None and name != command:
+            return _Unbuilt()
+        return sub.add_parser(name, **kwargs)
+
+    c = add("compile", help="check workflow files and write their plans")
     c.add_argument("paths", nargs="+", metavar="PATH", help="workflow files, or directories of *.yaml/*.yml")
     c.add_argument("-o", "--output", metavar="OUT",
                    help="plan file (one input), directory, or - for stdout (default: $DAGU_HOME/plans)")
@@ -68,17 +91,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-n", type=int, default=5, metavar="N", dest="count",
                    help="--explain-schedule: how many fire times per expression (default 5)")
 
-    v = sub.add_parser("validate", help="check workflow files, write nothing")
+    v = add("validate", help="check workflow files, write nothing")
     v.add_argument("paths", nargs="+", metavar="PATH")
     v.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text")
     v.add_argument("--strict", action="store_true", help="treat warnings as errors")
 
-    d = sub.add_parser("dry", help="show the order a workflow would run in; execute nothing")
+    d = add("dry", help="show the order a workflow would run in; execute nothing")
     d.add_argument("file", metavar="FILE")
     d.add_argument("-p", "--params", default=None, help='parameters, e.g. "A=1 B=2"')
     d.add_argument("rest", nargs="*", metavar="-- PARAMS", help="parameters after --")
 
-    s = sub.add_parser("start", help="run a workflow in the foreground (compiles it first)")
+    s = add("start", help="run a workflow in the foreground (compiles it first)")
     s.add_argument("file", metavar="FILE", help="a workflow file, or a plan file (*.json)")
     s.add_argument("--run-id", default=None, help="id for this run (default: time-sortable unique id)")
     s.add_argument("-p", "--params", default=None, help='parameters, e.g. "A=1 B=2"')
@@ -86,25 +109,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--dag", default=None, help=argparse.SUPPRESS)  # which DAG of a plan (sub-DAG runs)
     s.add_argument("--parent", default=None, help=argparse.SUPPRESS)  # "dag/run" of the calling run
     s.add_argument("--missed", default=None, help=argparse.SUPPRESS)  # the scheduler records missed ticks
-    s.add_argument("rest", nargs="*", metavar="-- PARAMS", action=_AfterDashOnly, help="parameters after --")
+    s.add_argument("rest", nargs="*", metavar="-- PARAMS", action=_after_dash_only(), help="parameters after --")
 
-    r = sub.add_parser("retry", help="re-run the failed, aborted and unrun steps of a run")
+    r = add("retry", help="re-run the failed, aborted and unrun steps of a run")
     r.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
     r.add_argument("--run-id", required=True)
     r.add_argument("--step", default=None, help="run only this step again; every other step keeps its result")
     r.add_argument("-q", "--quiet", action="store_true")
 
-    st = sub.add_parser("stop", help="stop the active runs of a workflow, or one run (SIGTERM to their supervisors)")
+    st = add("stop", help="stop the active runs of a workflow, or one run (SIGTERM to their supervisors)")
     st.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
     st.add_argument("--run-id", default=None, help="only this run (default: every active run of the DAG)")
 
-    rs = sub.add_parser("restart", help="stop the active runs of a workflow, then start it again with the latest "
+    rs = add("restart", help="stop the active runs of a workflow, then start it again with the latest "
                                         "run's params")
     rs.add_argument("file", metavar="FILE")
     rs.add_argument("--run-id", default=None, help="id for the new run")
     rs.add_argument("-q", "--quiet", action="store_true")
 
-    ss = sub.add_parser("status", help="show a run: each step's status, attempts, exit and resource use",
+    ss = add("status", help="show a run: each step's status, attempts, exit and resource use",
                         description="Show a run, or with --scheduler the scheduler: exit 0 when a scheduler is "
                                     "alive and looping, 1 when none is running or it is stalled.")
     ss.add_argument("file", metavar="FILE", nargs="?", help="the workflow file (or its DAG name)")
@@ -114,19 +137,19 @@ def _parser() -> argparse.ArgumentParser:
     ss.add_argument("--run-id", default=None, help="default: the latest run")
     ss.add_argument("--format", choices=("text", "json"), default="text")
 
-    h = sub.add_parser("history", help="list the runs of a workflow, newest first")
+    h = add("history", help="list the runs of a workflow, newest first")
     h.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
     h.add_argument("--format", choices=("text", "json"), default="text")
     h.add_argument("-n", "--limit", type=int, default=None, help="show at most N runs")
 
-    lg = sub.add_parser("logs", help="print the logs of a run's steps")
+    lg = add("logs", help="print the logs of a run's steps")
     lg.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
     lg.add_argument("--run-id", default=None, help="default: the latest run")
     lg.add_argument("--step", default=None, help="only this step (default: every step, in order)")
     lg.add_argument("--stderr", action="store_true", help="print stderr instead of stdout")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing until the run finishes")
 
-    cl = sub.add_parser("cleanup", help="delete old finished runs now: by age or count (of FILE), or by total size")
+    cl = add("cleanup", help="delete old finished runs now: by age or count (of FILE), or by total size")
     cl.add_argument("file", metavar="FILE", nargs="?", help="the workflow file (or its DAG name)")
     cl.add_argument("--retention-days", type=float, default=None, metavar="N",
                     help="delete FILE's finished runs older than N days")
@@ -136,50 +159,50 @@ def _parser() -> argparse.ArgumentParser:
                     help="delete the oldest finished runs of every DAG until all runs take at most SIZE (e.g. 2GiB)")
     cl.add_argument("--dry-run", action="store_true", help="list what would be deleted")
 
-    x = sub.add_parser("exec", help="run one command as a recorded run: dagu exec [--name N] -- CMD ARGS...")
+    x = add("exec", help="run one command as a recorded run: dagu exec [--name N] -- CMD ARGS...")
     x.add_argument("--name", default=None, help="DAG name to record the run under (default: exec-COMMAND)")
     x.add_argument("--run-id", default=None)
     x.add_argument("--working-dir", default=None, help="default: the current directory")
     x.add_argument("-q", "--quiet", action="store_true")
     x.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD ...")
 
-    eq = sub.add_parser("enqueue", help="put a run in the DAG's queue (started by `dagu queue run` or the scheduler)")
+    eq = add("enqueue", help="put a run in the DAG's queue (started by `dagu queue run` or the scheduler)")
     eq.add_argument("file", metavar="FILE")
     eq.add_argument("--run-id", default=None)
     eq.add_argument("-p", "--params", default=None)
     eq.add_argument("rest", nargs="*", metavar="-- PARAMS")
 
-    dq = sub.add_parser("dequeue", help="take a waiting run out of its queue (it is recorded as aborted)")
+    dq = add("dequeue", help="take a waiting run out of its queue (it is recorded as aborted)")
     dq.add_argument("file", metavar="FILE", help="the workflow file (or its DAG name)")
     dq.add_argument("--run-id", required=True)
 
-    qu = sub.add_parser("queue", help="list the queues, or run them: dagu queue list | dagu queue run [--once]")
+    qu = add("queue", help="list the queues, or run them: dagu queue list | dagu queue run [--once]")
     qu.add_argument("action", choices=("list", "run"))
     qu.add_argument("--once", action="store_true", help="run: exit when the queues are empty")
     qu.add_argument("--poll", type=float, default=1.0, metavar="SEC", help="run: how often to look (default 1)")
 
-    sd = sub.add_parser("scheduler", help="start runs when their schedules fire, and dispatch the queues")
+    sd = add("scheduler", help="start runs when their schedules fire, and dispatch the queues")
     sd.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
-    sa = sub.add_parser("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
+    sa = add("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
     sa.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
-    sv = sub.add_parser("server", help="serve the web UI and its JSON API (http://127.0.0.1:8080 by default)")
+    sv = add("server", help="serve the web UI and its JSON API (http://127.0.0.1:8080 by default)")
     sv.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     sv.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0 picks a free one)")
     sv.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
     # Internal commands, run by the launcher (launch/base.py request_argv): no `help=`, so
     # argparse lists them nowhere in `dagu --help`.
-    sub.add_parser("zygote")  # the scheduler's run forker (launch/local.py)
-    sq = sub.add_parser("start-queued")  # the supervisor of a queued run
+    add("zygote")  # the scheduler's run forker (launch/local.py)
+    sq = add("start-queued")  # the supervisor of a queued run
     sq.add_argument("target", metavar="DAG/RUN_ID")
     sq.add_argument("-q", "--quiet", action="store_true")
-    rm = sub.add_parser("resume")  # the supervisor of a run continued after an approval decision
+    rm = add("resume")  # the supervisor of a run continued after an approval decision
     rm.add_argument("target", metavar="DAG/RUN_ID")
     rm.add_argument("-q", "--quiet", action="store_true")
 
-    ap = sub.add_parser("approve", help="approve a step waiting for approval; its run continues in its own process")
+    ap = add("approve", help="approve a step waiting for approval; its run continues in its own process")
     ap.add_argument("run_id", metavar="RUN_ID")
     ap.add_argument("step", metavar="STEP")
     ap.add_argument("-i", "--input", action="append", default=[], metavar="KEY=VALUE",
@@ -189,7 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--wait", action="store_true", help="wait until the run stops running and report it "
                                                       "(exit 0: succeeded or waiting again)")
 
-    rj = sub.add_parser("reject", help="reject a step waiting for approval; the run then fails")
+    rj = add("reject", help="reject a step waiting for approval; the run then fails")
     rj.add_argument("run_id", metavar="RUN_ID")
     rj.add_argument("step", metavar="STEP")
     rj.add_argument("--reason", default=None)
@@ -198,7 +221,7 @@ def _parser() -> argparse.ArgumentParser:
     rj.add_argument("--wait", action="store_true", help="wait until the run stops running and report it "
                                                       "(exit 0: succeeded or waiting again)")
 
-    pb = sub.add_parser("push-back", help="send a waiting step back: its approval.rewind_to step (default: "
+    pb = add("push-back", help="send a waiting step back: its approval.rewind_to step (default: "
                                           "itself) and everything after it run again, then it waits again")
     pb.add_argument("run_id", metavar="RUN_ID")
     pb.add_argument("step", metavar="STEP")
@@ -210,13 +233,13 @@ def _parser() -> argparse.ArgumentParser:
     pb.add_argument("--wait", action="store_true", help="wait until the run stops running and report it "
                                                       "(exit 0: succeeded or waiting again)")
 
-    sc = sub.add_parser("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
+    sc = add("schema", help="print a JSON Schema (dag: workflow files, plan: plan files)")
     sc.add_argument("which", nargs="?", choices=("dag", "plan"), default="dag")
 
-    e = sub.add_parser("explain", help="explain a diagnostic code")
+    e = add("explain", help="explain a diagnostic code")
     e.add_argument("code", nargs="?", help="a code such as unknown-depends (omit to list all)")
 
-    m = sub.add_parser("migrate", help="rewrite Dagu 1.x spellings to v2 and print the diff")
+    m = add("migrate", help="rewrite Dagu 1.x spellings to v2 and print the diff")
     m.add_argument("paths", nargs="+", metavar="FILE", help="workflow files, or directories of *.yaml/*.yml")
     m.add_argument("--write", action="store_true", help="edit the files in place (comments and layout are kept)")
     m.add_argument("--check", action="store_true", help="exit 1 when a file would change (for CI)")
@@ -263,6 +286,8 @@ def _check(args: argparse.Namespace, write: bool) -> int:
     files = _collect(args.paths)
     out = getattr(args, "output", None) if write else None
     if write and out is None:
+        from dagu.settings import dagu_home
+
         out = os.path.join(dagu_home(), "plans")
     if write:
         from dagu.store.runs import StoreError, write_atomic
@@ -291,7 +316,7 @@ def _check(args: argparse.Namespace, write: bool) -> int:
             try:
                 write_atomic(target, text, make_dirs=True)
             except StoreError as exc:
-                raise cli_run.CommandFailed(str(exc)) from None
+                raise _cli_run().CommandFailed(str(exc)) from None
             written.append((f, target))
     report = render(args.format, diagnostics, len(files))
     stream = sys.stderr if to_stdout else sys.stdout
@@ -340,8 +365,8 @@ def _zygote() -> int:
     launch/ sits below the CLI and never imports it)."""
     from dagu.engine import runner  # noqa: F401 - loaded once here, shared by every forked run
     from dagu.launch.local import zygote_main
-    from dagu import cli_format  # noqa: F401
-    from dagu.service import control, dags, runs  # noqa: F401
+    from dagu import cli_format, cli_run  # noqa: F401
+    from dagu.service import control, dags, plan_cache, runs  # noqa: F401
 
     zygote_main(main, _ZYGOTE_PRELOAD)
     return EXIT_OK
@@ -349,10 +374,10 @@ def _zygote() -> int:
 
 def _status(args: argparse.Namespace) -> int:
     if args.scheduler:
-        return cli_run.scheduler_status_cmd(args)
+        return _cli_run().scheduler_status_cmd(args)
     if args.file is None:
         raise UsageError("give a workflow file or DAG name, or --scheduler")
-    return cli_run.status_cmd(args)
+    return _cli_run().status_cmd(args)
 
 
 def _dry(args: argparse.Namespace) -> int:
@@ -366,7 +391,7 @@ def _dry(args: argparse.Namespace) -> int:
     try:
         report = describe(loaded.plan, args.params, args.rest, os.environ)
     except DryError as exc:
-        raise cli_run.CommandFailed(str(exc)) from None
+        raise _cli_run().CommandFailed(str(exc)) from None
     sys.stdout.write(report)
     return EXIT_OK
 
@@ -407,6 +432,8 @@ def _scheduler(args: argparse.Namespace) -> int:
         sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} dagu scheduler: {line}\n")
         sys.stderr.flush()
 
+    from dagu.settings import dagu_home
+
     home = dagu_home()
     return serve_scheduler(home, args.dags or os.path.join(home, "dags"), os.environ,
                            stop=lambda: bool(stopping), log=log)
@@ -423,6 +450,7 @@ def _server(args: argparse.Namespace) -> int:
     if not loopback:
         raise UsageError(f"--host {args.host}: the web UI has no users yet, so it serves only this host "
                          "(127.0.0.1); reach it from elsewhere through an SSH tunnel (ssh -L 8080:127.0.0.1:8080)")
+    from dagu.settings import dagu_home
     from dagu.web.app import create_app
     from dagu.web.server import serve
 
@@ -446,7 +474,7 @@ def _cleanup(args: argparse.Namespace) -> int:
                          "or --max-size SIZE (all DAGs)")
     if args.retention_days is not None and args.retention_days < 0:
         raise UsageError(f"--retention-days {args.retention_days:g}: must not be negative")
-    return cli_run.cleanup_cmd(args)
+    return _cli_run().cleanup_cmd(args)
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -476,51 +504,68 @@ def _migrate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cli_run():
+    """cli_run.py, imported by the commands that need it (it loads the settings and the service)."""
+    from dagu import cli_run
+
+    return cli_run
+
+
 COMMANDS = {
     "compile": lambda a: _explain_schedule(a) if a.explain_schedule else _check(a, write=True),
     "validate": lambda a: _check(a, write=False),
     "dry": _dry,
-    "start": cli_run.start_cmd,
-    "retry": cli_run.retry_cmd,
-    "stop": cli_run.stop_cmd,
-    "restart": cli_run.restart_cmd,
+    "start": lambda a: _cli_run().start_cmd(a),
+    "retry": lambda a: _cli_run().retry_cmd(a),
+    "stop": lambda a: _cli_run().stop_cmd(a),
+    "restart": lambda a: _cli_run().restart_cmd(a),
     "status": _status,
-    "history": cli_run.history_cmd,
-    "logs": cli_run.logs_cmd,
+    "history": lambda a: _cli_run().history_cmd(a),
+    "logs": lambda a: _cli_run().logs_cmd(a),
     "cleanup": _cleanup,
-    "exec": cli_run.exec_cmd,
-    "enqueue": cli_run.enqueue_cmd,
-    "dequeue": cli_run.dequeue_cmd,
-    "queue": cli_run.queue_cmd,
-    "start-queued": cli_run.start_queued_cmd,
-    "resume": cli_run.resume_cmd,
+    "exec": lambda a: _cli_run().exec_cmd(a),
+    "enqueue": lambda a: _cli_run().enqueue_cmd(a),
+    "dequeue": lambda a: _cli_run().dequeue_cmd(a),
+    "queue": lambda a: _cli_run().queue_cmd(a),
+    "start-queued": lambda a: _cli_run().start_queued_cmd(a),
+    "resume": lambda a: _cli_run().resume_cmd(a),
     "zygote": lambda a: _zygote(),
     "scheduler": _scheduler,
     "start-all": _scheduler,
     "server": _server,
-    "approve": lambda a: cli_run.decide_cmd(a, "approve"),
-    "reject": lambda a: cli_run.decide_cmd(a, "reject"),
-    "push-back": lambda a: cli_run.decide_cmd(a, "push_back"),
+    "approve": lambda a: _cli_run().decide_cmd(a, "approve"),
+    "reject": lambda a: _cli_run().decide_cmd(a, "reject"),
+    "push-back": lambda a: _cli_run().decide_cmd(a, "push_back"),
     "schema": _schema,
     "explain": _explain,
     "migrate": _migrate,
 }
 
 
-class _AfterDashOnly(argparse.Action):
-    """Params come only after `--` (as upstream): `dagu start FILE extra words` is a usage error
-    (exit 2, with the command's usage line), not words silently taken as params."""
+def _after_dash_only() -> "type[argparse.Action]":
+    """The action of `start`'s params: built when the start parser is (argparse loads lazily)."""
+    import argparse
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        if values:
-            parser.error(f"unexpected {' '.join(values)!r}: give params after `--` (dagu start FILE -- A=1)")
-        setattr(namespace, self.dest, list(values or []))
+    class _AfterDashOnly(argparse.Action):
+        """Params come only after `--` (as upstream): `dagu start FILE extra words` is a usage error
+        (exit 2, with the command's usage line), not words silently taken as params."""
+
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                     option_string: str | None = None) -> None:
+            if values:
+                parser.error(f"unexpected {' '.join(values)!r}: give params after `--` (dagu start FILE -- A=1)")
+            setattr(namespace, self.dest, list(values or []))
+
+    return _AfterDashOnly
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
+    if argv == ["--version"]:  # answered before argparse is even imported
+        sys.stdout.write(f"dagu {__version__}\n")
+        return EXIT_OK
+    command = next((word for word in argv if not word.startswith("-")), None)
+    parser = _parser(command if command in COMMANDS else None)
     debug = "--debug" in argv
     # Words after the first `--` are params (or exec's command) wherever the options are,
     # so `dagu start FILE --run-id X -- A=1` works as it does upstream.
@@ -544,18 +589,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, BadRequest, BadName) as exc:
-        sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
-        return EXIT_USAGE
-    except (cli_run.CommandFailed, ServiceError) as exc:
-        sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
-        return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         return EXIT_OK
-    except Exception as exc:  # the one boundary: internal errors become one line
-        if debug:
-            raise
-        sys.stderr.write(f"dagu: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)\n")
-        return EXIT_INTERNAL
+    except Exception as exc:  # the one boundary: every error becomes one line and an exit code
+        code = _exit_code_of(exc)
+        if code is None:
+            if debug:
+                raise
+            sys.stderr.write(f"dagu: internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)\n")
+            return EXIT_INTERNAL
+        sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
+        return code
+
+
+def _exit_code_of(exc: Exception) -> int | None:
+    """2 for a wrong request, 1 for one that cannot be done, None for an internal error.
+    (The exception classes are imported here, on the error path, to keep start-up small.)"""
+    from dagu.cli_run import CommandFailed
+    from dagu.service import BadRequest, ServiceError
+    from dagu.spec.names import BadName
+
+    if isinstance(exc, (UsageError, BadRequest, BadName)):
+        return EXIT_USAGE
+    if isinstance(exc, (CommandFailed, ServiceError)):
+        return EXIT_INVALID
+    return None

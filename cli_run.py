@@ -39,7 +39,7 @@ def _loaded(file: str, show_warnings: bool = True) -> Any:
     """The plan of FILE, or None after printing why it does not compile."""
     from dagu.service.dags import load_for_run
 
-    loaded = load_for_run(file)
+    loaded = load_for_run(file, dagu_home())
     if loaded.plan is None:
         sys.stderr.write(loaded.diagnostics or "")
     elif loaded.diagnostics and show_warnings:
@@ -50,7 +50,7 @@ def _loaded(file: str, show_warnings: bool = True) -> Any:
 def _dag(file: str) -> str:
     from dagu.service.dags import resolve_dag_name
 
-    return resolve_dag_name(file)
+    return resolve_dag_name(file, dagu_home())
 
 
 def start_cmd(args: argparse.Namespace) -> int:

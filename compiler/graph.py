@@ -12,7 +12,6 @@ which alone would break the 250 ms budget of `dagu compile` on a small file.
 
 from __future__ import annotations
 
-import difflib
 import graphlib
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,8 @@ class StepGraph:
 
 def suggest(word: str, choices: list[str]) -> list[str]:
     """A 'did you mean' note, when a close match exists."""
+    import difflib  # here: only a file with a problem needs it
+
     close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     return [f"did you mean '{close[0]}'?"] if close else []
 

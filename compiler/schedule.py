@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dagu.compiler.context import DocContext, Path
 from dagu.spec.plan import CronEntry, Schedule
@@ -14,6 +13,8 @@ _FIELD_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 
 
 def check_timezone(ctx: DocContext, path: Path, tz: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # here: most files name no time zone
+
     try:
         ZoneInfo(tz)
         return True

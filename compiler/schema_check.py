@@ -11,11 +11,9 @@ alternative's problems instead of all of them.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
-from importlib import resources
 from typing import TYPE_CHECKING, Any, Iterable
 
 from dagu.compiler.context import DocContext
@@ -37,6 +35,8 @@ def load_schema(name: str = "dag") -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _load_schema(name: str) -> dict[str, Any]:
+    from importlib import resources  # here: a valid file never needs the schema (5 ms of imports)
+
     text = (resources.files("dagu.spec") / f"{name}.schema.json").read_text(encoding="utf-8")
     return json.loads(text)
 
@@ -281,6 +281,8 @@ def _unknown_key(path: tuple, key: str, allowed: list[str], data: Any, mapping: 
         both = isinstance(mapping, dict) and new in mapping
         note = f"'{new}' is set here too: keep one of them, spelled '{new}'" if both else f"rename it to '{new}'"
         return (path + (key,), code, True, {"key": key, "new": new, "notes": [note]})
+    import difflib  # here: only a file with a problem needs it
+
     close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
     if close:
         notes = [f"did you mean '{close[0]}'?"]
@@ -320,6 +322,8 @@ def _translate(error: ValidationError, data: Any) -> list[tuple]:
         return [(path, "wrong-type", False, {"where": place, "expected": _types_word(expected), "actual": show_value(instance)})]
     if v in ("enum", "const"):
         allowed = error.validator_value if v == "enum" else [error.validator_value]
+        import difflib
+
         close = difflib.get_close_matches(str(instance), [str(a) for a in allowed], n=1, cutoff=0.6)
         return [(path, "invalid-value", False, {
             "where": place, "allowed": ", ".join(json.dumps(a) for a in allowed), "value": show_value(instance),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
@@ -47,7 +46,7 @@ class Outcome:
 
 def new_run_id() -> str:
     """Sortable by start time, unique without coordination: 20261124T101500Z-1a2b3c4d."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + os.urandom(4).hex()  # uuid4 costs 2 ms of imports
 
 
 def exit_code_of(status: RunStatus) -> int:

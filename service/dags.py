@@ -7,8 +7,9 @@ compiler; it does so lazily, so reading runs never loads it.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 from dagu.service import BadRequest, ServiceError
 
@@ -43,8 +44,12 @@ class DagEntry:
     diagnostics: list = field(default_factory=list)  # compiler Diagnostic objects
 
 
-def load_for_run(file: str) -> LoadedPlan:
-    """A plan from a plan file (*.json) or, compiling it first, from a workflow file."""
+def load_for_run(file: str, home: str | None = None) -> LoadedPlan:
+    """A plan from a plan file (*.json) or, compiling it first, from a workflow file.
+
+    With `home`, a workflow's plan is reused from `$home/plans/cache` while the file and
+    everything it was compiled from are unchanged (plan_cache.py): such a start imports
+    neither the compiler nor YAML."""
     from dagu.spec.plan import PlanError, load_plan
 
     if file.endswith(".json"):
@@ -55,15 +60,45 @@ def load_for_run(file: str) -> LoadedPlan:
         except (PlanError, OSError) as exc:
             raise BadRequest(str(exc)) from None
         return LoadedPlan(file, plan, None, text)
+    if not os.path.exists(file):
+        raise BadRequest(f"{file}: no such file")
+    environ = os.environ  # what the compiler reads (DAGU_BASE_CONFIG), so what an entry is keyed on
+    if home is not None:
+        reused = _reuse(home, file, environ)
+        if reused is not None:
+            return reused
+    started_ns = time.time_ns()
     from dagu.compiler.pipeline import compile_file
     from dagu.compiler.render import render
 
-    if not os.path.exists(file):
-        raise BadRequest(f"{file}: no such file")
     result = compile_file(file)
+    warnings = render("text", result.diagnostics, 1) if result.diagnostics else None
     if not result.ok:
-        return LoadedPlan(file, None, render("text", result.diagnostics, 1))
-    return LoadedPlan(file, result.plan, render("text", result.diagnostics, 1) if result.diagnostics else None)
+        return LoadedPlan(file, None, warnings)
+    text = None
+    if home is not None:
+        from dagu.service import plan_cache
+        from dagu.spec.plan import dump_plan
+
+        text = dump_plan(result.plan)
+        plan_cache.save(home, file, environ, result.plan, text, warnings, started_ns)
+    return LoadedPlan(file, result.plan, warnings, text)
+
+
+def _reuse(home: str, file: str, environ: Mapping[str, str]) -> LoadedPlan | None:
+    import json
+
+    from dagu.service import plan_cache
+    from dagu.spec.plan import PlanError, plan_from_dict
+
+    cached = plan_cache.lookup(home, file, environ)
+    if cached is None:
+        return None
+    try:
+        plan = plan_from_dict(json.loads(cached.plan_text))
+    except (PlanError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # a damaged entry: compile again
+    return LoadedPlan(file, plan, cached.warnings, cached.plan_text)
 
 
 def compile_for_scheduler(file: str) -> "tuple[Plan | None, str | None]":
@@ -72,10 +107,11 @@ def compile_for_scheduler(file: str) -> "tuple[Plan | None, str | None]":
     return loaded.plan, loaded.diagnostics
 
 
-def resolve_dag_name(file: str) -> str:
+def resolve_dag_name(file: str, home: str | None = None) -> str:
     """The DAG name a FILE argument stands for: a plan's root, a workflow's name, or the word itself.
 
-    A workflow file that no longer compiles still names its history (by its file name)."""
+    A workflow file that no longer compiles still names its history (by its file name).
+    With `home`, a workflow's cached plan names it (see `load_for_run`)."""
     if os.path.isfile(file):
         if file.endswith(".json"):
             from dagu.spec.plan import PlanError, load_plan
@@ -84,11 +120,14 @@ def resolve_dag_name(file: str) -> str:
                 return load_plan(file).root
             except PlanError as exc:
                 raise ServiceError(str(exc)) from None
-        from dagu.compiler.pipeline import compile_file
+        if home is not None:
+            plan = load_for_run(file, home).plan
+        else:
+            from dagu.compiler.pipeline import compile_file
 
-        result = compile_file(file)
-        if result.plan is not None:
-            return result.plan.root
+            plan = compile_file(file).plan
+        if plan is not None:
+            return plan.root
         return os.path.splitext(os.path.basename(file))[0]
     from dagu.spec.names import dag_name_problem
 

@@ -7,21 +7,25 @@ Columns: the installed `dagu` (the script beside this Python), the frozen
 binary (default dist/dagu, when it exists), and with --compare another dagu:
 a previous build, or upstream Dagu 1.x's binary (recognised because it has no
 `--version`; it then gets `version`, `validate` of the same workflows in 1.x
-spelling, and `start` of YAML).  The last column is compare / frozen (or /
-installed when nothing is frozen).
+spelling, and `start` of YAML).  The last column is ours / compare: frozen (or
+installed when nothing is frozen) over compare, so below 1.00 ours is faster or smaller.
 
 Rows:
   startup        `--version` (warm), the frozen binary's first start (it unpacks
-                 itself; fresh XDG_CACHE_HOME), `validate` of a 10-step file
+                 itself; fresh XDG_CACHE_HOME), `validate` of a 10-step file, `start` of a
+                 10-step chain of `true`: first run (a fresh DAGU_HOME each time, so ours
+                 compiles) and re-run (one DAGU_HOME, warmed by one run: ours reuses the plan)
   compile        `compile FILE -o PLAN` of 1,000 and 10,000-step chains and random graphs
-                 (compile_bench.py's workloads)
+                 (compile_bench.py's workloads), and the peak RSS of the 10,000-step ones
   per step       what the supervisor adds per step to a 100-step chain and fan-out of
                  `true`, above the floor of spawning `sh -c true` from Python (run_bench.py);
                  and what a sub-DAG `call` adds over a command step (it starts another dagu)
   100 MB output  wall time and the supervisor's peak RSS while a step prints 100 MB
 
-Times are medians of --repeat runs (per-step: the best), each command with a
-throwaway DAGU_HOME.  Nothing is asserted: machines are noisy.  Standard library only.
+Times are medians of --repeat rounds, in each of which every engine is measured
+once, in turn (a shared machine's busy minutes then hit every column alike); each
+command with a throwaway DAGU_HOME.  --before CMD adds a column for another build of ours (e.g. the
+previous commit installed in a scratch venv), measured in the same run.  Nothing is asserted: machines are noisy.  Standard library only.
 """
 
 from __future__ import annotations
@@ -108,9 +112,35 @@ def startup(e: Engine, repeat: int, work: Path) -> list[Row]:
                 {e.name: median_ms([*e.argv, "validate", str(small)], repeat, small.parent, env)})]
 
 
+def chain_of_true(n: int, legacy: bool) -> str:
+    """n steps of `true`, each after the one before (1.x spelling: names and depends)."""
+    lines = ["steps:"]
+    for i in range(n):
+        lines += [f"  - {'name' if legacy else 'id'}: s{i}", '    command: "true"']
+        if legacy and i:
+            lines.append(f"    depends: [s{i - 1}]")
+    return "\n".join(lines) + "\n"
+
+
+def starting(e: Engine, repeat: int, work: Path) -> list[Row]:
+    """`start` of a small chain: each time in a fresh DAGU_HOME, and again and again in one."""
+    folder = work / f"start-{e.name}"
+    folder.mkdir()
+    path = folder / f"chain_{compile_bench.SMALL_STEPS}.yaml"
+    path.write_text(chain_of_true(compile_bench.SMALL_STEPS, e.upstream))
+    argv = [*e.argv, "start", str(path)] if e.upstream else [*e.argv, "start", "-q", str(path)]
+    firsts = [median_ms(argv, 1, folder, compile_bench.bench_env(folder / f"home-first-{i}")) for i in range(repeat)]
+    env = compile_bench.bench_env(folder / "home-rerun")
+    compile_bench.measure(argv, 1, folder, env)  # the first run: ours compiles and keeps the plan
+    n = compile_bench.SMALL_STEPS
+    return [Row(f"start {n}-step chain of true: first run", "ms",
+                {e.name: None if None in firsts else statistics.median(firsts)}),
+            Row(f"start {n}-step chain of true: re-run", "ms", {e.name: median_ms(argv, repeat, folder, env)})]
+
+
 def compiling(e: Engine, repeat: int, work: Path) -> list[Row]:
     env = compile_bench.bench_env(work / f"home-{e.name}")
-    rows = []
+    rows, memory = [], []
     for n in COMPILE_SIZES:
         for kind in ("chain", "graph"):
             if e.upstream:
@@ -119,9 +149,12 @@ def compiling(e: Engine, repeat: int, work: Path) -> list[Row]:
             else:
                 path = work / "v2" / f"{kind}_{n}.yaml"
                 argv = [*e.argv, "compile", str(path), "-o", str(work / f"{e.name}.plan.json")]
+            done = compile_bench.measure(argv, repeat, path.parent, env)
             rows.append(Row(f"compile {kind} of {n:,} steps" + (" (upstream: validate)" if e.upstream else ""),
-                            "ms", {e.name: median_ms(argv, repeat, path.parent, env)}))
-    return rows
+                            "ms", {e.name: done.ms}))
+            if n == max(COMPILE_SIZES):
+                memory.append(Row(f"compile {kind} of {n:,} steps: peak RSS", "MiB", {e.name: done.mb}))
+    return rows + memory
 
 
 def calls_yaml(n: int, call: bool, legacy: bool) -> str:
@@ -209,6 +242,7 @@ def measure_engine(e: Engine, groups: list[str], repeat: int, floor: float, work
     rows = []
     if "startup" in groups:
         rows += startup(e, repeat, work)
+        rows += starting(e, repeat, work)
     if "compile" in groups:
         rows += compiling(e, repeat, work)
     if "run" in groups:
@@ -216,6 +250,37 @@ def measure_engine(e: Engine, groups: list[str], repeat: int, floor: float, work
     if "scheduler" in groups:
         rows += idle_scheduler(e, work)
     return rows
+
+
+def taking_turns(engines: list[Engine], groups: list[str], repeat: int, floor: float, work: Path,
+                 progress) -> list[list[Row]]:
+    """Every engine once per round, `repeat` rounds; each row is the median of its rounds.
+
+    Why: the machine is shared, and measuring one engine after the other let a busy
+    minute land on one column only; taking turns spreads it over all of them.  The
+    scheduler group (tens of seconds) runs once per engine, after the rounds."""
+    timed = [g for g in groups if g != "scheduler"]
+    rounds: dict[str, list[list[Row]]] = {e.name: [] for e in engines}
+    for r in range(repeat):
+        folder = work / f"round-{r}"
+        folder.mkdir()
+        for shared in ("v2", "legacy"):  # the generated workflows, written once
+            (folder / shared).symlink_to(work / shared)
+        for e in engines:
+            rounds[e.name].append(measure_engine(e, timed, 1, floor, folder, progress))
+    results = []
+    for e in engines:
+        per_round = rounds[e.name]
+        rows = [Row(row.label, row.unit, {e.name: _median([rs[i].values[e.name] for rs in per_round])})
+                for i, row in enumerate(per_round[0])]
+        if "scheduler" in groups:
+            rows += idle_scheduler(e, work)
+        results.append(rows)
+    return results
+
+
+def _median(values: list[float | None]) -> float | None:
+    return None if not values or None in values else statistics.median(values)
 
 
 def merge(per_engine: list[list[Row]]) -> list[Row]:
@@ -234,12 +299,12 @@ def fmt(value: float | None, unit: str) -> str:
 
 
 def table(rows: list[Row], names: list[str], base: str | None, other: str | None) -> str:
-    headers = ["", "unit", *names] + ([f"{other}/{base}"] if base and other else [])
+    headers = ["", "unit", *names] + ([f"{base}/{other}"] if base and other else [])
     cells = []
     for r in rows:
         line = [r.label, r.unit, *(fmt(r.values.get(n), r.unit) for n in names)]
         if base and other:
-            a, b = r.values.get(other), r.values.get(base)
+            a, b = r.values.get(base), r.values.get(other)
             line.append("-" if a is None or not b or b <= 0 or a < 0 else f"{a / b:.2f}")
         cells.append(line)
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
@@ -255,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frozen", metavar="PATH", default=str(ROOT / "dist" / "dagu"),
                     help="the frozen binary (default: dist/dagu; skipped when missing)")
     ap.add_argument("--compare", metavar="CMD", help="another dagu: a previous build, or upstream's 1.x binary")
+    ap.add_argument("--before", metavar="CMD", help="a previous build of ours, as one more column (no ratio)")
     ap.add_argument("--repeat", type=int, default=5, help="runs per measurement (default 5)")
     ap.add_argument("--only", metavar="GROUPS", default=",".join(GROUPS),
                     help=f"comma-separated row groups to measure (default: all of {','.join(GROUPS)})")
@@ -266,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     if not groups or set(groups) - set(GROUPS):
         ap.error(f"--only: choose among {','.join(GROUPS)}")
 
-    engines = [engine("installed", args.installed or shlex.join(compile_bench.our_command()))]
+    engines = [engine("before", args.before)] if args.before else []
+    engines.append(engine("installed", args.installed or shlex.join(compile_bench.our_command())))
     if os.path.isfile(args.frozen) and os.access(args.frozen, os.X_OK):
         engines.append(engine("frozen", args.frozen))
     if args.compare:
@@ -277,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         compile_bench.write_workloads(work, list(COMPILE_SIZES), compile_bench.SEED)
         floor = run_bench.floor_per_spawn() if "run" in groups else 0.0
-        results = [measure_engine(e, groups, args.repeat, floor, work, progress) for e in engines]
+        results = taking_turns(engines, groups, args.repeat, floor, work, progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     rows = merge(results)
@@ -292,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     for e in engines:
         print(f"{e.name}: {shlex.join(e.argv)}{' (upstream 1.x)' if e.upstream else ''}")
     floor_note = f"floor: spawning `sh -c true` from Python = {floor * 1000:.2f} ms; " if "run" in groups else ""
-    print(f"{floor_note}median of {args.repeat} (per step: best of {args.repeat})")
+    print(f"{floor_note}median of {args.repeat} rounds, the engines taking turns in each")
     print(table(rows, names, base, other))
     return 0
 

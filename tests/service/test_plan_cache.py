@@ -1,0 +1,115 @@
+"""`dagu start FILE` reuses the plan compiled from FILE while nothing it was compiled from changed,
+and never runs a stale one: each kind of input (the file, base.yaml, a called file, a dotenv file,
+DAGU_BASE_CONFIG) changed makes the next start compile again.  Whether a start compiled is read from
+`python -X importtime` of the real process: a reuse imports neither the compiler nor YAML."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.runtime.conftest import Env
+
+MAIN = """
+    steps:
+      - id: greet
+        command: echo ${GREETING} >> out.txt
+    """
+
+
+def start(env: Env, *args: str, extra: dict | None = None) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run `dagu start -q FILE` for real; (the process, whether it imported the compiler)."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "dagu", "start", "-q", *args], cwd=env.dir,
+                          env={**env.env, **(extra or {})}, capture_output=True, text=True, timeout=60)
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert done.returncode == 0, done.stderr[-2000:]
+    compiled = "dagu.compiler.pipeline" in imported
+    assert compiled == ("yaml" in imported), "YAML is read by the compiler alone"
+    return done, compiled
+
+
+def out(env: Env) -> list[str]:
+    return (env.dir / "out.txt").read_text().splitlines()
+
+
+def test_unchanged_file_reuses_its_plan_without_the_compiler_or_yaml(env: Env) -> None:
+    env.write("main.yaml", MAIN.replace("${GREETING}", "hello"))
+    assert start(env, "main.yaml")[1] is True
+    assert start(env, "main.yaml")[1] is False
+    assert start(env, str(env.dir / "main.yaml"))[1] is False  # one entry per file, however it is named
+    assert out(env) == ["hello"] * 3
+    assert len(list((env.home / "plans" / "cache").iterdir())) == 1
+
+
+def test_edited_workflow_is_compiled_again(env: Env) -> None:
+    env.write("main.yaml", MAIN.replace("${GREETING}", "one"))
+    start(env, "main.yaml")
+    env.write("main.yaml", MAIN.replace("${GREETING}", "two"))
+    assert start(env, "main.yaml")[1] is True
+    assert start(env, "main.yaml")[1] is False
+    assert out(env) == ["one", "two", "two"]
+
+
+def test_edited_or_new_base_config_is_compiled_again(env: Env) -> None:
+    env.write("main.yaml", MAIN)
+    start(env, "main.yaml")  # no base.yaml: GREETING is empty
+    env.write("base.yaml", "env:\n  - GREETING: one\n")
+    assert start(env, "main.yaml")[1] is True
+    assert start(env, "main.yaml")[1] is False
+    env.write("base.yaml", "env:\n  - GREETING: two\n")
+    assert start(env, "main.yaml")[1] is True
+    assert out(env) == ["", "one", "one", "two"]
+
+
+def test_edited_called_file_is_compiled_again(env: Env) -> None:
+    env.write("main.yaml", "steps:\n  - id: c\n    call: child\n")
+    env.write("child.yaml", MAIN.replace("${GREETING}", "one"))
+    start(env, "main.yaml")
+    assert start(env, "main.yaml")[1] is False
+    env.write("child.yaml", MAIN.replace("${GREETING}", "two"))
+    assert start(env, "main.yaml")[1] is True
+    assert out(env) == ["one", "one", "two"]
+
+
+def test_dotenv_names_changed_are_compiled_again(env: Env) -> None:
+    env.write("main.yaml", MAIN)
+    first, _ = start(env, "main.yaml")
+    assert "'GREETING' is not defined" in first.stderr
+    hit, compiled = start(env, "main.yaml")
+    assert compiled is False and "'GREETING' is not defined" in hit.stderr  # the warnings are kept
+    env.write(".env", "GREETING=from-dotenv\n")
+    done, compiled = start(env, "main.yaml")
+    assert compiled is True and "is not defined" not in done.stderr
+    assert start(env, "main.yaml")[1] is False
+    assert out(env)[-2:] == ["from-dotenv", "from-dotenv"]
+
+
+def test_base_config_variable_changed_is_compiled_again(env: Env) -> None:
+    env.write("main.yaml", MAIN)
+    env.write("other-base.yaml", "env:\n  - GREETING: other\n")
+    start(env, "main.yaml")
+    assert start(env, "main.yaml", extra={"DAGU_BASE_CONFIG": str(env.dir / "other-base.yaml")})[1] is True
+    assert out(env) == ["", "other"]
+
+
+def test_damaged_entry_is_compiled_again_without_an_error(env: Env) -> None:
+    env.write("main.yaml", MAIN.replace("${GREETING}", "hello"))
+    start(env, "main.yaml")
+    (entry,) = (env.home / "plans" / "cache").iterdir()
+    for damage in ("{not json", entry.read_text()[:-40], ""):
+        entry.write_text(damage)
+        done, compiled = start(env, "main.yaml")
+        said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+        assert compiled is True and said == []
+        assert start(env, "main.yaml")[1] is False  # rewritten whole
+    assert out(env) == ["hello"] * 7
+
+
+def test_commands_naming_a_workflow_file_use_its_cached_plan(env: Env) -> None:
+    env.write("main.yaml", "name: greeter\nsteps:\n  - id: greet\n    command: echo hello\n")
+    start(env, "main.yaml")
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "dagu", "history", "main.yaml"], cwd=env.dir,
+                          env=env.env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "succeeded" in done.stdout
+    assert "dagu.compiler.pipeline" not in done.stderr and "| yaml" not in done.stderr
