@@ -139,7 +139,7 @@ def test_module_package_follows_the_installed_layout() -> None:
 # The packages below the service layer: they run plans and keep state, and never reach up.
 BELOW_SERVICE = ("engine", "process", "store", "launch", "queues", "schedule", "executors", "settings", "spec")
 RUNTIME = ("engine", "process", "store", "launch", "queues", "schedule", "settings")
-FRONT_ENDS = ("cli", "cli_run", "web", "__main__")
+FRONT_ENDS = ("cli", "cli_run", "cli_format", "cli_parser", "web", "__main__")
 
 
 def package_of(path: Path) -> str:
