@@ -65,6 +65,7 @@ class InProcessRunner:
         self._lock = threading.Lock()
         self._live = 0
         self._idle = 0
+        self._abandoned = 0  # threads still running a call that was abandoned
 
     def submit(self, ticket: Ticket) -> None:
         with self._lock:
@@ -91,11 +92,17 @@ class InProcessRunner:
                 error = exc
             with self._lock:
                 if ticket.abandoned:  # the step was concluded without us; this thread leaves the pool
+                    self._abandoned -= 1
                     return
                 ticket.returned = True
                 self._idle += 1
             self._done.put((ticket, result, error))
             self._wake()
+
+    def busy(self) -> bool:
+        """Whether an executor's code runs on a worker now (abandoned ones included)."""
+        with self._lock:
+            return self._live > self._idle or self._abandoned > 0 or not self._tasks.empty()
 
     def take(self) -> list[tuple[Ticket, StepResult | None, BaseException | None]]:
         """Calls that returned since the last take (never one that was abandoned)."""
@@ -115,6 +122,7 @@ class InProcessRunner:
                 ticket.abandoned = True
                 if not ticket.returned:
                     self._live -= 1
+                    self._abandoned += 1
         close_io(ticket.io)
 
     def close(self) -> None:
