@@ -65,10 +65,11 @@ class InProcessRunner:
         self._lock = threading.Lock()
         self._live = 0
         self._idle = 0
-        self._abandoned = 0  # threads still running a call that was abandoned
+        self._calls = 0  # submitted and not yet returned (abandoned ones included)
 
     def submit(self, ticket: Ticket) -> None:
         with self._lock:
+            self._calls += 1
             self._tasks.put(ticket)
             if self._tasks.qsize() > self._idle and self._live < self._max:
                 self._live += 1
@@ -91,8 +92,8 @@ class InProcessRunner:
             except BaseException as exc:  # handed to the loop, which reports it on the step
                 error = exc
             with self._lock:
+                self._calls -= 1
                 if ticket.abandoned:  # the step was concluded without us; this thread leaves the pool
-                    self._abandoned -= 1
                     return
                 ticket.returned = True
                 self._idle += 1
@@ -102,7 +103,7 @@ class InProcessRunner:
     def busy(self) -> bool:
         """Whether an executor's code runs on a worker now (abandoned ones included)."""
         with self._lock:
-            return self._live > self._idle or self._abandoned > 0 or not self._tasks.empty()
+            return self._calls > 0
 
     def take(self) -> list[tuple[Ticket, StepResult | None, BaseException | None]]:
         """Calls that returned since the last take (never one that was abandoned)."""
@@ -122,7 +123,6 @@ class InProcessRunner:
                 ticket.abandoned = True
                 if not ticket.returned:
                     self._live -= 1
-                    self._abandoned += 1
         close_io(ticket.io)
 
     def close(self) -> None:
