@@ -80,7 +80,7 @@ def measure(columns: dict[str, tuple[list[str], dict[str, str]]], sizes: dict[st
                 home = tempfile.mkdtemp(dir=work)
                 env = {**os.environ, **extra, "DAGU_HOME": home}
                 plan = os.path.join(home, "plan.json")
-                subprocess.run([*argv, "compile", plans[case], "-o", plan], env=env, check=True,
+                subprocess.run([*argv, "compile", plans[case], "-o", plan], env=env, check=True, cwd=work,
                                capture_output=True)
                 times[name][case].append(run_bench.timed([*argv, "start", "-q", plan], env, work)[0])
     return {c: {case: statistics.median(v) for case, v in cases.items()} for c, cases in times.items()}
