@@ -69,13 +69,11 @@ def fork_child(entry: Callable[[], int], env: dict[str, str], cwd: str, stdout: 
         except (AttributeError, OSError, ValueError):
             pass
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
-    gc.freeze()  # the child's collector never walks (and so never copies) the caller's objects
     try:
         pid = os.fork()
         if pid == 0:
             _child(entry, env, cwd, stdout, stderr, preexec, mask)
     finally:
-        gc.unfreeze()
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return ForkedProcess(pid)
 
@@ -84,6 +82,7 @@ def _child(entry: Callable[[], int], env: dict[str, str], cwd: str, stdout: int,
            preexec: Callable[[], None], mask: set[signal.Signals]) -> None:
     """In the fork: become the child `fork_child` describes, run `entry`, never return."""
     code = EXIT_INTERNAL
+    gc.freeze()  # the child's collector never walks (and so never copies) the caller's objects
     try:
         os.setsid()
         for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
