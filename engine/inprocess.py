@@ -65,9 +65,11 @@ class InProcessRunner:
         self._lock = threading.Lock()
         self._live = 0
         self._idle = 0
+        self._calls = 0  # submitted and not yet returned (abandoned ones included)
 
     def submit(self, ticket: Ticket) -> None:
         with self._lock:
+            self._calls += 1
             self._tasks.put(ticket)
             if self._tasks.qsize() > self._idle and self._live < self._max:
                 self._live += 1
@@ -90,12 +92,18 @@ class InProcessRunner:
             except BaseException as exc:  # handed to the loop, which reports it on the step
                 error = exc
             with self._lock:
+                self._calls -= 1
                 if ticket.abandoned:  # the step was concluded without us; this thread leaves the pool
                     return
                 ticket.returned = True
                 self._idle += 1
             self._done.put((ticket, result, error))
             self._wake()
+
+    def busy(self) -> bool:
+        """Whether an executor's code runs on a worker now (abandoned ones included)."""
+        with self._lock:
+            return self._calls > 0
 
     def take(self) -> list[tuple[Ticket, StepResult | None, BaseException | None]]:
         """Calls that returned since the last take (never one that was abandoned)."""

@@ -10,7 +10,9 @@ reason in the step's stderr log.
 from __future__ import annotations
 
 import os
+from typing import Callable
 
+from dagu.engine import subrun
 from dagu.engine.attempt import Attempt
 from dagu.engine.graph import Node
 from dagu.engine.run_context import RunContext
@@ -18,10 +20,11 @@ from dagu.process.spawn import Children, Reaped, StrictSandbox
 
 
 class ProcessSteps:
-    def __init__(self, ctx: RunContext, children: Children) -> None:
+    def __init__(self, ctx: RunContext, children: Children, busy_threads: Callable[[], bool] = lambda: False) -> None:
         self.ctx = ctx
         self.children = children
         self.strict = StrictSandbox()
+        self.busy_threads = busy_threads  # whether code that is not ours runs on a thread (no fork then)
 
     def spawn(self, node: Node, att: Attempt) -> None:
         """Start every process the attempt's job asks for now."""
@@ -35,9 +38,12 @@ class ProcessSteps:
                     os.makedirs(scratch, exist_ok=True)
                     env = {**env, "TMPDIR": scratch}  # the root, /tmp included, is read-only in the sandbox
                     argv = self.strict.wrap(argv, launch.cwd, [run.logs, os.path.dirname(launch.stdout), scratch])
+                entry = None  # a sub-DAG run: supervised in a fork of this process when that is safe
+                if launch.run is not None and subrun.fork_allowed(self.ctx, self.busy_threads()):
+                    entry = subrun.entry_for(launch.run, self.ctx)
                 child = self.children.start((node, att), argv, env, launch.cwd, launch.stdout, launch.stderr,
                                             att.limits if launch.sandboxed else None,
-                                            f"{self.ctx.run_id}.{node.key}.{node.attempt}", tag=launch)
+                                            f"{self.ctx.run_id}.{node.key}.{node.attempt}", tag=launch, entry=entry)
             except OSError as exc:
                 att.job.exited(launch, 127)
                 att.spawn_error = f"cannot start {launch.argv[0]!r}: {exc.strerror or exc}"

@@ -71,9 +71,9 @@ class Supervisor:
         self.selector.register(self.wake_r, selectors.EVENT_READ, None)
         self.grace = float(ctx.dag.settings.get("max_clean_up_time_sec", DEFAULT_GRACE_SEC) or DEFAULT_GRACE_SEC)
         self.children = Children(self.selector, self.wake, ctx.run.path if ctx.run else ctx.run_id, self.grace)
-        self.processes = ProcessSteps(ctx, self.children)
-        self.checker = PreconditionChecker(self.wake)  # preconditions that run commands
         self.in_process = InProcessRunner(self.wake)
+        self.processes = ProcessSteps(ctx, self.children, self.in_process.busy)
+        self.checker = PreconditionChecker(self.wake)  # preconditions that run commands
         self.stop_reason: str | None = None  # "signal" | "timeout"
         self.stop_signals = 0
         self.run_deadline = time.monotonic() + ctx.dag.timeout_sec if ctx.dag.timeout_sec else None

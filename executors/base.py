@@ -90,6 +90,8 @@ class Launch:
     stdin_file: str | None = None
     tag: Any = None  # the executor's own bookkeeping (e.g. a parallel item index)
     sandboxed: bool = True  # False for dagu's own child supervisors (they sandbox their steps)
+    run: Any = None  # a dagu run (launch.base.RunRequest) that `argv` supervises: the engine may
+    # fork itself to supervise it rather than start a new interpreter (engine/subrun.py)
 
 
 @dataclass

@@ -1,11 +1,13 @@
 """Sub-DAG steps (`call`, optionally with `parallel`): each run is a separate dagu supervisor.
 
-A called DAG runs as its own `dagu start` in its own process, so it gets
+A called DAG runs as its own supervisor in its own process, so it gets
 everything a top-level run has (its own state directory, logs, limits, stop
-handling) and a crash in it cannot take the caller down.  The command line comes
-from the launcher contract (`launch.base.request_argv`), so there is one place
-that knows how a run request becomes a process; the child stays a direct child
-of this supervisor, which reaps and accounts it like any step process.  The
+handling) and a crash in it cannot take the caller down.  Each launch carries
+the run request and the command line the launcher contract builds for it
+(`launch.base.request_argv`): the engine supervises the request in a fork of
+itself (engine/subrun.py: no new interpreter, ~1 ms) or, when it cannot fork
+safely, runs the command line.  Either way the child stays a direct child of
+this supervisor, which reaps and accounts it like any step process.  The
 caller's plan file is passed as is: every DAG a plan can call is inside it.  The
 engine has already rendered the params (once per parallel item).
 """
@@ -55,7 +57,8 @@ class CallJob:
             argv = request_argv(request.self_argv, run)
             env = {**request.parent_env, "DAGU_HOME": request.home}
             self._pending.append(Launch(argv=argv, env=env, cwd=request.cwd, stdout=request.stdout + suffix,
-                                        stderr=request.stderr + suffix, tag=(index, run_id, words), sandboxed=False))
+                                        stderr=request.stderr + suffix, tag=(index, run_id, words), sandboxed=False,
+                                        run=run))
         self._limit = max(1, call.max_concurrent)
         self._running = 0
 

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from dagu.process import accounting
 from dagu.process import limits as limits_mod
 from dagu.process import sandbox
+from dagu.process.fork import ForkedProcess, fork_child
 from dagu.process.tree import StepTree, TreeTracker
 
 
@@ -39,7 +40,7 @@ from dagu.process.tree import StepTree, TreeTracker
 class Child:
     """One started process and whom it belongs to (`owner` is the caller's, never read here)."""
 
-    popen: subprocess.Popen
+    popen: "subprocess.Popen | ForkedProcess"
     pidfd: int | None
     owner: Any
     tag: Any
@@ -158,9 +159,13 @@ class Children:
         self.trees.close()
 
     def start(self, owner: Any, argv: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str,
-              limits: limits_mod.Limits | None, memory_key: str, tag: Any = None) -> Child:
+              limits: limits_mod.Limits | None, memory_key: str, tag: Any = None,
+              entry: Callable[[], int] | None = None) -> Child:
         """Start one process in a new session (raises OSError).  When the memory limit it asked
-        for cannot be put in place it is killed at once and `limit_error` says why."""
+        for cannot be put in place it is killed at once and `limit_error` says why.
+
+        With `entry`, the process is a fork of this one that runs `entry()` instead of exec'ing
+        `argv` (process/fork.py: a sub-DAG's supervisor); it is tracked exactly as a spawned one."""
         for path in (stdout, stderr):
             parent = os.path.dirname(path)
             if parent and not os.path.isdir(parent):
@@ -174,8 +179,11 @@ class Children:
             err = out if stdout == stderr else os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                                                        0o644)
             try:
-                popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env,
-                                         start_new_session=True, close_fds=True, preexec_fn=preexec)
+                if entry is not None:
+                    popen: subprocess.Popen | ForkedProcess = fork_child(entry, env, cwd, out, err, preexec)
+                else:
+                    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
+                                             env=env, start_new_session=True, close_fds=True, preexec_fn=preexec)
             except BaseException:
                 self.trees.release(tree)
                 raise

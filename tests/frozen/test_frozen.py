@@ -115,7 +115,8 @@ def test_validate_reports_errors_with_location(host: Host) -> None:
     assert "bad.yaml:6:" in res.stdout and "[unknown-depends]" in res.stdout
 
 
-def test_sub_dag_call_re_invokes_the_frozen_binary(host: Host) -> None:
+@pytest.mark.parametrize("fork", ["1", "0"])  # a sub-run forked from the supervisor, or spawned
+def test_sub_dag_call_re_invokes_the_frozen_binary(host: Host, fork: str) -> None:
     host.write("who.sh", """\
         # the first ancestor that is not a shell: the supervisor of this (sub-)DAG run
         pid=$PPID
@@ -147,7 +148,7 @@ def test_sub_dag_call_re_invokes_the_frozen_binary(host: Host) -> None:
             call: child
             params: "WHO=${ITEM}"
         """)
-    res = host.run("start", "parent.yaml")
+    res = host.run("start", "parent.yaml", env={"DAGU_SUBRUN_FORK": fork})
     assert res.returncode == 0, res.stdout + res.stderr
     lines = (host.dir / "trace.txt").read_text().splitlines()
     assert lines[:2] == ["parent", "child parent"] and sorted(lines[2:]) == ["child a", "child b"]
