@@ -281,3 +281,35 @@ def test_the_scheduler_zygote_of_the_frozen_binary_forks_working_runs(host: Host
             break
         time.sleep(0.05)
     assert (host.dir / "out.txt").read_text() == "forked z1\n"
+
+
+def test_the_frozen_server_serves_a_page_its_assets_and_the_api(host: Host) -> None:
+    """The web UI works from the one executable: templates and assets are inside it, nothing is
+    fetched from elsewhere, and the API answers."""
+    import re
+    import urllib.request
+
+    dags = host.dir / "dags"
+    dags.mkdir()
+    (dags / "hello.yaml").write_text("steps:\n  - id: hi\n    command: echo hi\n")
+    proc = subprocess.Popen([str(host.bin), "server", "--port", "0", "--dags", str(dags)], cwd=host.dir,
+                            env=host.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 60
+        while "serving http://" not in line:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            line = proc.stderr.readline() if proc.stderr else ""
+        base = re.search(r"(http://127\.0\.0\.1:\d+)/", line).group(1)
+        page = urllib.request.urlopen(f"{base}/dags", timeout=30).read().decode()
+        assert "hello" in page
+        assert not re.search(r"""(src|href)=["']https?://(?!127\.0\.0\.1)""", page)
+        assets = re.findall(r"""(?:src|href)=["'](/static/[^"']+)["']""", page)
+        assert assets, "the page names no asset of its own"
+        for asset in assets:
+            assert urllib.request.urlopen(base + asset, timeout=30).status == 200, asset
+        api = json.loads(urllib.request.urlopen(f"{base}/api/v1/dags", timeout=30).read())
+        assert [d["name"] for d in api["dags"]] == ["hello"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
