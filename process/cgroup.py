@@ -8,6 +8,8 @@ working in containers that mount cgroups elsewhere or show only part of a hierar
 
 from __future__ import annotations
 
+import os
+
 import re
 from pathlib import Path
 
@@ -55,3 +57,26 @@ def cgroup_dir(mount: Mount, path: str) -> Path:
     if root != "/" and (path == root or path.startswith(root + "/")):
         path = path[len(root):]
     return Path(point) / path.lstrip("/")
+
+
+def probe_child(base: Path, limit_file: str | None = None) -> str | None:
+    """Create (and remove) a probe cgroup under `base`, optionally setting `limit_file` in it:
+    None when that works, else why not.  The one check of whether dagu may make cgroups here."""
+    probe = base / f"dagu-probe-{os.getpid()}"
+    try:
+        probe.mkdir()
+    except OSError as exc:
+        return f"cannot create a cgroup in {base}: {exc.strerror}"
+    try:
+        if limit_file is not None:
+            if not (probe / limit_file).exists():
+                return f"{probe} has no {limit_file}"
+            (probe / limit_file).write_text(str(1 << 40))
+        return None
+    except OSError as exc:
+        return f"cannot set {limit_file} in {base}: {exc.strerror}"
+    finally:
+        try:
+            probe.rmdir()
+        except OSError:
+            pass

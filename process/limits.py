@@ -29,7 +29,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Mapping
 
-from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup
+from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 
 log = logging.getLogger(__name__)
 
@@ -190,27 +190,6 @@ def preexec_for(limits: Limits) -> Callable[[], None] | None:
 # --------------------------------------------------------------------------
 
 
-def _try_child(base: Path, limit_file: str) -> str | None:
-    """Create and remove a probe cgroup under base; None if that works, else why not."""
-    probe = base / f"dagu-probe-{os.getpid()}"
-    try:
-        probe.mkdir()
-    except OSError as exc:
-        return f"cannot create a cgroup in {base}: {exc.strerror}"
-    try:
-        if not (probe / limit_file).exists():
-            return f"{probe} has no {limit_file}"
-        (probe / limit_file).write_text(str(1 << 40))
-        return None
-    except OSError as exc:
-        return f"cannot set {limit_file} in {base}: {exc.strerror}"
-    finally:
-        try:
-            probe.rmdir()
-        except OSError:
-            pass
-
-
 @functools.cache
 def probe_cgroup_v2() -> Path | str:
     """The cgroup v2 directory under which steps get their own memory cgroups, or why none."""
@@ -232,7 +211,7 @@ def probe_cgroup_v2() -> Path | str:
     except OSError as exc:
         return (f"cannot enable the memory controller for children of {base}: {exc.strerror} "
                 "(run dagu in a delegated cgroup, e.g. systemd Delegate=yes)")
-    return _try_child(base, "memory.max") or base
+    return probe_child(base, "memory.max") or base
 
 
 @functools.cache
@@ -243,7 +222,7 @@ def probe_cgroup_v1() -> Path | str:
     if not found or own is None:
         return "no cgroup v1 memory hierarchy is mounted"
     base = cgroup_dir(found[0], own)
-    return _try_child(base, "memory.limit_in_bytes") or base
+    return probe_child(base, "memory.limit_in_bytes") or base
 
 
 MECHANISMS = ("cgroup-v2", "cgroup-v1", "sampler")

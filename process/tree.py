@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from dagu.process.procfs import read_stat, scan_processes
-from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup
+from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +61,7 @@ def safe_name(text: str) -> str:
 
 def _probe_dir(base: Path) -> Path | str:
     """base if a cgroup can be made (and removed) under it, else why not."""
-    probe = base / f"dagu-probe-{os.getpid()}"
-    try:
-        probe.mkdir()
-    except OSError as exc:
-        return f"cannot create a cgroup in {base}: {exc.strerror}"
-    try:
-        probe.rmdir()
-    except OSError:
-        pass
-    return base
+    return probe_child(base) or base
 
 
 @functools.cache

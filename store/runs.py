@@ -437,44 +437,45 @@ class Store:
                 return Slot(fd)
         return None
 
+    def _slot_files(self, dag: str) -> list[str]:
+        """The paths of the DAG's slot files (one per allowed active run), in order."""
+        slots = os.path.join(self.dag_dir(dag), ".slots")
+        try:
+            return [os.path.join(slots, name) for name in sorted(os.listdir(slots))]
+        except FileNotFoundError:
+            return []
+
     def slot_holders(self, dag: str) -> Iterator[RunDir]:
         """The run last written into each of the DAG's slots, live or not: a free slot's last
         holder may be a run whose supervisor died with its steps still running."""
-        slots = os.path.join(self.dag_dir(dag), ".slots")
+        for path in self._slot_files(dag):
+            run = self._slot_run(dag, path)
+            if run is not None:
+                yield run
+
+    def _slot_run(self, dag: str, slot: str) -> RunDir | None:
+        """The run a slot file names, when it is a run of this DAG inside the data dir (a slot
+        file is state on disk like any other: a damaged or planted one leads nowhere)."""
         try:
-            names = sorted(os.listdir(slots))
-        except FileNotFoundError:
-            return
-        for name in names:
-            try:
-                with open(os.path.join(slots, name), encoding="utf-8") as fh:
-                    run_path = fh.read().strip()
-            except OSError:
-                continue
-            if run_path:
-                yield RunDir(run_path)
+            with open(slot, encoding="utf-8") as fh:
+                run_path = fh.read().strip()
+        except OSError:
+            return None
+        if run_path and os.path.dirname(run_path) == self.dag_dir(dag) \
+                and run_id_problem(os.path.basename(run_path)) is None:
+            return self.run(dag, os.path.basename(run_path))
+        return None
 
     def active_runs(self, dag: str) -> Iterator[RunDir]:
         """Runs of a DAG whose supervisors are alive (they hold a slot)."""
-        slots = os.path.join(self.dag_dir(dag), ".slots")
-        try:
-            names = sorted(os.listdir(slots))
-        except FileNotFoundError:
-            return
-        for name in names:
-            path = os.path.join(slots, name)
+        for path in self._slot_files(dag):
             fd = _try_lock(path)
             if fd is not None:  # free slot
                 os.close(fd)
                 continue
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    run_path = fh.read().strip()
-            except OSError:
-                continue
-            if run_path and os.path.dirname(run_path) == self.dag_dir(dag) \
-                    and run_id_problem(os.path.basename(run_path)) is None:
-                yield self.run(dag, os.path.basename(run_path))
+            run = self._slot_run(dag, path)
+            if run is not None:
+                yield run
 
 
 def _folders(parent: str, problem: Callable[[str], str | None]) -> list[str]:
