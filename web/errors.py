@@ -37,26 +37,21 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
+def _refusal(status: int, code: str):
+    def handle(exc: Exception):
+        return error_response(status, code, str(exc))
+    return handle
+
+
 def init_app(app: Flask) -> None:
     @app.errorhandler(ApiError)
     def api_error(exc: ApiError):
         return error_response(exc.status, exc.code, exc.message, exc.diagnostics)
 
-    @app.errorhandler(BadName)
-    def bad_name(exc: BadName):
-        return error_response(400, "bad_name", str(exc))
-
-    @app.errorhandler(NotFound)
-    def not_found(exc: NotFound):
-        return error_response(404, "not_found", str(exc))
-
-    @app.errorhandler(BadRequest)
-    def bad_request(exc: BadRequest):
-        return error_response(400, "bad_request", str(exc))
-
-    @app.errorhandler(ServiceError)
-    def refused(exc: ServiceError):
-        return error_response(409, "refused", str(exc))
+    # The service's refusals, each as one status and code: the message is already for people.
+    for kind, status, code in ((BadName, 400, "bad_name"), (NotFound, 404, "not_found"),
+                               (BadRequest, 400, "bad_request"), (ServiceError, 409, "refused")):
+        app.register_error_handler(kind, _refusal(status, code))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
