@@ -185,6 +185,7 @@ class SchedulerReport:
     alive: bool
     heartbeat: dict[str, Any] | None
     stalled: bool = False
+    locked_for: float | None = None  # seconds since the holder took the lock, when it has not beaten yet
     problems: list[str] = field(default_factory=list)
     overdue: list[Overdue] = field(default_factory=list)
 
@@ -236,6 +237,12 @@ def scheduler_report(home: str, now: float) -> SchedulerReport:
         report.heartbeat = None  # a standby just took over and has not beaten yet: the old beat is not its
     if report.alive and report.age is not None:
         report.stalled = report.age > STALL_BEATS * report.interval
+    elif report.alive:  # no beat of the lock's holder: stalled once it has held the lock too long
+        try:
+            report.locked_for = now - os.stat(lock_path).st_mtime
+        except OSError:
+            report.locked_for = None
+        report.stalled = report.locked_for is not None and report.locked_for > STALL_BEATS * report.interval
     if not report.alive:
         report.overdue = overdue_ticks(home, now)
     return report
@@ -245,6 +252,10 @@ def _liveness_line(r: SchedulerReport) -> str:
     hb = r.heartbeat or {}
     who = f"pid {hb.get('pid', '?')} on {hb.get('host', '?')}"
     last = f"last loop {ago(r.age)} ago ({utc_text(hb.get('at'))})" if r.age is not None else ""
+    if r.stalled and not hb:
+        return (f"scheduler: alive but stalled: pid {_lock_pid(r.lock_path) or '?'} took {r.lock_path} "
+                f"{ago(r.locked_for)} ago and has not completed a loop since (it beats every {r.interval:g}s; "
+                "look at its log, or restart it)")
     if r.stalled:
         return (f"scheduler: alive but stalled: {who} holds {r.lock_path} but its {last}; "
                 f"it beats every {r.interval:g}s (look at its log, or restart it)")

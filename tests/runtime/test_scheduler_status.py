@@ -99,6 +99,12 @@ def test_alive_stalled_and_dead_come_from_the_lock_and_the_heartbeat_age(world: 
         taken = scheduler_report(home, utc(2026, 3, 27, 12, 0, 36))
         assert (taken.state(), taken.healthy) == ("alive", True)
         assert render_text(taken).startswith("scheduler: alive (pid 4242 holds ")
+        # a holder that never completes its first loop (blocked while loading its DAGs) is stalled too
+        took = utc(2026, 3, 27, 12, 0, 36)
+        os.utime(lock.path, (took, took))
+        blocked = scheduler_report(home, utc(2026, 3, 27, 12, 1, 7))
+        assert (blocked.state(), blocked.healthy) == ("alive but stalled", False)
+        assert "pid 4242 took " in render_text(blocked) and "has not completed a loop" in render_text(blocked)
     finally:
         lock.release()
     dead = scheduler_report(home, utc(2026, 3, 27, 13, 0, 30))
