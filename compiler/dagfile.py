@@ -149,6 +149,12 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
     for s in steps:
         span = spans.get(by_id[s.id].path) or start
         source_map[s.id] = SourceRef(file, span.line, span.col)
+    if isinstance(data.get("secrets"), list):  # a secret that cannot be resolved is named at its line
+        for i in range(len(data["secrets"])):
+            origin, doc, where = ctx.where(("secrets", i))
+            span = doc.spans.get(where)
+            if span:
+                source_map[f"secrets.{i}"] = SourceRef(os.path.abspath(origin.path), span.line, span.col)
     for h in handlers:
         origin, doc, where = ctx.where(("handler_on", h))  # a handler may come from base.yaml
         span = doc.key_spans.get(where)

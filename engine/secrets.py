@@ -34,23 +34,25 @@ _CHUNK = 1 << 20
 def resolve_secrets(dag: Dag, environ: Mapping[str, str], home: str) -> dict[str, str]:
     """Each secret's variable name and value; EvalError naming the first that cannot be resolved."""
     values: dict[str, str] = {}
-    for entry in dag.settings.get("secrets") or ():
+    for index, entry in enumerate(dag.settings.get("secrets") or ()):
         if isinstance(entry, str):
             entry = {"name": entry, "ref": entry}
         name = str(entry.get("name", ""))
-        values[name] = _resolve(name, entry, dag, environ, home)
+        ref = dag.source_map.get(f"secrets.{index}")
+        values[name] = _resolve(f"secret {name}" + (f" (line {ref.line}:{ref.col})" if ref else ""),
+                                entry, dag, environ, home)
     return values
 
 
-def _resolve(name: str, entry: Mapping[str, Any], dag: Dag, environ: Mapping[str, str], home: str) -> str:
-    where = f"secret {name}"
+def _resolve(where: str, entry: Mapping[str, Any], dag: Dag, environ: Mapping[str, str], home: str) -> str:
     if entry.get("ref") is not None:
         return _read_file(where, os.path.join(home, "secrets", str(entry["ref"])),
                           f"managed secret {entry['ref']!r}")
     provider, key = entry.get("provider"), str(entry.get("key", ""))
     if provider == "env":
         if key not in environ:
-            raise EvalError(f"{where}: environment variable {key} is not set (provider: env)")
+            raise EvalError(f"{where}: environment variable {key} is not set (provider: env); "
+                            "export it where dagu runs, or use provider: file")
         return environ[key]
     if provider == "file":
         return _read_file(where, resolve_path(dag.base_dir, key), "provider: file")

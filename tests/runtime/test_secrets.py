@@ -74,7 +74,7 @@ def test_a_secret_that_cannot_be_resolved_refuses_the_run_naming_it(env: Env) ->
     assert not (env.dir / "trace").exists()
     assert not (env.home / "runs" / "sec").exists() or not any((env.home / "runs" / "sec").glob("*/logs/*"))
     res = env.run("start", "sec.yaml")
-    assert "secret TOKEN: environment variable MY_TOKEN is not set" in res.stderr
+    assert "secret TOKEN (line 3:5): environment variable MY_TOKEN is not set" in res.stderr
     (env.dir / "secret.txt").unlink()
     (env.dir / "secret.txt").mkdir()
     res = env.run("start", "sec.yaml", env={"MY_TOKEN": TOKEN})
