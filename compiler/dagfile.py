@@ -21,6 +21,7 @@ from dagu.compiler.schedule import check_timezone, schedule
 from dagu.compiler.schema_check import check_document, is_simple_document
 from dagu.compiler.spellings import normalize_document
 from dagu.compiler.steps import StepDefaults, StepDraft, build_step, flatten
+from dagu.executors.catalog import TYPE_DEFAULT_KEYS
 from dagu.spec.names import DAG_NAME_MAX, QUEUE_NAME_RULE, dag_name_problem, queue_name_problem
 from dagu.spec.plan import Dag, SourceRef, Step
 
@@ -123,6 +124,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         retry_policy=values.retry_policy(ctx, ("retry_policy",), data.get("retry_policy")),
         max_output_size=_int(data.get("max_output_size"), 1048576) or 1048576,
         chain=chain,
+        type_defaults={key: data[key] for key in TYPE_DEFAULT_KEYS if isinstance(data.get(key), dict)},
     )
     env = values.env_entries(ctx, ("env",), data.get("env"), None)
     params = values.params(ctx, ("params",), data.get("params"))

@@ -53,12 +53,22 @@ def report_type(ctx: DocContext, path: Path, declared: Any, stype: str) -> bool:
 
 
 def check_config(ctx: DocContext, path: Path, raw: Mapping[str, Any], schema: Mapping[str, Any],
-                 type_name: str, step_id: str) -> None:
-    """Check a step's `with:` (or `config:`) block against its type's schema, each error at its place."""
+                 type_name: str, step_id: str, defaulted: frozenset[str] = frozenset()) -> None:
+    """Check a step's `with:` (or `config:`) block against its type's schema, each error at its place.
+
+    `defaulted`: keys the DAG-level defaults block (`smtp:`, `ssh:`, ...) gives, so the step need
+    not repeat them even where the schema requires them."""
     with_key = "with" if "with" in raw else "config" if "config" in raw else None
     config = raw.get(with_key) if with_key else None
+    required = [k for k in schema.get("required") or () if k not in defaulted]
+    if required != list(schema.get("required") or ()):
+        schema = {**schema, "required": required}
     if not isinstance(config, dict) or not config:
-        return  # absent or empty; another type is reported by the schema pass
+        if required and (config is None or config == {}):
+            where = path + (with_key,) if with_key else path
+            ctx.report(where, "missing-key", key=required[0], where=f"'{with_key or 'with'}' of step '{step_id}'",
+                       notes=[f"type {type_name} needs {', '.join(required)} under with: (or in the DAG's defaults block)"])
+        return  # absent or empty
     if schema.get("additionalProperties") is False and not schema.get("properties") and "patternProperties" not in schema:
         for key in config:  # the usual case (no input at all) needs no jsonschema
             ctx.report(path + (with_key, key), "unknown-key", at_key=True, key=key,

@@ -61,6 +61,9 @@ class StepDefaults:
     retry_policy: Any = None
     max_output_size: int = 1048576
     chain: bool = True
+    # DAG-level blocks that give a step type its defaults (`smtp:`, `ssh:`, `s3:`, ...), by DAG key:
+    # a step of a type whose catalogue line names the key starts from that block, its own `with:` winning.
+    type_defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 def flatten(ctx: DocContext, raw: Any, chain: bool) -> list[StepDraft]:
@@ -180,7 +183,7 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         stype = step_type(raw)
     get = raw.get
     template = ctx.template
-    approval = _check_type(ctx, draft, raw, stype, custom)
+    approval = _check_type(ctx, draft, raw, stype, custom, defaults)
     if approval is not None:
         stype = "noop"
 
@@ -225,6 +228,9 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
     config_raw = raw["with"] if "with" in raw else get("config")
     config = _templates_in(ctx, path + (("with" if "with" in raw else "config"),), config_raw, owner) \
         if isinstance(config_raw, dict) else {}
+    dag_key = _dag_defaults_key(stype)
+    if dag_key and isinstance(defaults.type_defaults.get(dag_key), dict):
+        config = {**_templates_in(ctx, (dag_key,), defaults.type_defaults[dag_key], owner), **config}
     options = {} if raw.keys() <= _DIRECT_KEYS else \
         {k: _templates_in(ctx, path + (k,), v, owner) for k, v in raw.items() if k not in _DIRECT_KEYS}
     if approval is not None:  # hitl/approval/wait: a noop that waits, its with: is the approval rule
@@ -275,7 +281,14 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
     )
 
 
-def _check_type(ctx: DocContext, draft: StepDraft, raw: dict[str, Any], stype: str, custom: bool) -> dict | None:
+def _dag_defaults_key(stype: str) -> str | None:
+    """The DAG-level key (smtp, ssh, ...) whose block a step of this type starts from, if any."""
+    line = entry(stype)
+    return line.dag_defaults if line is not None else None
+
+
+def _check_type(ctx: DocContext, draft: StepDraft, raw: dict[str, Any], stype: str, custom: bool,
+                defaults: StepDefaults) -> dict | None:
     """Report what the step's type does not allow; the step's `with:` when it is an approval step.
 
     A custom type's base is checked at its step_types: entry (custom_types.check_definitions),
@@ -295,7 +308,9 @@ def _check_type(ctx: DocContext, draft: StepDraft, raw: dict[str, Any], stype: s
         if not custom:
             report_type(ctx, path + ("type",), raw.get("type"), stype)
         return None
-    check_config(ctx, path, raw, line.config_schema, stype, draft.id)
+    given_by_dag = defaults.type_defaults.get(line.dag_defaults) if line.dag_defaults else None
+    check_config(ctx, path, raw, line.config_schema, stype, draft.id,
+                 defaulted=frozenset(given_by_dag) if isinstance(given_by_dag, dict) else frozenset())
     check_ignored_keys(ctx, path, raw, line, stype, draft.id)
     if line.name == "call":
         check_call(ctx, path, raw, draft.id)

@@ -91,6 +91,8 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
         self_argv=ctx.self_argv, parent_env=ctx.environ)
+    if request.config:
+        _mask_secret_fields(type_name, request.config, ctx)
     if step.routes:
         request.value = render(step.value or [], scope, False)
         request.routes = tuple(ResolvedRoute(render(r.match.pattern, scope, False), r.targets, r.match.regex,
@@ -99,3 +101,19 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         key = f"{ctx.run_id}.{f'handler_{handler}' if handler else step.id}" + (f".r{repeat}" if repeat else "")
         request.call = resolve_call(step, scope, ctx, key)
     return request
+
+
+def _mask_secret_fields(type_name: str, config: dict, ctx: RunContext) -> None:
+    """Add the rendered values of the type's `"x-secret": true` fields to the run's masker, so a
+    password or token never reaches a log, the journal, status or an output."""
+    from dagu.executors.catalog import by_name, secret_fields
+
+    line = by_name().get(type_name)
+    if line is None:
+        return
+    for field_path in secret_fields(line.config_schema):
+        value: object = config
+        for key in field_path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            ctx.masker.add(value)

@@ -85,6 +85,14 @@ class Masker:
     def __bool__(self) -> bool:
         return bool(self.values)
 
+    def add(self, *values: str) -> None:
+        """Mask these too from now on: a step's secret `with:` fields (a password rendered from
+        `${...}`) are known only when the step's request is rendered."""
+        fresh = {v for v in values if v and v not in self.values}
+        if fresh:
+            self.values = sorted({*self.values, *fresh}, key=len, reverse=True)
+            self._bytes = [v.encode("utf-8") for v in self.values]
+
     def text(self, text: str) -> str:
         for value in self.values:
             if value in text:

@@ -41,6 +41,21 @@ class StepType:
     reads: frozenset[str] = frozenset()
     config_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "additionalProperties": False})
     summary: str = ""
+    dag_defaults: str | None = None  # the DAG-level key whose block gives this type's defaults (smtp, ssh, ...)
+
+
+def secret_fields(schema: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths of the fields marked `"x-secret": true` in a `with:` schema (nested objects included),
+    so the engine can mask their rendered values wherever the run writes."""
+    found: list[tuple[str, ...]] = []
+    for key, sub in (schema.get("properties") or {}).items():
+        if not isinstance(sub, Mapping):
+            continue
+        if sub.get("x-secret"):
+            found.append(prefix + (key,))
+        elif sub.get("properties"):
+            found.extend(secret_fields(sub, prefix + (key,)))
+    return found
 
 
 # Keys that only some step types read; every other step key is common to all types.
@@ -60,6 +75,9 @@ CATALOGUE: tuple[StepType, ...] = (
     StepType("noop", IN_PROCESS, "dagu.executors.noop",
              summary="do nothing and succeed (a join point, or a step that only waits for approval)"),
 )
+
+# DAG-level keys that give a step type its defaults (a catalogue line's `dag_defaults`).
+TYPE_DEFAULT_KEYS = tuple(sorted({e.dag_defaults for e in CATALOGUE if e.dag_defaults}))
 
 # Types of the Dagu v2 format that this build has no executor for yet.  They are
 # recognised (so the error says "not supported by this build", not "unknown") and
