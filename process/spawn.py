@@ -20,9 +20,11 @@ limit; the callback only marks the child and wakes the loop, which kills it.
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import selectors
+import shutil
 import signal
 import subprocess
 import time
@@ -107,6 +109,22 @@ def parse_signal(name: str | None) -> int:
         return signal.SIGTERM
 
 
+def _resolvable(program: str, env: dict[str, str], cwd: str) -> None:
+    """Raise what Popen would for a program that cannot be executed: the step then fails to
+    start with the usual message, instead of the cgroup-joining shell exiting 127."""
+    if not os.path.isdir(cwd):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", cwd)
+    if os.sep in program:
+        path = program if os.path.isabs(program) else os.path.join(cwd, program)
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
+        if not os.access(path, os.X_OK) or os.path.isdir(path):
+            raise PermissionError(errno.EACCES, "Permission denied", program)
+        return
+    if shutil.which(program, path=os.pathsep.join(os.get_exec_path(env))) is None:
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
+
+
 def kill_group(pid: int, sig: int) -> None:
     """Signal the child's process group (its session), or the child alone if that is gone."""
     try:
@@ -173,7 +191,11 @@ class Children:
         check_spawnable(argv, env)
         self._launches += 1  # one attempt may start several processes (a call's parallel runs)
         tree = self.trees.prepare(f"{memory_key}.{self._launches}")
-        preexec = self.trees.preexec(tree, limits_mod.preexec_for(limits) if limits is not None else None)
+        then = limits_mod.preexec_for(limits) if limits is not None else None
+        joined = None if then is not None or entry is not None else self.trees.joining(tree, argv, env)
+        if joined is not None:
+            _resolvable(argv[0], env, cwd)  # as Popen would: a missing program fails the start, not the shell
+        preexec = None if joined is not None else self.trees.preexec(tree, then)
         out = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             err = out if stdout == stderr else os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
@@ -182,7 +204,7 @@ class Children:
                 if entry is not None:
                     popen: subprocess.Popen | ForkedProcess = fork_child(entry, env, cwd, out, err, preexec)
                 else:
-                    popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
+                    popen = subprocess.Popen(joined or argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
                                              env=env, start_new_session=True, close_fds=True, preexec_fn=preexec)
             except BaseException:
                 self.trees.release(tree)

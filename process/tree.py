@@ -15,11 +15,16 @@ The mechanism is chosen once by probing, best first:
   starts each step in a new one) plus every descendant of a member seen so far, by a /proc walk.
   It misses a process that left the session and whose parent exited before anyone looked.
 
-The leader joins its cgroup in the child between fork and exec (`preexec`), so there is no
-window in which it could fork outside it.  The same preexec sets PR_SET_PDEATHSIG: when the
-supervisor dies (even by SIGKILL) the kernel kills each step's leader, and what the leader left
-behind is still in the run's cgroups, which the next start of the DAG (or `dagu retry`) kills
-with `reap_run` before it takes the run slot.
+The leader joins its cgroup before it runs a line of the step: it is started as
+`sh -c 'echo $$ >cgroup.procs; exec "$@"' ...`, so there is no window in which it could fork
+outside it.  Why a shell prefix and not code between fork and exec (`preexec_fn`): any such code
+makes CPython fork the whole supervisor instead of vfork'ing it, ~2 ms per step; the shell costs
+one small exec.  A step with rlimits, and a forked sub-DAG supervisor, still join in their
+preexec (they run code there anyway).
+
+When the supervisor dies (even by SIGKILL), the run's watchdog (process/watchdog.py) kills
+every step tree; if the watchdog died too, what is left is still in the run's cgroups, which
+the next start of the DAG (or `dagu retry`) kills with `reap_run` before it takes the run slot.
 
 Cgroups are named after the run and the step, `<base>/dagu-run-<run>/<step>.<attempt>`, where
 <run> is the run folder's path made safe (readable tail + hash: run ids repeat across data
@@ -28,13 +33,13 @@ dirs), so a later process can find a dead run's leftovers from the run folder al
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import functools
 import hashlib
 import logging
 import os
 import re
+import shlex
 import signal
 import time
 from dataclasses import dataclass, field
@@ -43,12 +48,23 @@ from typing import Any, Callable, Iterable
 
 from dagu.process.procfs import read_stat, scan_processes
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
+from dagu.process.watchdog import Watchdog, kill_leaders
 
 log = logging.getLogger(__name__)
 
 MECHANISMS = ("cgroup-v2", "cgroup-v1", "session")
 _V1_CONTROLLERS = ("cpuacct", "pids", "freezer")
-_PR_SET_PDEATHSIG = 1
+_SHELL = "/bin/sh"
+# $0: the cgroup.procs file; then, when the step's environment has PWD, its value; then argv.
+# dash exports a PWD of its own: restore the environment's exactly (or its absence).
+_JOIN = 'echo $$ 2>/dev/null >"$0" || {{ echo "dagu: cannot join the step\'s cgroup ($0)" >&2; exit 125; }}; {pwd}exec "$@"'
+_JOIN_NO_PWD = _JOIN.format(pwd="unset PWD; ")
+# A step that is already a POSIX shell's `-c` script joins in its own first line instead (no
+# extra exec); on the same line, so the line numbers in the shell's messages stay the user's.
+_POSIX_SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"})
+_JOIN_LINE = 'echo $$ 2>/dev/null >{procs} || {{ echo "dagu: cannot join the step\'s cgroup" >&2; exit 125; }}; '
+
+_JOIN_PWD = _JOIN.format(pwd='PWD=$1; export PWD; shift; ')
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -113,20 +129,22 @@ class StepTree:
     known: dict[int, int] = field(default_factory=dict)  # pid -> start ticks, session mechanism
 
 
-def _pdeathsig() -> Callable[[], None] | None:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        prctl = libc.prctl
-    except (OSError, AttributeError):
+def _shell_script_index(argv: list[str]) -> int | None:
+    """Where the script is in `sh [flags] -c SCRIPT [args]` of a POSIX shell, else None."""
+    if os.path.basename(argv[0]) not in _POSIX_SHELLS:
         return None
-
-    def arm() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-    return arm
-
-
-_ARM_PDEATHSIG = _pdeathsig()
+    index = 1
+    while index < len(argv):
+        word = argv[index]
+        if word == "-c":
+            return index + 1 if index + 1 < len(argv) else None
+        if word in ("-o", "+o"):
+            index += 2
+            continue
+        if not word.startswith(("-", "+")) or word in ("-", "--"):
+            return None
+        index += 1
+    return None
 
 
 def _alive(pid: int, start: int | None = None) -> bool:
@@ -148,17 +166,27 @@ class TreeTracker:
     def __init__(self, run_path: str, mechanism: str | None = None) -> None:
         self.mechanism, base = choose(mechanism)
         self.run_dir = base / run_cgroup_name(run_path) if base is not None else None
-        self._ppid = os.getpid()
+        self.watchdog = Watchdog(self._kill_run)
+        self._run_dir_made = False
+
+    def _kill_run(self, leaders: dict[int, int]) -> None:
+        """In the watchdog, once the supervisor died: every step tree of the run."""
+        if self.run_dir is not None and self.run_dir.is_dir():
+            kill_cgroup(self.run_dir)
+        kill_leaders(leaders, lambda pid: getattr(read_stat(pid), "start", None))
 
     def prepare(self, key: str) -> StepTree:
         """A tree for one attempt, before its leader is started.  A cgroup that cannot be made
         leaves the step to the session mechanism rather than failing it."""
         tree = StepTree()
+        self.watchdog.ensure()
         if self.run_dir is None:
             return tree
         path = self.run_dir / safe_name(key)
         try:
-            self.run_dir.mkdir(exist_ok=True)
+            if not self._run_dir_made:
+                self.run_dir.mkdir(exist_ok=True)
+                self._run_dir_made = True
             if path.exists():
                 kill_cgroup(path)  # left by a supervisor of this run that crashed mid-step
             path.mkdir()
@@ -167,32 +195,44 @@ class TreeTracker:
             log.warning("cannot create cgroup %s (%s): the step is tracked by its session", path, exc.strerror)
         return tree
 
-    def preexec(self, tree: StepTree, then: Callable[[], None] | None) -> Callable[[], None]:
-        """What the child runs between fork and exec: join the step's cgroup, die with the
-        supervisor, then `then` (the rlimits).  Only os-level calls: the child of a threaded
-        parent must not take locks."""
+    def preexec(self, tree: StepTree, then: Callable[[], None] | None) -> Callable[[], None] | None:
+        """What a child that runs code between fork and exec anyway (rlimits, a forked sub-DAG
+        supervisor) runs there: join the step's cgroup, then `then`.  Only os-level calls: the
+        child of a threaded parent must not take locks."""
         procs = str(tree.cgroup / "cgroup.procs") if tree.cgroup is not None else None
-        arm, parent = _ARM_PDEATHSIG, self._ppid
+        if procs is None:
+            return then
 
         def child() -> None:
-            if procs is not None:
-                fd = os.open(procs, os.O_WRONLY)
-                try:
-                    os.write(fd, b"0")
-                finally:
-                    os.close(fd)
-            if arm is not None:
-                arm()
-                if os.getppid() != parent:  # the supervisor died before the signal was armed
-                    os._exit(255)
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
             if then is not None:
                 then()
 
         return child
 
+    def joining(self, tree: StepTree, argv: list[str], env: dict[str, str]) -> list[str] | None:
+        """`argv` prefixed so that its process joins the step's cgroup before it runs, or None
+        when it needs no prefix (no cgroup) or cannot have one (no /bin/sh: use `preexec`)."""
+        if tree.cgroup is None or not os.access(_SHELL, os.X_OK):
+            return None
+        procs = str(tree.cgroup / "cgroup.procs")
+        script_at = _shell_script_index(argv)
+        if script_at is not None:
+            return [*argv[:script_at], _JOIN_LINE.format(procs=shlex.quote(procs)) + argv[script_at],
+                    *argv[script_at + 1:]]
+        if "PWD" in env:
+            return [_SHELL, "-c", _JOIN_PWD, procs, env["PWD"], *argv]
+        return [_SHELL, "-c", _JOIN_NO_PWD, procs, *argv]
+
     def started(self, tree: StepTree, pid: int) -> None:
         stat = read_stat(pid)
         tree.leader, tree.leader_start = pid, stat.start if stat is not None else 0
+        if tree.cgroup is None:  # with a cgroup, the watchdog finds the tree in the run's directory
+            self.watchdog.leader(pid, tree.leader_start)
 
     def members(self, tree: StepTree) -> list[int]:
         """The tree's live processes (zombies left out: they hold nothing and cannot be killed)."""
@@ -242,9 +282,13 @@ class TreeTracker:
         if tree.cgroup is not None:
             kill_cgroup(tree.cgroup)
             tree.cgroup = None
+        elif tree.leader:
+            self.watchdog.gone(tree.leader)
 
     def close(self) -> None:
-        """The run is over: remove its cgroup directory (empty by now)."""
+        """The run is over: stop the watchdog and remove the run's cgroup directory (empty by now)."""
+        self.watchdog.close()
+        self._run_dir_made = False
         if self.run_dir is not None:
             try:
                 self.run_dir.rmdir()
@@ -278,6 +322,13 @@ def cgroup_cpu_sec(path: Path) -> float | None:
 def kill_cgroup(path: Path, timeout: float = 2.0) -> int:
     """SIGKILL every process in a cgroup (and its child cgroups), then remove them; how many
     processes there were.  Never raises: a cgroup that will not go is logged."""
+    try:
+        path.rmdir()  # the usual end of a step: nothing left in it, no sub-run cgroups under it
+        return 0
+    except FileNotFoundError:
+        return 0
+    except OSError:
+        pass
     killed = 0
     for sub in sorted((p for p in path.iterdir() if p.is_dir()), reverse=True) if path.is_dir() else ():
         killed += kill_cgroup(sub, timeout)

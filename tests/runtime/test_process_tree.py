@@ -96,23 +96,62 @@ def test_stop_leaves_nothing_of_a_step_ignoring_sigterm(env: Env) -> None:
     assert env.status("stop", "s1")["status"] == "aborted"
 
 
-def test_a_killed_supervisors_steps_are_reaped_before_the_next_run_takes_the_slot(tree_env: Env) -> None:
+_CRASHING = """
+    max_active_runs: 1
+    steps:
+      - id: long
+        command: |
+          if [ -f second ]; then exit 0; fi
+          sh -c 'trap "" TERM; echo $$ > bg.pid; sleep 300' &
+          sleep 0.2; touch started; sleep 300
+    """
+
+
+def _watchdog_of(supervisor: int) -> int:
+    """The supervisor's watchdog: its child in its own session (step leaders have sessions of their own)."""
+    import psutil
+
+    session = os.getsid(supervisor)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for child in psutil.Process(supervisor).children():
+            if os.getsid(child.pid) == session:
+                return child.pid
+        time.sleep(0.05)
+    raise AssertionError("the supervisor has no watchdog")
+
+
+def test_a_killed_supervisors_whole_step_tree_dies_with_it(tree_env: Env) -> None:
+    """kill -9 of the supervisor: its watchdog kills every step tree at once, the TERM-ignoring
+    background process included, not only the step's leader."""
     env = tree_env
-    env.write("crash.yaml", """
-        max_active_runs: 1
-        steps:
-          - id: long
-            command: |
-              if [ -f second ]; then exit 0; fi
-              sh -c 'trap "" TERM; echo $$ > bg.pid; sleep 300' &
-              sleep 0.2; touch started; sleep 300
-        """)
+    env.write("crash.yaml", _CRASHING)
     proc = env.popen("start", "crash.yaml", "--run-id", "dead")
     env.wait_for("started")
+    watchdog = _watchdog_of(proc.pid)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=10)
     leftover = _pids(env, "bg.pid")
-    assert _alive(leftover[0])  # the leader died with its supervisor; what it started lives on...
+    assert _gone(leftover, timeout=5)
+    assert _gone([watchdog], timeout=5)  # it left once its work was done
+    res = env.run("status", "crash.yaml", "--run-id", "dead")
+    assert "none of its step processes is still running" in res.stderr
+
+
+def test_a_killed_supervisors_steps_are_reaped_before_the_next_run_takes_the_slot(tree_env: Env) -> None:
+    """kill -9 of the supervisor and its watchdog together: what the step started lives on in the
+    run's cgroup (or session) until the next start of the DAG kills it, before it runs."""
+    env = tree_env
+    env.write("crash.yaml", _CRASHING)
+    proc = env.popen("start", "crash.yaml", "--run-id", "dead")
+    env.wait_for("started")
+    watchdog = _watchdog_of(proc.pid)
+    os.kill(watchdog, signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    leftover = _pids(env, "bg.pid")
+    time.sleep(0.3)
+    assert _alive(leftover[0])  # nobody was left to kill what the step started...
     res = env.run("status", "crash.yaml", "--run-id", "dead")
     assert "of its step processes are still running" in res.stderr and str(leftover[0]) in res.stderr
     (env.dir / "second").touch()

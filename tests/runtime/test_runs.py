@@ -147,7 +147,7 @@ def test_sigkill_of_supervisor_then_status_and_retry(env: Env) -> None:
     deadline = time.monotonic() + 10
     while _alive(orphan) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(orphan)  # the kernel killed the step's leader with its supervisor (PR_SET_PDEATHSIG)
+    assert not _alive(orphan)  # the run's watchdog killed the step's tree when its supervisor died
     assert st["status"] == "failed" and st["interrupted"] is True
     assert st["steps"]["first"]["status"] == "succeeded"
     assert st["steps"]["long"]["status"] == "failed"
