@@ -1,8 +1,8 @@
 """What a dead supervisor's run left running, killed before anything takes its place.
 
-A supervisor killed with SIGKILL cannot clean up.  The kernel kills each step's leader with it
-(PR_SET_PDEATHSIG, set in process/tree.py), but what a leader started can live on in the step's
-cgroup or session.  Whoever next takes a slot of the DAG (`dagu start`, a queued run, `dagu
+A supervisor killed with SIGKILL cannot clean up.  Its watchdog (process/watchdog.py) kills
+every step tree then, but the watchdog can die too (the OOM killer, a kill of both), and then
+what the steps started lives on in their cgroups or sessions.  Whoever next takes a slot of the DAG (`dagu start`, a queued run, `dagu
 retry`) calls `reap_dead_runs` first, so a new run never overlaps an orphan of an old one,
 which `max_active_runs: 1` promises.
 """

@@ -4,7 +4,7 @@ Why: a sub-DAG run (a `call` step, a `parallel` item) is a whole supervisor, and
 fresh `dagu start` costs an interpreter start-up and dagu's imports (~140 ms of CPU) before its
 first step.  The calling supervisor has all of that loaded already, so it forks and the child runs
 the sub-run's supervision directly (~1 ms for the fork).  To the caller the child is exactly a
-spawned step process: a session leader, in the step's cgroup, with PR_SET_PDEATHSIG, stdin from
+spawned step process: a session leader, in the step's cgroup, stdin from
 /dev/null and its output in the step's log files (process/spawn.py registers, reaps and accounts
 it by pid as any other).
 
@@ -56,9 +56,9 @@ class ForkedProcess:
 
 
 def fork_child(entry: Callable[[], int], env: dict[str, str], cwd: str, stdout: int, stderr: int,
-               preexec: Callable[[], None]) -> ForkedProcess:
-    """Fork a child that becomes a session leader, runs `preexec` (the step's cgroup and
-    death signal), takes `stdout`/`stderr` (descriptors) as fds 1 and 2, `env` as its
+               preexec: Callable[[], None] | None) -> ForkedProcess:
+    """Fork a child that becomes a session leader, runs `preexec` (joins the step's cgroup;
+    None: nothing to join), takes `stdout`/`stderr` (descriptors) as fds 1 and 2, `env` as its
     environment and `cwd` as its directory, then exits with `entry()`'s return value.
     Raises OSError when the fork fails or `cwd` is not a directory (nothing was started)."""
     if not os.path.isdir(cwd):
@@ -79,7 +79,7 @@ def fork_child(entry: Callable[[], int], env: dict[str, str], cwd: str, stdout: 
 
 
 def _child(entry: Callable[[], int], env: dict[str, str], cwd: str, stdout: int, stderr: int,
-           preexec: Callable[[], None], mask: set[signal.Signals]) -> None:
+           preexec: Callable[[], None] | None, mask: set[signal.Signals]) -> None:
     """In the fork: become the child `fork_child` describes, run `entry`, never return."""
     code = EXIT_INTERNAL
     gc.freeze()  # the child's collector never walks (and so never copies) the caller's objects
@@ -89,7 +89,8 @@ def _child(entry: Callable[[], int], env: dict[str, str], cwd: str, stdout: int,
             signal.signal(sig, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a fresh interpreter
         signal.set_wakeup_fd(-1)
-        preexec()
+        if preexec is not None:
+            preexec()
         _own_descriptors(stdout, stderr)
         os.chdir(cwd)
         os.environ.clear()
