@@ -19,7 +19,7 @@ from typing import Any, Iterable, NamedTuple
 
 import yaml
 
-from dagu.bounded_read import read_regular
+from dagu.bounded_read import MAX_WORKFLOW_BYTES, read_regular
 from dagu.compiler.diagnostics import Reporter
 
 Path = tuple[Any, ...]
@@ -454,8 +454,16 @@ def load_source(path: str, text: str, reporter: Reporter) -> SourceFile:
     return source
 
 
-def read_source(path: str, reporter: Reporter) -> SourceFile | None:
-    """Read and parse a file; an unreadable file is a diagnostic, not an exception."""
+def read_source(path: str, reporter: Reporter, text: str | None = None) -> SourceFile | None:
+    """Read and parse a file; an unreadable file is a diagnostic, not an exception.
+
+    `text`: the file's would-be content (an editor's unsaved buffer), checked as if it were
+    on disk at `path`, so its base config, called files and name resolve as they will."""
+    if text is not None:
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_WORKFLOW_BYTES:
+            reporter.plain(path, "unreadable-file", reason=f"larger than {MAX_WORKFLOW_BYTES} bytes")
+            return None
+        return load_source(path, text, reporter)
     try:
         text = read_regular(path).decode("utf-8-sig")
     except UnicodeDecodeError as exc:

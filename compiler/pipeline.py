@@ -51,7 +51,8 @@ class CompileResult:
         return not any(d.is_error for d in self.diagnostics)
 
 
-def _compile_unit(path: str, reporter: Reporter, bases: BaseConfigs, main: bool) -> FileUnit:
+def _compile_unit(path: str, reporter: Reporter, bases: BaseConfigs, main: bool,
+                  text: str | None = None) -> FileUnit:
     """One file's documents; `main`: the file whose first document is the plan's main DAG."""
     base_path = bases.path_for(path)
     if base_path is not None and base_path == os.path.abspath(path):
@@ -61,7 +62,7 @@ def _compile_unit(path: str, reporter: Reporter, bases: BaseConfigs, main: bool)
             message=entry.template.format(value=path),
             notes=("compile the DAG files beside it: each one is merged over it",)))
         return FileUnit(source=None)
-    source = read_source(path, reporter)
+    source = read_source(path, reporter, text)
     unit = FileUnit(source=source)
     if source is None:
         return unit
@@ -104,28 +105,31 @@ def _call_file(base_dir: str, target: str) -> str | None:
     return None
 
 
-def compile_file(path: str, reporter: Reporter | None = None) -> CompileResult:
+def compile_file(path: str, reporter: Reporter | None = None, text: str | None = None) -> CompileResult:
     """Compile one workflow file and every DAG it calls into a single plan.
 
     The cyclic garbage collector is paused meanwhile: compiling allocates
     hundreds of thousands of small objects that all stay alive, and the
     collector's passes over them took a third of the time of a 10,000-step
     file.  Nothing here makes much cyclic garbage; it is collected afterwards.
+
+    `text`: compile this instead of the file's content, as if saved at `path` (the web
+    editor's check before a save: nothing is written unless it compiles).
     """
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _compile_file(path, reporter or Reporter())
+        return _compile_file(path, reporter or Reporter(), text)
     finally:
         if paused:
             gc.enable()
 
 
-def _compile_file(path: str, reporter: Reporter) -> CompileResult:
+def _compile_file(path: str, reporter: Reporter, text: str | None = None) -> CompileResult:
     units: dict[str, FileUnit] = {}
     bases = BaseConfigs(reporter)
     root_key = os.path.normpath(os.path.abspath(path))
-    units[root_key] = _compile_unit(path, reporter, bases, main=True)
+    units[root_key] = _compile_unit(path, reporter, bases, main=True, text=text)
     calls: dict[str, dict[str, tuple]] = {}  # caller -> callee -> (ctx, path of the call)
     dags: dict[str, Dag] = {}
     pending = [root_key]

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Mapping
 from dagu.service import BadRequest, ServiceError
 
 if TYPE_CHECKING:
+    from dagu.service.dag_index import DagIndex
     from dagu.spec.plan import Plan
 
 
@@ -137,24 +138,22 @@ def resolve_dag_name(file: str, home: str | None = None) -> str:
                      "DAG name)")
 
 
-def list_dags(directory: str) -> list[DagEntry]:
-    """Every DAG file of a directory (not its base.yaml), compiled, in file-name order."""
+def list_dags(directory: str, index: "DagIndex | None" = None) -> list[DagEntry]:
+    """Every DAG file of a directory (not its base.yaml), compiled, in file-name order.
+    With `index` (a long-lived process's), only files that changed are compiled again."""
     from dagu.compiler.base_config import is_base_config
-    from dagu.compiler.pipeline import compile_file
 
     try:
         names = sorted(os.listdir(directory))
     except OSError as exc:
         raise BadRequest(f"{directory}: {exc.strerror}") from None
-    out = []
-    for name in names:
-        path = os.path.join(directory, name)
-        if not name.endswith((".yaml", ".yml")) or not os.path.isfile(path) or is_base_config(path):
-            continue
-        result = compile_file(path)
-        dag_name = result.plan.root if result.plan is not None else os.path.splitext(name)[0]
-        out.append(DagEntry(dag_name, path, result.plan if result.ok else None, list(result.diagnostics)))
-    return out
+    files = [name for name in names if name.endswith((".yaml", ".yml"))
+             and os.path.isfile(os.path.join(directory, name)) and not is_base_config(os.path.join(directory, name))]
+    if index is None:
+        from dagu.service.dag_index import DagIndex
+
+        index = DagIndex()
+    return index.entries(directory, files)
 
 
 def find_dag(directory: str, name: str) -> DagEntry:

@@ -18,6 +18,7 @@ from dagu.spec.names import check_dag_name
 from dagu.store.runs import Store
 
 if TYPE_CHECKING:
+    from dagu.service.dag_index import DagIndex
     from dagu.spec.plan import Dag
 
 RECENT_RUNS = 20
@@ -29,6 +30,7 @@ class DagsFolder:
 
     home: str
     dags_dir: str
+    index: "DagIndex | None" = None  # a long-lived front end's compiled files (service/dag_index.py)
 
 
 def diagnostic_dict(diag: Any) -> dict[str, Any]:
@@ -88,14 +90,14 @@ def dag_summaries(folder: DagsFolder) -> list[dict[str, Any]]:
     """Every DAG file of the folder, summarised (see `dag_summary`)."""
     if not os.path.isdir(folder.dags_dir):
         return []
-    return [dag_summary(folder.home, entry) for entry in list_dags(folder.dags_dir)]
+    return [dag_summary(folder.home, entry) for entry in list_dags(folder.dags_dir, folder.index)]
 
 
 def find_entry(folder: DagsFolder, name: str) -> DagEntry:
     """The DAG with this name in the folder; the name is checked first, so `../x` never
     reaches the file system."""
     check_dag_name(name)
-    for entry in list_dags(folder.dags_dir) if os.path.isdir(folder.dags_dir) else []:
+    for entry in list_dags(folder.dags_dir, folder.index) if os.path.isdir(folder.dags_dir) else []:
         if entry.name == name:
             return entry
     raise NotFound(f"no DAG named {name!r} in {folder.dags_dir}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import current_app
 
+from dagu.service.dag_index import DagIndex
 from dagu.service.overview import DagsFolder
 
 
@@ -20,10 +21,11 @@ class WebContext:
     _launcher: Any = None
     _launched: list = field(default_factory=list)  # supervisor processes this server spawned
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    index: DagIndex = field(default_factory=DagIndex)  # compiled DAG files, recompiled when changed
 
     @property
     def folder(self) -> DagsFolder:
-        return DagsFolder(self.home, self.dags_dir)
+        return DagsFolder(self.home, self.dags_dir, self.index)
 
     def launcher(self) -> Any:
         """The service's local launcher, made on first use (spawns; no zygote in a web server)."""

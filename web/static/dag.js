@@ -1,4 +1,4 @@
-/* The DAG page: graph coloured by the latest run, start form from the params, history, YAML. */
+/* The DAG page: graph coloured by the latest run, start form from the params, history, the YAML editor. */
 "use strict";
 (function () {
   const { el } = dagu;
@@ -59,11 +59,11 @@
       el("td", {}, el("a", { href: `/runs/${encodeURIComponent(name)}/${encodeURIComponent(r.run_id)}` }, r.run_id)),
       el("td", {}, dagu.badge(r.status)), el("td", {}, dagu.time(r.started_at)),
       el("td", {}, r.finished_at && r.started_at ? dagu.duration(r.finished_at - r.started_at) : ""))));
-    document.getElementById("yaml").textContent = dag.yaml || dag.yaml_error || "";
   }
 
   renderForm();
   render();
+  dagu.editor(document.getElementById("editor"), name);
   loadLatest().then(render);
   dagu.live([`dag:${name}`], async () => {
     dag = await dagu.api(`/dags/${encodeURIComponent(name)}`);
