@@ -141,6 +141,7 @@ class _Job:
     created: bool = False
     deleted: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _done: threading.Event = field(default_factory=threading.Event)
 
     def run(self, body: dict[str, Any], keep: bool) -> StepResult:
         from kubernetes import client
@@ -150,7 +151,8 @@ class _Job:
         self.phase = f"create job {self.namespace}/{self.name}"
         batch.create_namespaced_job(self.namespace, body, _request_timeout=30)
         self.created = True
-        self.cancel.on_cancel(lambda: threading.Thread(target=self.delete, name="k8s-cleanup").start())
+        # not a daemon: an exiting supervisor still waits for the deletion
+        self.cancel.on_cancel(lambda: threading.Thread(target=self.delete, name="k8s-cleanup", daemon=False).start())
         self.io.err.write(f"job {self.namespace}/{self.name} created\n")
         streamed: set[str] = set()
         reported: set[str] = set()
@@ -217,9 +219,18 @@ class _Job:
         from kubernetes import client
 
         with self._lock:
-            if self.deleted or not self.created:
+            if not self.created:
+                return
+            if self.deleted:  # another thread deletes: wait for it to finish
+                self._done.wait(15)
                 return
             self.deleted = True
+        try:
+            self._delete(client)
+        finally:
+            self._done.set()
+
+    def _delete(self, client: Any) -> None:
         batch = client.BatchV1Api(self.api_client)
         core = client.CoreV1Api(self.api_client)
         try:
