@@ -63,6 +63,57 @@ TYPE_SPECIFIC_KEYS = frozenset({"command", "script", "shell", "call", "params", 
 
 _EMPTY_CONFIG: Mapping[str, Any] = {"type": "object", "additionalProperties": False}
 
+_WORDS: Mapping[str, Any] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_ENV: Mapping[str, Any] = {"anyOf": [
+    {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}},
+    {"type": "array", "items": {"anyOf": [{"type": "string", "pattern": "^[^=]+="}, {"type": "object"}]}}]}
+_PULL: Mapping[str, Any] = {"anyOf": [{"enum": ["always", "missing", "never", "fallback"]}, {"type": "boolean"}]}
+# docker: upstream's step keys, plus the DAG-level container: spellings (merged under with:).
+DOCKER_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "image": {"type": "string"}, "container_name": {"type": "string"}, "name": {"type": "string"},
+        "exec": {"anyOf": [{"type": "string"}, {"type": "object", "additionalProperties": False, "properties": {
+            "user": {"type": "string"}, "working_dir": {"type": "string"}, "env": _ENV}}]},
+        "platform": {"type": "string"}, "pull": _PULL, "pull_policy": _PULL,
+        "auto_remove": {"type": "boolean"}, "keep_container": {"type": "boolean"},
+        "working_dir": {"type": "string"}, "user": {"type": "string"},
+        "volumes": {"type": "array", "items": {"type": "string"}}, "env": _ENV,
+        "network": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        "entrypoint": _WORDS, "command": _WORDS, "shell": _WORDS,
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "host": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+        "container": {"type": "object"},
+        "stop_timeout": {"type": "integer", "minimum": 0},
+    }}
+_K8S_MAP: Mapping[str, Any] = {"type": "object", "additionalProperties": {"type": "string"}}
+# kubernetes: upstream's keys (snake_case; nested Kubernetes objects in snake_case too).
+KUBERNETES_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["image"],
+    "properties": {
+        "image": {"type": "string"}, "namespace": {"type": "string"}, "kubeconfig": {"type": "string"},
+        "context": {"type": "string"}, "service_account": {"type": "string"}, "working_dir": {"type": "string"},
+        "image_pull_policy": {"enum": ["Always", "IfNotPresent", "Never"]},
+        "image_pull_secrets": {"type": "array", "items": {"type": "string"}},
+        "env": _ENV, "env_from": {"type": "array", "items": {"type": "object"}},
+        "command": _WORDS, "args": {"type": "array", "items": {"type": "string"}}, "shell": _WORDS,
+        "resources": {"type": "object", "additionalProperties": False,
+                      "properties": {"requests": _K8S_MAP, "limits": _K8S_MAP}},
+        "node_selector": _K8S_MAP,
+        "tolerations": {"type": "array", "items": {"type": "object", "additionalProperties": False, "properties": {
+            "key": {"type": "string"}, "operator": {"enum": ["Exists", "Equal"]}, "value": {"type": "string"},
+            "effect": {"type": "string"}, "toleration_seconds": {"type": "integer"}}}},
+        "security_context": {"type": "object"}, "pod_security_context": {"type": "object"},
+        "affinity": {"type": "object"}, "termination_grace_period_seconds": {"type": "integer", "minimum": 0},
+        "priority_class_name": {"type": "string"}, "labels": _K8S_MAP, "annotations": _K8S_MAP,
+        "volumes": {"type": "array", "items": {"type": "object"}},
+        "volume_mounts": {"type": "array", "items": {"type": "object"}},
+        "active_deadline": {"type": "integer", "minimum": 1}, "backoff_limit": {"type": "integer", "minimum": 0},
+        "ttl_after_finished": {"type": "integer", "minimum": 0},
+        "cleanup_policy": {"enum": ["delete", "keep"]}, "pod_failure_policy": {"type": "object"},
+        "poll_interval": {"type": "number", "exclusiveMinimum": 0},
+    }}
+
 CATALOGUE: tuple[StepType, ...] = (
     StepType("command", PROCESS, "dagu.executors.command", aliases=("shell",),
              reads=frozenset({"command", "script", "shell"}),
@@ -74,6 +125,13 @@ CATALOGUE: tuple[StepType, ...] = (
              summary="choose which dependent steps run from a value matched against patterns"),
     StepType("noop", IN_PROCESS, "dagu.executors.noop",
              summary="do nothing and succeed (a join point, or a step that only waits for approval)"),
+
+    StepType("docker", IN_PROCESS, "dagu.executors.docker", aliases=("container",),
+             reads=frozenset({"command", "script", "shell"}), config_schema=DOCKER_SCHEMA, dag_defaults="container",
+             summary="run the step in a new container, or exec it in a running one (Docker Engine API)"),
+    StepType("kubernetes", IN_PROCESS, "dagu.executors.kubernetes", aliases=("k8s",),
+             reads=frozenset({"command", "script", "shell"}), config_schema=KUBERNETES_SCHEMA,
+             dag_defaults="kubernetes", summary="run the step as a Kubernetes Job and stream its pod's log"),
 )
 
 # DAG-level keys that give a step type its defaults (a catalogue line's `dag_defaults`).
@@ -83,7 +141,7 @@ TYPE_DEFAULT_KEYS = tuple(sorted({e.dag_defaults for e in CATALOGUE if e.dag_def
 # recognised (so the error says "not supported by this build", not "unknown") and
 # refused at compile time.
 FORMAT_ONLY_TYPES = frozenset({
-    "ssh", "sftp", "http", "docker", "container", "kubernetes", "k8s", "jq", "mail", "postgres", "sqlite",
+    "ssh", "sftp", "http", "jq", "mail", "postgres", "sqlite",
     "redis", "s3", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness", "template",
 })
 

@@ -78,25 +78,25 @@ def test_an_action_of_such_a_type_is_refused_at_its_action_line(tmp_path: Path) 
             action: http.request
             with: {method: GET, url: "https://example.com"}
           - id: box
-            action: docker
+            action: archive
             with: {image: alpine}
         """)
     assert located(result) == [
         ("flow.yaml", 3, 13, "unsupported-step-type", "action 'http.request' is not supported by this build"),
-        ("flow.yaml", 6, 13, "unsupported-step-type", "action 'docker' is not supported by this build")]
+        ("flow.yaml", 6, 13, "unsupported-step-type", "action 'archive' is not supported by this build")]
 
 
 def test_aliases_of_unsupported_types_are_unsupported_and_other_names_unknown(tmp_path: Path) -> None:
     result = compile_text(tmp_path, """\
         steps:
           - id: k
-            type: k8s
+            type: github_action
           - id: typo
             type: htpp
             command: echo
         """)
     assert located(result) == [
-        ("flow.yaml", 3, 11, "unsupported-step-type", "step type 'k8s' is not supported by this build"),
+        ("flow.yaml", 3, 11, "unsupported-step-type", "step type 'github_action' is not supported by this build"),
         ("flow.yaml", 5, 11, "unknown-step-type", "unknown step type 'htpp'")]
     unknown = result.diagnostics[-1] if result.diagnostics[-1].code == "unknown-step-type" else result.diagnostics[0]
     assert unknown.notes[0] == "did you mean 'http'?"
@@ -105,7 +105,7 @@ def test_aliases_of_unsupported_types_are_unsupported_and_other_names_unknown(tm
 def test_every_catalogue_name_and_alias_is_a_type_the_compiler_accepts(tmp_path: Path) -> None:
     """No second list: each name the catalogue gives compiles (with the keys that type reads)."""
     bodies = {"command": "command: echo hi", "call": "call: child", "router": "value: x\n    routes: {x: [done]}",
-              "noop": ""}
+              "noop": "", "docker": "with: {image: a}\n    command: echo", "kubernetes": "with: {image: a}"}
     steps = []
     for i, (name, line) in enumerate(sorted(catalog.by_name().items())):
         body = bodies[line.name]
