@@ -84,6 +84,8 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
         kwargs["password"] = str(config["password"])
     if "connect_timeout" not in dsn:
         kwargs["connect_timeout"] = CONNECT_TIMEOUT_SEC
+    if "application_name" not in dsn:  # what pg_stat_activity shows: which run's step holds this session
+        kwargs["application_name"] = f"dagu {request.dag_name}/{request.step_id}"[:63]
     transaction = bool(config.get("transaction", True))
     try:
         conn = psycopg.connect(dsn, autocommit=not transaction, **kwargs)

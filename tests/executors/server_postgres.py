@@ -37,7 +37,7 @@ class Postgres:
         import psycopg
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            cur = conn.execute(sql, params)
+            cur = conn.execute(sql, params or None)
             return cur.fetchall() if cur.description else []
 
 
