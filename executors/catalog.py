@@ -65,7 +65,7 @@ _EMPTY_CONFIG: Mapping[str, Any] = {"type": "object", "additionalProperties": Fa
 
 _ADDRESSES: Mapping[str, Any] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
 _MAIL_SCHEMA: Mapping[str, Any] = {
-    "type": "object", "additionalProperties": False, "required": ["from", "to", "host"],
+    "type": "object", "additionalProperties": False, "required": ["from", "to"],
     "properties": {
         "from": {"type": "string"}, "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES,
         "subject": {"type": "string"}, "message": {"type": "string"}, "html": {"type": "string"},
@@ -76,7 +76,21 @@ _MAIL_SCHEMA: Mapping[str, Any] = {
         "tls": {"enum": ["auto", "starttls", "ssl", "none"]}, "ca_file": {"type": "string"},
         "timeout": {"type": "integer", "minimum": 1},
     }}
+_SQL_IMPORT: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["input_file", "table"],
+    "properties": {
+        "input_file": {"type": "string"}, "table": {"type": "string"},
+        "format": {"enum": ["csv", "tsv", "jsonl"]}, "has_header": {"type": "boolean"},
+        "delimiter": {"type": "string"}, "columns": {"type": "array", "items": {"type": "string"}},
+        "null_values": {"type": "array", "items": {"type": "string"}},
+        "batch_size": {"type": "integer", "minimum": 1},
+        "on_conflict": {"enum": ["error", "ignore", "replace"]}, "conflict_target": {"type": "string"},
+        "update_columns": {"type": "array", "items": {"type": "string"}},
+        "skip_rows": {"type": "integer", "minimum": 0}, "max_rows": {"type": "integer", "minimum": 0},
+        "dry_run": {"type": "boolean"},
+    }}
 _SQL_COMMON: Mapping[str, Any] = {
+    "import": _SQL_IMPORT,
     "dsn": {"type": "string"},
     "query": {"type": "string"},
     "params": {"anyOf": [{"type": "object"}, {"type": "array"}]},

@@ -11,12 +11,14 @@ never sits in memory.  The DSN is marked secret (it often holds a password); pre
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 from dagu.executors.sql_common import BATCH_ROWS, OutputOptions, RowWriter, SqlInputError, batches, bind, \
     split_statements, sql_text
+from dagu.executors.sql_import import ImportSpec, run_import
 
 CONNECT_TIMEOUT_SEC = 10
 ISOLATION = {"read_committed": "READ_COMMITTED", "repeatable_read": "REPEATABLE_READ",
@@ -75,7 +77,8 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
     dsn = str(config.get("dsn") or "")
     where = _where(dsn, config)
     try:
-        statements = split_statements(sql_text(request), True)
+        statements = split_statements(sql_text(request, optional=bool(config.get("import"))), True)
+        spec = ImportSpec.from_config(config["import"], request.cwd) if config.get("import") else None
         options = OutputOptions.from_config(config, request.cwd)
     except SqlInputError as exc:
         return StepResult(exit_code=1, error=f"postgres {where}: {exc}")
@@ -98,6 +101,7 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
     io.err.write(f"postgres: connected to {where} as {conn.info.user}\n")
     params = config.get("params")
     writer: RowWriter | None = None
+    output: str | None = None
     done = 0
     try:
         level = str(config.get("isolation_level") or "default")
@@ -109,6 +113,14 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
             lock = "pg_advisory_xact_lock" if transaction else "pg_advisory_lock"
             io.err.write(f"postgres: waiting for advisory lock {config['advisory_lock']!r}\n")
             conn.execute(f"SELECT {lock}(hashtext(%s))", (str(config["advisory_lock"]),))
+        if spec is not None:
+            def insert(sql: str, rows: list) -> None:
+                with conn.cursor() as cur:
+                    cur.executemany(sql, rows)
+            summary = run_import(spec, "psycopg", insert, cancel.is_set, lambda t: io.err.write(f"postgres {t}\n"))
+            if not statements:
+                output = json.dumps(summary)
+                io.out.write(output + "\n")
         writer = RowWriter(options, io.out)
         for statement in statements:
             if cancel.is_set():
@@ -146,7 +158,7 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
             pass
     if writer is not None and writer.truncated:
         io.err.write(f"postgres: stopped at max_rows ({options.max_rows}); later rows were not read\n")
-    return StepResult(exit_code=0)
+    return StepResult(exit_code=0, output=output)
 
 
 ROW_STATEMENTS = ("SELECT", "WITH", "VALUES", "TABLE")

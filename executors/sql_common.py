@@ -30,15 +30,18 @@ class SqlInputError(Exception):
     """The step's SQL or params cannot be used as given (a missing param, no SQL)."""
 
 
-def sql_text(request: StepRequest) -> str:
-    """The step's SQL: its `command:` lines, or its `script:`, or `with: query`."""
+def sql_text(request: StepRequest, optional: bool = False) -> str:
+    """The step's SQL: its `command:` lines, or its `script:`, or `with: query` ("" when
+    `optional`, i.e. the step imports a file, and none is given)."""
     parts = [c for c in request.command if c.strip()]
     if request.script is not None and request.script.strip():
         parts.append(request.script)
     if not parts and isinstance(request.config.get("query"), str):
         parts.append(request.config["query"])
     if not parts:
-        raise SqlInputError("no SQL: give the query as command:, script: or with: query")
+        if optional:
+            return ""
+        raise SqlInputError("no SQL: give the query as command:, script: or with: query (or with: import)")
     return "\n;\n".join(parts) if len(parts) > 1 else parts[0]
 
 

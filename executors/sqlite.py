@@ -8,12 +8,14 @@ fetched in batches and streamed to the log (and `output_file`) as JSON lines, a 
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 from dagu.executors.sql_common import OutputOptions, RowWriter, SqlInputError, batches, bind, split_statements, \
     sql_text
+from dagu.executors.sql_import import ImportSpec, run_import
 
 
 def _target(dsn: str, cwd: str) -> tuple[str, bool, str]:
@@ -36,8 +38,9 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
     config = request.config
     target, uri, name = _target(str(config.get("dsn") or ""), request.cwd)
     try:
-        sql = sql_text(request)
+        sql = sql_text(request, optional=bool(config.get("import")))
         statements = split_statements(sql, False, sqlite3.complete_statement)
+        spec = ImportSpec.from_config(config["import"], request.cwd) if config.get("import") else None
         options = OutputOptions.from_config(config, request.cwd)
     except SqlInputError as exc:
         return StepResult(exit_code=1, error=f"sqlite {name}: {exc}")
@@ -51,12 +54,18 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
                                              "does its directory exist and is it writable?")
     cancel.on_cancel(conn.interrupt)  # ends the running statement; the transaction is rolled back below
     writer: RowWriter | None = None
+    output: str | None = None
     done = 0
     try:
         writer = RowWriter(options, io.out)
         if transaction:
             conn.execute("BEGIN EXCLUSIVE" if config.get("file_lock") else "BEGIN IMMEDIATE"
-                         if any(_writes(s) for s in statements) else "BEGIN")
+                         if spec is not None or any(_writes(s) for s in statements) else "BEGIN")
+        if spec is not None:
+            summary = run_import(spec, "sqlite", conn.executemany, cancel.is_set, lambda t: io.err.write(f"sqlite {t}\n"))
+            if not statements:
+                output = json.dumps(summary)
+                io.out.write(output + "\n")
         for statement in statements:
             if cancel.is_set():
                 raise sqlite3.OperationalError("interrupted")
@@ -94,7 +103,7 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
         conn.close()
     if writer.truncated:
         io.err.write(f"sqlite: stopped at max_rows ({options.max_rows}); later rows were not read\n")
-    return StepResult(exit_code=0)
+    return StepResult(exit_code=0, output=output)
 
 
 def _writes(statement: str) -> bool:

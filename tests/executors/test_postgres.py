@@ -279,3 +279,22 @@ def test_compile_errors_are_located_and_compiling_imports_no_psycopg(env: Env) -
 def test_the_example_compiles(env: Env) -> None:
     res = env.run("compile", str(REPO / "examples" / "postgres.yaml"), "-o", str(env.dir / "out"))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_import_upserts_json_lines(env: Env, items: Postgres) -> None:
+    (env.dir / "items.jsonl").write_text('{"id": 1, "name": "apple2", "price": 2.5, "tags": null}\n'
+                                         '{"id": 10, "name": "kiwi", "price": 0.75, "tags": ["green"]}\n')
+    env.write("imp.yaml", f"""
+        steps:
+          - id: load
+            action: postgres.import
+            with:
+              dsn: "{items.dsn()}"
+              import: {{input_file: items.jsonl, table: public.items, on_conflict: replace, conflict_target: id}}
+            output: LOADED
+        """)
+    res = env.run("start", "imp.yaml")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(env.status("imp")["steps"]["load"]["output"])["rows_imported"] == 2
+    assert items.query("SELECT id, name, price::float, tags FROM items ORDER BY id") == [
+        (1, "apple2", 2.5, None), (2, "nut", 3.0, None), (10, "kiwi", 0.75, ["green"])]

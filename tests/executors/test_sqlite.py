@@ -219,3 +219,32 @@ def test_compile_errors_are_located_and_compiling_imports_no_sqlite3(env: Env) -
 def test_the_example_compiles(env: Env) -> None:
     res = env.run("compile", str(REPO / "examples" / "sqlite.yaml"), "-o", str(env.dir / "out"))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_import_loads_a_csv_file_in_batches_in_the_step_transaction(env: Env) -> None:
+    db = _db(env)
+    rows = "".join(f"{i},name{i},{i / 2}\n" for i in range(3, 2503))
+    (env.dir / "users.csv").write_text("id,name,score\n1,dup,0\n" + rows + "9999,evil,NULL\n")
+    (env.dir / "broken.csv").write_text("id,name,score\n7000,x,1\n7001,short\n")
+    env.write("imp.yaml", """
+        type: graph
+        steps:
+          - id: load
+            action: sqlite.import
+            with:
+              dsn: app.db
+              import: {input_file: users.csv, table: users, on_conflict: ignore, batch_size: 100}
+            output: LOADED
+          - id: broken
+            type: sqlite
+            with: {dsn: app.db, import: {input_file: broken.csv, table: users}}
+        """)
+    res = env.run("start", "imp.yaml")
+    assert res.returncode != 0  # the broken file
+    st = env.status("imp")
+    assert json.loads(st["steps"]["load"]["output"]) == {"table": "users", "rows_imported": 2502, "rows_skipped": 0,
+                                                         "dry_run": False}
+    assert _rows(db, "SELECT name FROM users WHERE id = 1") == [("ann",)]  # ignored: the row existed
+    assert _rows(db, "SELECT score FROM users WHERE id = 9999") == [(None,)]
+    assert "a row has 2 value(s) for 3 column(s)" in st["steps"]["broken"]["attempts"][-1]["error"]
+    assert _rows(db, "SELECT count(*) FROM users WHERE id >= 7000 AND id < 9999") == [(0,)]  # rolled back
