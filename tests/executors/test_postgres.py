@@ -298,3 +298,28 @@ def test_import_upserts_json_lines(env: Env, items: Postgres) -> None:
     assert json.loads(env.status("imp")["steps"]["load"]["output"])["rows_imported"] == 2
     assert items.query("SELECT id, name, price::float, tags FROM items ORDER BY id") == [
         (1, "apple2", 2.5, None), (2, "nut", 3.0, None), (10, "kiwi", 0.75, ["green"])]
+
+
+def _peak_rss_kib(env: Env, rows: int, pg: Postgres) -> int:
+    """The largest resident size of `dagu start` (and what it started) running a query of `rows` rows."""
+    env.write(f"mem{rows}.yaml", f"""
+        steps:
+          - id: big
+            type: postgres
+            with: {{dsn: "{pg.dsn()}", output_format: csv, output_file: big{rows}.csv, streaming: true}}
+            command: "SELECT g, md5(g::text) AS h FROM generate_series(1, {rows}) g"
+        """)
+    code = ("import resource, subprocess, sys\n"
+            f"r = subprocess.run([sys.executable, '-m', 'dagu', 'start', 'mem{rows}.yaml'])\n"
+            "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=env.dir, env=env.env, capture_output=True, text=True)
+    code_, rss = done.stdout.split()
+    assert code_ == "0", done.stderr
+    return int(rss)
+
+
+def test_memory_stays_flat_when_the_result_is_large(env: Env, pg: Postgres) -> None:
+    small = _peak_rss_kib(env, 10, pg)
+    big = _peak_rss_kib(env, 300000, pg)  # ~14 MB of CSV; held in memory it would be ~60 MB of objects
+    assert sum(1 for _ in open(env.dir / "big300000.csv")) == 300000
+    assert big - small < 20 * 1024, (small, big)
