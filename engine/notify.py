@@ -28,10 +28,11 @@ _VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 
 
 def wanted(ctx: RunContext) -> bool:
-    """Whether this DAG can send any notification (otherwise no hook is subscribed)."""
+    """Whether this DAG asks for any notification (otherwise no hook is subscribed).  Without an
+    `smtp:` block it still does: each mail is then a warning saying the host is missing."""
     settings = ctx.dag.settings
     mail_on = settings.get("mail_on") or {}
-    return bool(settings.get("smtp")) and (
+    return bool(settings.get("error_mail") or settings.get("info_mail")) and (
         bool(mail_on.get("failure") or mail_on.get("success"))
         or any(step.mail_on_error for step in ctx.dag.steps))
 

@@ -124,7 +124,7 @@ CATALOGUE: tuple[StepType, ...] = (
              summary="choose which dependent steps run from a value matched against patterns"),
     StepType("noop", IN_PROCESS, "dagu.executors.noop",
              summary="do nothing and succeed (a join point, or a step that only waits for approval)"),
-    StepType("mail", IN_PROCESS, "dagu.executors.mail", reads=frozenset({"script"}), dag_defaults="smtp",
+    StepType("mail", IN_PROCESS, "dagu.executors.mail", dag_defaults="smtp",
              config_schema=_MAIL_SCHEMA, summary="send an e-mail over SMTP (text/HTML, to/cc/bcc, attachments)"),
     StepType("sqlite", IN_PROCESS, "dagu.executors.sqlite", reads=frozenset({"command", "script"}),
              config_schema=_SQLITE_SCHEMA, summary="run SQL on a SQLite file; rows as JSON lines or CSV"),

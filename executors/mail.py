@@ -17,8 +17,6 @@ from dagu.executors.smtp_send import MailError, Message, addresses, read_attachm
 def _message(request: StepRequest) -> Message:
     config = request.config
     text = config.get("message")
-    if text is None and config.get("html") is None and request.script is not None:
-        text = request.script
     return Message(
         sender=str(config.get("from") or ""),
         to=addresses(config.get("to")), cc=addresses(config.get("cc")), bcc=addresses(config.get("bcc")),
