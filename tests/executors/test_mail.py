@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.executors.conftest import Env
 from tests.executors.server_smtp import Blackhole, cert, start_smtp  # noqa: F401  (cert: a fixture)
