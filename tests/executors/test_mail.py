@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from tests.executors.conftest import Env
 from tests.executors.server_smtp import Blackhole, cert, start_smtp  # noqa: F401  (cert: a fixture)
 from tests.servers import free_port
