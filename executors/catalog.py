@@ -113,6 +113,55 @@ KUBERNETES_SCHEMA: Mapping[str, Any] = {
         "cleanup_policy": {"enum": ["delete", "keep"]}, "pod_failure_policy": {"type": "object"},
         "poll_interval": {"type": "number", "exclusiveMinimum": 0},
     }}
+_ADDRESSES: Mapping[str, Any] = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+_MAIL_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["from", "to"],
+    "properties": {
+        "from": {"type": "string"}, "to": _ADDRESSES, "cc": _ADDRESSES, "bcc": _ADDRESSES,
+        "subject": {"type": "string"}, "message": {"type": "string"}, "html": {"type": "string"},
+        "attachments": {"type": "array", "items": {"type": "string"}},
+        # the server: usually from the DAG's smtp: block
+        "host": {"type": "string"}, "port": {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        "username": {"type": "string"}, "password": {"type": "string", "x-secret": True},
+        "tls": {"enum": ["auto", "starttls", "ssl", "none"]}, "ca_file": {"type": "string"},
+        "timeout": {"type": "integer", "minimum": 1},
+    }}
+_SQL_IMPORT: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["input_file", "table"],
+    "properties": {
+        "input_file": {"type": "string"}, "table": {"type": "string"},
+        "format": {"enum": ["csv", "tsv", "jsonl"]}, "has_header": {"type": "boolean"},
+        "delimiter": {"type": "string"}, "columns": {"type": "array", "items": {"type": "string"}},
+        "null_values": {"type": "array", "items": {"type": "string"}},
+        "batch_size": {"type": "integer", "minimum": 1},
+        "on_conflict": {"enum": ["error", "ignore", "replace"]}, "conflict_target": {"type": "string"},
+        "update_columns": {"type": "array", "items": {"type": "string"}},
+        "skip_rows": {"type": "integer", "minimum": 0}, "max_rows": {"type": "integer", "minimum": 0},
+        "dry_run": {"type": "boolean"},
+    }}
+_SQL_COMMON: Mapping[str, Any] = {
+    "import": _SQL_IMPORT,
+    "dsn": {"type": "string"},
+    "query": {"type": "string"},
+    "params": {"anyOf": [{"type": "object"}, {"type": "array"}]},
+    "timeout": {"type": "integer", "minimum": 0},
+    "transaction": {"type": "boolean"},
+    "output_format": {"enum": ["jsonl", "json", "csv"]},
+    "headers": {"type": "boolean"},
+    "null_string": {"type": "string"},
+    "max_rows": {"type": "integer", "minimum": 0},
+    "streaming": {"type": "boolean"},
+    "output_file": {"type": "string"},
+}
+_SQLITE_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["dsn"],
+    "properties": {**_SQL_COMMON, "file_lock": {"type": "boolean"}}}
+_POSTGRES_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["dsn"],
+    "properties": {**_SQL_COMMON, "dsn": {"type": "string", "x-secret": True},
+                   "password": {"type": "string", "x-secret": True},
+                   "isolation_level": {"enum": ["default", "read_committed", "repeatable_read", "serializable"]},
+                   "advisory_lock": {"type": "string"}}}
 
 CATALOGUE: tuple[StepType, ...] = (
     StepType("command", PROCESS, "dagu.executors.command", aliases=("shell",),
@@ -132,6 +181,13 @@ CATALOGUE: tuple[StepType, ...] = (
     StepType("kubernetes", IN_PROCESS, "dagu.executors.kubernetes", aliases=("k8s",),
              reads=frozenset({"command", "script", "shell"}), config_schema=KUBERNETES_SCHEMA,
              dag_defaults="kubernetes", summary="run the step as a Kubernetes Job and stream its pod's log"),
+    StepType("mail", IN_PROCESS, "dagu.executors.mail", dag_defaults="smtp",
+             config_schema=_MAIL_SCHEMA, summary="send an e-mail over SMTP (text/HTML, to/cc/bcc, attachments)"),
+    StepType("sqlite", IN_PROCESS, "dagu.executors.sqlite", reads=frozenset({"command", "script"}),
+             config_schema=_SQLITE_SCHEMA, summary="run SQL on a SQLite file; rows as JSON lines or CSV"),
+    StepType("postgres", IN_PROCESS, "dagu.executors.postgres", aliases=("postgresql",),
+             reads=frozenset({"command", "script"}), config_schema=_POSTGRES_SCHEMA,
+             summary="run SQL on PostgreSQL; rows streamed as JSON lines or CSV"),
 )
 
 # DAG-level keys that give a step type its defaults (a catalogue line's `dag_defaults`).
@@ -141,7 +197,7 @@ TYPE_DEFAULT_KEYS = tuple(sorted({e.dag_defaults for e in CATALOGUE if e.dag_def
 # recognised (so the error says "not supported by this build", not "unknown") and
 # refused at compile time.
 FORMAT_ONLY_TYPES = frozenset({
-    "ssh", "sftp", "http", "jq", "mail", "postgres", "sqlite",
+    "ssh", "sftp", "http", "jq",
     "redis", "s3", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness", "template",
 })
 

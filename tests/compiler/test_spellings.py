@@ -64,7 +64,8 @@ STEPS = {
     "docker_no_command": ("action: docker.run\nwith: {image: a}", "type: docker\nwith: {image: a}"),
     "kubernetes": ("action: kubernetes.run\nwith: {image: a}", "type: kubernetes\nwith: {image: a}"),
     "postgres": ("action: postgres.query\nwith: {dsn: d, query: SELECT 1}", "type: postgres\ncommand: SELECT 1\nwith: {dsn: d}"),
-    "sqlite_import": ("action: sqlite.import\nwith: {import: {table: t}}", "type: sqlite\nwith: {import: {table: t}}"),
+    "sqlite_import": ("action: sqlite.import\nwith: {dsn: d, import: {input_file: f.csv, table: t}}",
+                      "type: sqlite\nwith: {dsn: d, import: {input_file: f.csv, table: t}}"),
     "jq_string_data": ("action: jq.filter\nwith: {filter: .a, data: '{\"a\": 1}'}",
                        "type: jq\ncommand: .a\nscript: '{\"a\": 1}'"),
     "jq_input": ("action: jq.filter\nwith: {filter: .a, input: /tmp/in.json}",
@@ -262,7 +263,7 @@ def test_1x_spellings_are_all_reported_with_their_fix(tmp_path: Path) -> None:
     result = compile_text(tmp_path, """\
         handlerOn:
           Failure:
-            executor: {type: mail, config: {to: a@b.c}}
+            executor: {type: mail, config: {to: a@b.c, from: d@b.c}}
         steps:
           - name: a
             executor:
@@ -272,7 +273,7 @@ def test_1x_spellings_are_all_reported_with_their_fix(tmp_path: Path) -> None:
             continueOn: {exitCode: [2]}
         """)
     got = [(d.line, d.col, d.code, d.message) for d in result.diagnostics if d.code != "unsupported-step-type"]
-    assert unsupported(result) == [3]  # mail has no executor in this build (docker has)
+    assert unsupported(result) == []  # mail and docker both run in this build
     assert got == [
         (1, 1, "camel-case-key", "'handlerOn' is the Dagu 1.x spelling of 'handler_on': v2 spells keys in snake_case"),
         (2, 3, "legacy-key", "'Failure' is the Dagu 1.x spelling of 'failure'"),

@@ -106,6 +106,8 @@ def test_every_catalogue_name_and_alias_is_a_type_the_compiler_accepts(tmp_path:
     """No second list: each name the catalogue gives compiles (with the keys that type reads)."""
     bodies = {"command": "command: echo hi", "call": "call: child", "router": "value: x\n    routes: {x: [done]}",
               "noop": "", "docker": "with: {image: a}\n    command: echo", "kubernetes": "with: {image: a}"}
+    bodies.update({"mail": "with: {from: a@b.c, to: d@b.c}", "sqlite": "with: {dsn: x.db}\n    command: SELECT 1",
+                   "postgres": "with: {dsn: 'host=x'}\n    command: SELECT 1"})
     steps = []
     for i, (name, line) in enumerate(sorted(catalog.by_name().items())):
         body = bodies[line.name]
