@@ -312,6 +312,10 @@ def _check_type(ctx: DocContext, draft: StepDraft, raw: dict[str, Any], stype: s
     check_config(ctx, path, raw, line.config_schema, stype, draft.id,
                  defaulted=frozenset(given_by_dag) if isinstance(given_by_dag, dict) else frozenset())
     check_ignored_keys(ctx, path, raw, line, stype, draft.id)
+    if line.check:
+        from dagu.compiler.step_config_checks import run_check  # only types that name a check
+
+        run_check(ctx, path, raw, line, draft.id)
     if line.name == "call":
         check_call(ctx, path, raw, draft.id)
     return None

@@ -90,7 +90,8 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         if step.script is not None else None,
         shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
-        self_argv=ctx.self_argv, parent_env=ctx.environ)
+        self_argv=ctx.self_argv, parent_env=ctx.environ,
+        max_output_size=step.max_output_size or ctx.dag.max_output_size)
     if request.config:
         _mask_secret_fields(type_name, request.config, ctx)
     if step.routes:
