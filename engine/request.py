@@ -88,7 +88,7 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         command=[render(c, scope, in_shell, defer_env=in_shell) for c in step.command],
         script=render(step.script, scope, in_shell, defer_env=in_shell and not step.command)
         if step.script is not None else None,
-        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
+        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=_render_config(step.config, scope) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
         self_argv=ctx.self_argv, parent_env=ctx.environ,
         max_output_size=step.max_output_size or ctx.dag.max_output_size)
@@ -102,6 +102,13 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         key = f"{ctx.run_id}.{f'handler_{handler}' if handler else step.id}" + (f".r{repeat}" if repeat else "")
         request.call = resolve_call(step, scope, ctx, key)
     return request
+
+
+def _render_config(config: dict, scope: Scope) -> Any:
+    """An executor's `with:` block rendered; `${NAME}` may also name a variable of the step's
+    environment (a `secrets:` entry, a passed-through variable), as a command's shell would see it:
+    an in-process executor has no shell to expand it later."""
+    return render_value(config, replace(scope, vars={**scope.env, **scope.vars}))
 
 
 def _mask_secret_fields(type_name: str, config: dict, ctx: RunContext) -> None:
