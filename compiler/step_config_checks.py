@@ -13,6 +13,7 @@ parser).  Its `StepProblem`s are reported as `invalid-format` at their place.
 from __future__ import annotations
 
 import importlib
+import re
 from typing import Any, Mapping
 
 from dagu.compiler.context import DocContext, Path
@@ -50,3 +51,34 @@ def _value_at(raw: Mapping[str, Any], rel: tuple[Any, ...]) -> Any:
         else:
             return None
     return value
+
+
+_BRACED = re.compile(r"\$\{[^}]*\}?")
+
+
+def braced_only(ctx: DocContext, path: Path, value: Any, owner: str) -> Any:
+    """A value of a `braced_only` type's step as the plan stores it: only `${...}` is parsed (each
+    reference still checked and located); `$x`, backticks and backslashes are kept as written,
+    since a Go template's `{{ $x }}` is its own variable and a backtick its own raw string."""
+    if isinstance(value, dict):
+        return {k: braced_only(ctx, path + (k,), v, owner) for k, v in value.items()}
+    if isinstance(value, list):
+        return [braced_only(ctx, path + (i,), v, owner) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    parts: list[Any] = []
+    pos = 0
+    for match in _BRACED.finditer(value):
+        if match.start() > pos:
+            parts.append(value[pos:match.start()])
+        parts.extend(ctx.template(path, match.group(), owner))
+        pos = match.end()
+    if pos < len(value):
+        parts.append(value[pos:])
+    merged: list[Any] = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    return {"$expr": merged}

@@ -43,6 +43,8 @@ class StepType:
     summary: str = ""
     dag_defaults: str | None = None  # the DAG-level key whose block gives this type's defaults (smtp, ssh, ...)
     check: str | None = None  # "module:function" the compiler calls with the step (see StepProblem)
+    braced_only: bool = False  # in its script and with: text only `${...}` is dagu's; `$x` and backticks
+    # are literal (a Go template's own `{{ $x }}` variables, Markdown code spans)
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ CATALOGUE: tuple[StepType, ...] = (
              config_schema=_JQ_SCHEMA, check="dagu.executors.jq:check_step",
              summary="run a jq filter over JSON from an earlier output, a file or inline data"),
     StepType("template", IN_PROCESS, "dagu.executors.template", reads=frozenset({"script"}),
-             config_schema=_TEMPLATE_SCHEMA, check="dagu.executors.template:check_step",
+             config_schema=_TEMPLATE_SCHEMA, check="dagu.executors.template:check_step", braced_only=True,
              summary="render a Go-style template with data to a file or the output"),
 )
 
