@@ -24,7 +24,8 @@ from typing import Any
 
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 from dagu.executors.catalog import StepProblem
-from dagu.executors.gotemplate import line_col, parse, render
+from dagu.executors.gotemplate import parse
+from dagu.executors.gotemplate_render import line_col, render
 from dagu.executors.gotemplate_funcs import TemplateError
 
 _REF = re.compile(r"\$\{[^}]*\}")
