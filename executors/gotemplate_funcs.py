@@ -188,7 +188,7 @@ FUNCS: dict[str, Callable[..., Any]] = {
     "not": lambda v: not truth(v),
     "len": _len,
     "index": _index,
-    "slice": lambda v, *ij: v[slice(*ij)] if len(ij) <= 2 else v[ij[0]:ij[1]],
+    "slice": lambda v, *ij: v[ij[0]:] if len(ij) == 1 else v[ij[0]:ij[1]] if ij else v,
     "print": _sprint,
     "println": lambda *a: " ".join(_inner(x) for x in a) + "\n",
     "printf": _printf,

@@ -36,20 +36,26 @@ class _Renderer:
                 value = self.pipe(node.pipe, dot)
                 if not node.pipe.decl:
                     self.write(go_text(value))
-            elif kind == "if":
-                self.scoped(node.body if truth(self.pipe(node.pipe, dot)) else node.other, dot)
-            elif kind == "with":
-                value = self.pipe(node.pipe, dot)
-                if truth(value):
-                    self.scoped(node.body, value)
-                else:
-                    self.scoped(node.other, dot)
-            elif kind == "range":
-                self.range(node, dot)
+            elif kind in ("if", "with", "range"):
+                self.scopes.append({})  # a variable declared in the action lives until its end
+                try:
+                    self.block(node, dot)
+                finally:
+                    self.scopes.pop()
             elif kind == "break":
                 raise _Break()
             elif kind == "continue":
                 raise _Continue()
+
+    def block(self, node: Node, dot: Any) -> None:
+        if node.kind == "range":
+            self.range(node, dot)
+            return
+        value = self.pipe(node.pipe, dot)
+        if not truth(value):
+            self.scoped(node.other, dot)
+        else:
+            self.scoped(node.body, value if node.kind == "with" else dot)
 
     def scoped(self, nodes: list[Node], dot: Any) -> None:
         self.scopes.append({})

@@ -159,3 +159,32 @@ def test_the_example_compiles_without_loading_any_client(env: Env) -> None:
     out = subprocess.run([sys.executable, "-c", probe, str(example)], capture_output=True, text=True,
                          env=env.env, cwd=env.dir, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+# Go's rules, checked on the renderer directly (fast): each expectation is what Go's text/template prints.
+GO_CASES = [
+    ("{{ range $k, $v := .m }}{{ $k }}={{ $v }};{{ end }}", "a=1;b=2;"),
+    ("{{ .none }}|{{ .m.a }}|{{ index .m \"b\" }}", "<no value>|1|2"),
+    ("{{ or .empty \"fallback\" }} {{ and 1 0 2 }} {{ not .empty }}", "fallback 0 true"),
+    ("{{ eq .x 1 2 3 }} {{ ne .x 3 }} {{ lt 1 2 }}", "true false true"),
+    ('{{ printf "%q|%5d|%-3s|%.2f" "hi" 42 "a" 3.14159 }}', '"hi"|   42|a  |3.14'),
+    ("{{ range .l }}{{ if eq . 2 }}{{ break }}{{ end }}{{ . }}{{ end }}", "1"),
+    ("{{ range .l }}{{ if eq . 2 }}{{ continue }}{{ end }}{{ . }}{{ end }}", "13"),
+    ("{{ with $x := .name }}{{ $x }}{{ end }}{{ with .empty }}no{{ else }}else{{ end }}", "annelse"),
+    ("a  {{- 1 -}}  b {{ 1.0 }} {{ 2.50 }}", "a1b 1 2.5"),
+    ('{{ len "h\u00e9llo" }} {{ slice .l 1 }} {{ html "<a>" }} {{ .l | len }}', "6 [2 3] &lt;a&gt; 3"),
+    ("{{ range .nothing }}x{{ else }}empty{{ end }} {{ range 3 }}{{ . }}{{ end }}", "empty 012"),
+    ('{{ $v := 1 }}{{ if true }}{{ $v = 2 }}{{ end }}{{ $v }}', "2"),
+    ('{{ "x" | printf "%s-%s" "a" }} {{ (index .l 0) }} {{ print 1 2 "a" "b" 3 }}', "a-x 1 1 2ab3"),
+]
+
+
+def test_go_template_rules_match_go() -> None:
+    from dagu.executors.gotemplate_render import render
+
+    data = {"m": {"b": 2, "a": 1}, "none": None, "empty": "", "x": 3, "l": [1, 2, 3], "name": "ann",
+            "nothing": []}
+    for template, expected in GO_CASES:
+        out: list[str] = []
+        render(template, data, out.append)
+        assert "".join(out) == expected, template
