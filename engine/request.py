@@ -81,17 +81,19 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
     A call's sub-runs are named by the step and its repetition, not its attempt: a retry (of the
     step, or `dagu retry` of the run) retries the same sub-runs, while a repetition starts new ones."""
     in_shell = type_name == "command"
+    given = _with_env(scope) if _in_process(type_name) else scope
     request = StepRequest(
         step_id=step.id, step_name=step.name, type=type_name, dag_name=ctx.dag.name, run_id=ctx.run_id,
         attempt=attempt, env=dict(scope.env), cwd=scope.cwd, stdout=stdout, stderr=stderr,
         scratch=ctx.run.logs if ctx.run is not None else scope.cwd,
-        command=[render(c, scope, in_shell, defer_env=in_shell) for c in step.command],
-        script=render(step.script, scope, in_shell, defer_env=in_shell and not step.command)
+        command=[render(c, given, in_shell, defer_env=in_shell) for c in step.command],
+        script=render(step.script, given, in_shell, defer_env=in_shell and not step.command)
         if step.script is not None else None,
         shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx),
-        config=render_value(step.config, _with_env(scope)) if step.config else {},
+        config=render_value(step.config, given) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
-        self_argv=ctx.self_argv, parent_env=ctx.environ)
+        self_argv=ctx.self_argv, parent_env=ctx.environ,
+        max_output_size=step.max_output_size or ctx.dag.max_output_size)
     if request.config:
         _mask_secret_fields(type_name, request.config, ctx)
     if step.routes:
@@ -104,9 +106,17 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
     return request
 
 
+def _in_process(type_name: str) -> bool:
+    from dagu.executors.catalog import IN_PROCESS, by_name
+
+    line = by_name().get(type_name)
+    return line is not None and line.kind == IN_PROCESS
+
+
 def _with_env(scope: Scope) -> Scope:
-    """The scope a `with:` block renders in: `${NAME}` falls back to the step's environment, so a
-    secret (`secrets:` reach the environment only) or `${HOME}` can fill a password or a path."""
+    """The scope an in-process executor's input is rendered in: `${NAME}` may also name a variable
+    of the step's environment (a `secrets:` entry, a passed-through variable), as a command's
+    shell would see it, since no shell expands it later."""
     return replace(scope, vars={**scope.env, **scope.vars})
 
 

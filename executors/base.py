@@ -76,6 +76,7 @@ class StepRequest:
     home: str = ""
     self_argv: list[str] = field(default_factory=list)  # how to invoke dagu itself
     parent_env: Mapping[str, str] = field(default_factory=dict)  # the supervisor's own environment
+    max_output_size: int = 1048576  # the cap on a value an executor returns as `output` (the DAG's)
 
 
 @dataclass

@@ -42,6 +42,27 @@ class StepType:
     config_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "additionalProperties": False})
     summary: str = ""
     dag_defaults: str | None = None  # the DAG-level key whose block gives this type's defaults (smtp, ssh, ...)
+    check: str | None = None  # "module:function" the compiler calls with the step (see StepProblem)
+    braced_only: bool = False  # in its script and with: text only `${...}` is dagu's; `$x` and backticks
+    # are literal (a Go template's own `{{ $x }}` variables, Markdown code spans)
+
+
+@dataclass(frozen=True)
+class StepProblem:
+    """What a catalogue line's `check` function finds wrong in a step that its schema cannot see
+    (a jq filter that does not compile, a template construct outside the supported subset).
+
+    The compiler reports it as `invalid-format` at `rel` (a place inside the step, e.g.
+    ("with", "filter")), at `offset` characters into that string value when given.  The function
+    is called as `check(step) -> list[StepProblem]` with the step's keys after `action:` rewriting;
+    it must not raise, and must skip values that hold `${...}` it cannot know before the run.
+    """
+
+    rel: tuple[Any, ...]
+    what: str  # "jq filter", "template"
+    detail: str
+    offset: int | None = None
+    length: int = 1
 
 
 def secret_fields(schema: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
@@ -162,6 +183,49 @@ _POSTGRES_SCHEMA: Mapping[str, Any] = {
                    "password": {"type": "string", "x-secret": True},
                    "isolation_level": {"enum": ["default", "read_committed", "repeatable_read", "serializable"]},
                    "advisory_lock": {"type": "string"}}}
+_SCALAR = {"type": ["string", "number", "boolean"]}
+_HTTP_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "method": {"type": "string", "description": "GET, POST, ... (or give `command: METHOD URL`)"},
+        "url": {"type": "string"},
+        "timeout": {"type": "number", "minimum": 0, "description": "seconds for connecting and for each read"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "query": {"type": "object", "additionalProperties": _SCALAR},
+        "body": {"type": ["string", "object", "array"], "description": "text, or an object/array sent as JSON"},
+        "form": {"type": "object", "additionalProperties": _SCALAR},
+        "files": {"type": "object", "additionalProperties": {"type": "string"},
+                  "description": "multipart field -> local file path"},
+        "form_encoding": {"enum": ["multipart", "urlencoded"]},
+        "expected_status": {"oneOf": [{"type": "integer"}, {"type": "array", "items": {"type": "integer"}}]},
+        "max_redirects": {"type": "integer", "minimum": 0, "description": "0: do not follow redirects"},
+        "skip_tls_verify": {"type": "boolean"},
+        "ca_bundle": {"type": "string", "description": "a PEM file of the CAs to trust"},
+        "token": {"type": "string", "x-secret": True, "description": "sent as Authorization: Bearer"},
+        "username": {"type": "string"},
+        "password": {"type": "string", "x-secret": True, "description": "HTTP basic auth with username"},
+        "format": {"enum": ["text", "json"]},
+        "json": {"type": "boolean", "description": "same as format: json"},
+        "silent": {"type": "boolean"},
+        "debug": {"type": "boolean"},
+        "output": {"type": "string", "description": "a file to write the body to"},
+    }}
+_JQ_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "filter": {"type": "string", "description": "the jq program (or give it as `command:`)"},
+        "data": {"description": "inline JSON input (or give it as `script:`)"},
+        "input": {"type": "string", "description": "a JSON file to read"},
+        "raw": {"type": "boolean", "description": "strings without quotes (jq -r)"},
+        "compact": {"type": "boolean", "description": "one line per result (jq -c)"},
+    }}
+_TEMPLATE_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "template": {"type": "string", "description": "the template text (or give it as `script:`)"},
+        "data": {"type": "object", "description": "the values the template reads as {{ .name }}"},
+        "output": {"type": "string", "description": "a file to write the rendered text to"},
+    }}
 
 CATALOGUE: tuple[StepType, ...] = (
     StepType("command", PROCESS, "dagu.executors.command", aliases=("shell",),
@@ -188,6 +252,15 @@ CATALOGUE: tuple[StepType, ...] = (
     StepType("postgres", IN_PROCESS, "dagu.executors.postgres", aliases=("postgresql",),
              reads=frozenset({"command", "script"}), config_schema=_POSTGRES_SCHEMA,
              summary="run SQL on PostgreSQL; rows streamed as JSON lines or CSV"),
+    StepType("http", IN_PROCESS, "dagu.executors.http", reads=frozenset({"command"}),
+             config_schema=_HTTP_SCHEMA, summary="send an HTTP request; the response body (or "
+             "{status_code, headers, body, json}) is the output"),
+    StepType("jq", IN_PROCESS, "dagu.executors.jq", reads=frozenset({"command", "script"}),
+             config_schema=_JQ_SCHEMA, check="dagu.executors.jq:check_step",
+             summary="run a jq filter over JSON from an earlier output, a file or inline data"),
+    StepType("template", IN_PROCESS, "dagu.executors.template", reads=frozenset({"script"}),
+             config_schema=_TEMPLATE_SCHEMA, check="dagu.executors.template:check_step", braced_only=True,
+             summary="render a Go-style template with data to a file or the output"),
 )
 
 # DAG-level keys that give a step type its defaults (a catalogue line's `dag_defaults`).
@@ -197,8 +270,7 @@ TYPE_DEFAULT_KEYS = tuple(sorted({e.dag_defaults for e in CATALOGUE if e.dag_def
 # recognised (so the error says "not supported by this build", not "unknown") and
 # refused at compile time.
 FORMAT_ONLY_TYPES = frozenset({
-    "ssh", "sftp", "http", "jq",
-    "redis", "s3", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness", "template",
+    "ssh", "sftp", "redis", "s3", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness",
 })
 
 
