@@ -74,6 +74,13 @@ def named_shell(step: Step, ctx: RunContext) -> bool:
     return bool(step.shell) and tuple(step.shell) != tuple(ctx.dag.shell or ())
 
 
+def config_scope(scope: Scope) -> Scope:
+    """The scope a step's `with:` renders in: its variables, then its environment (secrets and
+    `env:` included), as upstream expands `${NAME}` in an executor's config; without this a
+    password from `secrets:` could not reach a redis/s3/mail step's with: at all."""
+    return replace(scope, vars={**scope.env, **scope.vars})
+
+
 def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *, attempt: int,
                     stdout: str, stderr: str, handler: str | None = None, repeat: int = 0) -> StepRequest:
     """The request for one attempt; raises EvalError or ExecutorError when it cannot be rendered.
@@ -88,7 +95,7 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         command=[render(c, scope, in_shell, defer_env=in_shell) for c in step.command],
         script=render(step.script, scope, in_shell, defer_env=in_shell and not step.command)
         if step.script is not None else None,
-        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
+        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, config_scope(scope)) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
         self_argv=ctx.self_argv, parent_env=ctx.environ)
     if request.config:

@@ -265,7 +265,7 @@ def describe(exc: BaseException, where: Target, what: str) -> str:
         return (f"redis {where}: authentication failed ({text.split(':')[0]}); "
                 "check password/username (or the DAG's redis: block)")
     if isinstance(exc, ssl.SSLError) or "ssl" in lowered or "tls" in lowered or "certificate" in lowered \
-            or (where.tls and isinstance(exc, redis.ConnectionError)):
+            or (where.tls and what == "connecting" and isinstance(exc, (redis.ConnectionError, redis.TimeoutError))):
         return (f"redis {where}: TLS failed ({text}); check tls_ca / tls_skip_verify, "
                 "and that the server speaks TLS on this port")
     if "name or service not known" in lowered or "nodename nor servname" in lowered \
