@@ -225,7 +225,6 @@ ACTIONS: dict[str, Callable[[dict[str, Any], str], list[Entry]]] = {
     "postgres.import": _importing("postgres"),
     "postgres.query": _command_from("postgres", "query", required=True),
     "router.route": _router,
-    "s3.copy": _operation("s3", "copy"),
     "s3.delete": _operation("s3", "delete"),
     "s3.download": _operation("s3", "download"),
     "s3.list": _operation("s3", "list"),

@@ -68,7 +68,8 @@ def test_a_large_upload_is_multipart_and_comes_back_byte_identical(env: Env, s3_
             with: {key: in/big.bin, source: big.bin, part_size: 5}
             output: UP
           - id: copy
-            action: s3.copy
+            type: s3
+            command: copy
             with: {source_key: in/big.bin, key: copies/big.bin}
           - id: down
             action: s3.download
