@@ -340,9 +340,10 @@ def execute(client: Any, cfg: dict[str, Any], request: StepRequest, io: StepIO, 
             default_timeout: float) -> Any:
     """Run the step's command, script or pipeline; the raw reply."""
     if cfg.get("pipeline"):
-        pipe = client.pipeline(transaction=bool(cfg.get("multi")))
-        if cfg.get("watch"):
-            client.execute_command("WATCH", *cfg["watch"])
+        pipe = client.pipeline(transaction=bool(cfg.get("multi") or cfg.get("watch")))
+        if cfg.get("watch"):  # on the pipeline's own connection; EXEC fails if a watched key changed
+            pipe.watch(*cfg["watch"])
+            pipe.multi()
         names = []
         for item in cfg["pipeline"]:
             args = build_args(item, default_timeout)

@@ -334,3 +334,26 @@ def test_the_example_compiles(env: Env) -> None:
     res = subprocess.run([sys.executable, "-m", "dagu", "compile", str(ROOT / "examples" / "redis.yaml")],
                          cwd=env.dir, env=env.env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_a_held_lock_fails_the_step_and_a_free_one_is_released(env: Env, redis_server: Server) -> None:
+    server = client(redis_server)
+    server.set("held", "someone-else")
+    env.write("lock.yaml", f"""
+        redis: {{host: 127.0.0.1, port: {redis_server.port}}}
+        steps:
+          - id: free
+            type: redis
+            with: {{lock: free-lock, command: SCAN, match: "held*"}}
+            output: KEYS
+          - id: busy
+            type: redis
+            with: {{lock: held, lock_retry: 2, lock_wait: 10, command: PING}}
+        """)
+    res = env.run("start", "lock.yaml", "--run-id", "l1")
+    assert res.returncode != 0
+    steps = _steps(env, "lock", "l1")
+    assert steps["free"]["output"] == '["held"]'
+    assert server.get("free-lock") is None  # released after the command
+    assert "lock 'held' is held by someone else" in steps["busy"]["reason"]
+    assert server.get("held") == "someone-else"  # never taken or freed by the step
