@@ -226,6 +226,72 @@ _TEMPLATE_SCHEMA: Mapping[str, Any] = {
         "data": {"type": "object", "description": "the values the template reads as {{ .name }}"},
         "output": {"type": "string", "description": "a file to write the rendered text to"},
     }}
+_STR: Mapping[str, Any] = {"type": "string"}
+_INT: Mapping[str, Any] = {"type": "integer"}
+_BOOL: Mapping[str, Any] = {"type": "boolean"}
+_STRS: Mapping[str, Any] = {"type": "array", "items": {"type": "string"}}
+_ANY: Mapping[str, Any] = {}
+_SCALAR: Mapping[str, Any] = {"type": ["string", "number", "integer", "boolean"]}
+
+# A redis command in upstream's named-field shape (a step's own, or one item of `pipeline:`).
+_REDIS_COMMAND: dict[str, Any] = {
+    "command": _STR, "key": _STR, "keys": _STRS, "value": _SCALAR, "values": {"type": "array", "items": _SCALAR},
+    "field": _STR, "fields": {"type": "object", "additionalProperties": _SCALAR},
+    "args": {"type": "array", "items": _SCALAR}, "ttl": _INT, "nx": _BOOL, "xx": _BOOL, "keep_ttl": _BOOL,
+    "count": _INT, "match": _STR, "position": {"enum": ["BEFORE", "AFTER"]}, "pivot": _STR, "start": _INT,
+    "stop": _INT, "score": {"type": "number"}, "min": _STR, "max": _STR, "with_scores": _BOOL, "channel": _STR,
+    "message": _SCALAR, "stream": _STR, "stream_id": _STR, "group": _STR, "consumer": _STR,
+    "stream_fields": {"type": "object", "additionalProperties": _SCALAR}, "max_len": _INT, "block": _INT,
+    "no_ack": _BOOL,
+}
+REDIS_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        # the connection (also the DAG-level redis: block)
+        "url": _STR, "host": _STR, "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "password": {"type": "string", "x-secret": True}, "username": _STR,
+        "db": {"type": "integer", "minimum": 0}, "tls": _BOOL, "tls_cert": _STR, "tls_key": _STR, "tls_ca": _STR,
+        "tls_skip_verify": _BOOL, "mode": {"enum": ["standalone", "sentinel", "cluster"]},
+        "sentinel_master": _STR, "sentinel_addrs": _STRS, "cluster_addrs": _STRS,
+        "max_retries": {"type": "integer", "minimum": 0}, "timeout": {"type": "integer", "minimum": 0},
+        # what to run
+        **_REDIS_COMMAND,
+        "script": _STR, "script_file": _STR, "script_sha": _STR, "script_keys": _STRS,
+        "script_args": {"type": "array", "items": _SCALAR},
+        "pipeline": {"type": "array", "items": {"type": "object", "additionalProperties": False,
+                                                "required": ["command"], "properties": _REDIS_COMMAND}},
+        "watch": _STRS, "multi": _BOOL,
+        "lock": _STR, "lock_timeout": _INT, "lock_retry": _INT, "lock_wait": _INT,
+        # the reply
+        "output_format": {"enum": ["json", "jsonl", "raw", "csv"]}, "null_value": _STR,
+        "max_result_size": {"type": "integer", "minimum": 1},
+    },
+}
+
+S3_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        # the connection (also the DAG-level s3: block)
+        "region": _STR, "endpoint": _STR, "access_key_id": _STR,
+        "secret_access_key": {"type": "string", "x-secret": True},
+        "session_token": {"type": "string", "x-secret": True}, "profile": _STR, "force_path_style": _BOOL,
+        "disable_ssl": _BOOL, "bucket": _STR,
+        # the object(s)
+        "key": _STR, "source": _STR, "destination": _STR, "source_bucket": _STR, "source_key": _STR,
+        "content_type": _STR,
+        "storage_class": {"enum": ["STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA",
+                                   "INTELLIGENT_TIERING", "GLACIER", "DEEP_ARCHIVE", "GLACIER_IR"]},
+        "metadata": {"type": "object", "additionalProperties": _STR},
+        "sse": {"enum": ["AES256", "aws:kms"]}, "sse_kms_key_id": _STR,
+        "acl": {"enum": ["private", "public-read", "public-read-write", "authenticated-read", "aws-exec-read",
+                         "bucket-owner-read", "bucket-owner-full-control"]},
+        "tags": {"type": "object", "additionalProperties": _STR},
+        "part_size": {"type": "integer", "minimum": 5}, "concurrency": {"type": "integer", "minimum": 1},
+        "max_bandwidth": {"type": "integer", "minimum": 1},
+        "prefix": _STR, "delimiter": _STR, "max_keys": {"type": "integer", "minimum": 1}, "recursive": _BOOL,
+        "output_format": {"enum": ["json", "jsonl"]}, "quiet": _BOOL,
+    },
+}
 
 CATALOGUE: tuple[StepType, ...] = (
     StepType("command", PROCESS, "dagu.executors.command", aliases=("shell",),
@@ -261,6 +327,11 @@ CATALOGUE: tuple[StepType, ...] = (
     StepType("template", IN_PROCESS, "dagu.executors.template", reads=frozenset({"script"}),
              config_schema=_TEMPLATE_SCHEMA, check="dagu.executors.template:check_step", braced_only=True,
              summary="render a Go-style template with data to a file or the output"),
+    StepType("redis", IN_PROCESS, "dagu.executors.redis", dag_defaults="redis", config_schema=REDIS_SCHEMA,
+             summary="run a Redis command, a Lua script or a pipeline; the reply is the output"),
+    StepType("s3", IN_PROCESS, "dagu.executors.s3", dag_defaults="s3", reads=frozenset({"command"}),
+             config_schema=S3_SCHEMA,
+             summary="upload, download, list, delete or copy S3 objects (AWS or an S3-compatible endpoint)"),
 )
 
 # DAG-level keys that give a step type its defaults (a catalogue line's `dag_defaults`).
@@ -270,7 +341,7 @@ TYPE_DEFAULT_KEYS = tuple(sorted({e.dag_defaults for e in CATALOGUE if e.dag_def
 # recognised (so the error says "not supported by this build", not "unknown") and
 # refused at compile time.
 FORMAT_ONLY_TYPES = frozenset({
-    "ssh", "sftp", "redis", "s3", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness",
+    "ssh", "sftp", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness",
 })
 
 
