@@ -80,7 +80,8 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
 
     A call's sub-runs are named by the step and its repetition, not its attempt: a retry (of the
     step, or `dagu retry` of the run) retries the same sub-runs, while a repetition starts new ones."""
-    in_shell = type_name == "command"
+    # text a shell runs (here or on an ssh host): a $NAME of the environment is left for that shell
+    in_shell = type_name in ("command", "ssh")
     request = StepRequest(
         step_id=step.id, step_name=step.name, type=type_name, dag_name=ctx.dag.name, run_id=ctx.run_id,
         attempt=attempt, env=dict(scope.env), cwd=scope.cwd, stdout=stdout, stderr=stderr,
@@ -88,7 +89,8 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         command=[render(c, scope, in_shell, defer_env=in_shell) for c in step.command],
         script=render(step.script, scope, in_shell, defer_env=in_shell and not step.command)
         if step.script is not None else None,
-        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
+        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx),
+        config=render_value(step.config, _with_env(scope)) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
         self_argv=ctx.self_argv, parent_env=ctx.environ)
     if request.config:
@@ -101,6 +103,12 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         key = f"{ctx.run_id}.{f'handler_{handler}' if handler else step.id}" + (f".r{repeat}" if repeat else "")
         request.call = resolve_call(step, scope, ctx, key)
     return request
+
+
+def _with_env(scope: Scope) -> Scope:
+    """The scope a `with:` block renders in: `${NAME}` falls back to the step's environment, so a
+    secret (`secrets:` reach the environment only) or `${HOME}` can fill a password or a path."""
+    return replace(scope, vars={**scope.env, **scope.vars})
 
 
 def _mask_secret_fields(type_name: str, config: dict, ctx: RunContext) -> None:

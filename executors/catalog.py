@@ -63,6 +63,29 @@ TYPE_SPECIFIC_KEYS = frozenset({"command", "script", "shell", "call", "params", 
 
 _EMPTY_CONFIG: Mapping[str, Any] = {"type": "object", "additionalProperties": False}
 
+# ssh and sftp: the connection keys of the DAG-level `ssh:` block (merged under the step's with:).
+_PORT = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string"}]}
+_DURATION = {"anyOf": [{"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d)?\s*)+$"},
+                       {"type": "integer", "minimum": 0}]}
+_SSH_CONNECTION: dict[str, Any] = {
+    "host": {"type": "string"}, "port": _PORT, "user": {"type": "string"}, "key": {"type": "string"},
+    "password": {"type": "string", "x-secret": True}, "strict_host_key": {"type": "boolean"},
+    "known_host_file": {"type": "string"}, "timeout": _DURATION,
+    "bastion": {"type": "object", "additionalProperties": False, "properties": {
+        "host": {"type": "string"}, "port": _PORT, "user": {"type": "string"}, "key": {"type": "string"},
+        "password": {"type": "string", "x-secret": True}}},
+}
+_SHELL = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+SSH_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["host"],
+    "properties": {**_SSH_CONNECTION, "shell": _SHELL, "shell_args": {"type": "array", "items": {"type": "string"}},
+                   "dir": {"type": "string"}}}
+SFTP_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["host", "source", "destination"],
+    "properties": {**_SSH_CONNECTION, "direction": {"enum": ["upload", "download"]},
+                   "source": {"type": "string"}, "destination": {"type": "string"},
+                   "overwrite": {"type": "boolean"}}}
+
 CATALOGUE: tuple[StepType, ...] = (
     StepType("command", PROCESS, "dagu.executors.command", aliases=("shell",),
              reads=frozenset({"command", "script", "shell"}),
@@ -74,6 +97,11 @@ CATALOGUE: tuple[StepType, ...] = (
              summary="choose which dependent steps run from a value matched against patterns"),
     StepType("noop", IN_PROCESS, "dagu.executors.noop",
              summary="do nothing and succeed (a join point, or a step that only waits for approval)"),
+    StepType("ssh", IN_PROCESS, "dagu.executors.ssh", reads=frozenset({"command", "script", "shell"}),
+             config_schema=SSH_SCHEMA, dag_defaults="ssh",
+             summary="run a command or a script on a remote host over SSH"),
+    StepType("sftp", IN_PROCESS, "dagu.executors.sftp", config_schema=SFTP_SCHEMA, dag_defaults="ssh",
+             summary="upload or download files and directories over SFTP"),
 )
 
 # DAG-level keys that give a step type its defaults (a catalogue line's `dag_defaults`).
@@ -83,7 +111,7 @@ TYPE_DEFAULT_KEYS = tuple(sorted({e.dag_defaults for e in CATALOGUE if e.dag_def
 # recognised (so the error says "not supported by this build", not "unknown") and
 # refused at compile time.
 FORMAT_ONLY_TYPES = frozenset({
-    "ssh", "sftp", "http", "docker", "container", "kubernetes", "k8s", "jq", "mail", "postgres", "sqlite",
+    "http", "docker", "container", "kubernetes", "k8s", "jq", "mail", "postgres", "sqlite",
     "redis", "s3", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness", "template",
 })
 
