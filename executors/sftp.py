@@ -28,6 +28,7 @@ from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 from dagu.executors.ssh_connect import POOL, ConnectError, settings_from
 
 CHUNK = 32768
+PREFETCH_REQUESTS = 64  # reads in flight per downloaded file (of 32 KiB each)
 
 
 class TransferError(Exception):
@@ -121,11 +122,13 @@ class Remote(_Side):
 
     def open_read(self, path: str) -> Any:
         handle = self.sftp.open(path, "rb")
-        handle.prefetch()
+        # read ahead, but boundedly: an unbounded prefetch would buffer the whole file in memory
+        # and make a stopped download wait for all of it before the handle closes
+        handle.prefetch(max_concurrent_requests=PREFETCH_REQUESTS)
         return handle
 
     def open_write(self, path: str) -> Any:
-        handle = self.sftp.open(path, "xb")
+        handle = self.sftp.open(path, "wxb")  # w: write, x: fail if it exists
         handle.set_pipelined(True)
         return handle
 
@@ -188,6 +191,8 @@ def _copy_file(src_side: _Side, dst_side: _Side, item: tuple, cancel: Cancellati
         dst_side.mkdir(parent)
     tmp = _tmp_name(dst, dst_side.join, dst_side.split)
     done = False
+    if isinstance(dst_side, Local):  # removed at once on a stop, even if this thread is abandoned
+        cancel.on_cancel(lambda: None if done else dst_side.remove(tmp))
     try:
         with src_side.open_read(src) as reader, dst_side.open_write(tmp) as writer:
             while True:
