@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.executors.server_sshd import USER, Sshd, sshd  # noqa: F401
+from tests.executors.server_sshd import PASSWORD, USER, Sshd, sshd  # noqa: F401
 from tests.executors.test_ssh import ROOT, conn, no_traceback, wait_until
 from tests.runtime.conftest import Env
 
@@ -172,6 +172,24 @@ def test_a_missing_source_fails_with_its_path(env: Env, sshd: Sshd, known: Path,
     assert res.returncode != 0
     assert f"source {remote}/nope.txt does not exist" in env.status("missing")["steps"]["down"]["reason"]
     no_traceback(res, env)
+
+
+def test_password_upload_masks_the_secret(env: Env, sshd: Sshd, known: Path, remote: Path) -> None:  # noqa: F811
+    (env.dir / "f.txt").write_text("payload\n")
+    env.write("pwup.yaml", f"""
+        secrets:
+          - {{name: SFTP_PW, provider: env, key: TEST_SFTP_PW}}
+        steps:
+          - id: up
+            type: sftp
+            with: {conn(sshd, known, key="", password="${SFTP_PW}", source="f.txt", destination=f"{remote}/f.txt")}
+        """)
+    res = env.run("start", "pwup.yaml", env={"TEST_SFTP_PW": PASSWORD})
+    assert res.returncode == 0, res.stderr
+    assert (remote / "f.txt").read_text() == "payload\n"
+    for path in env.home.rglob("*"):
+        if path.is_file():
+            assert PASSWORD.encode() not in path.read_bytes(), path
 
 
 def test_schema_errors_are_compile_errors_at_their_line(env: Env) -> None:

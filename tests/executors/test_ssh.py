@@ -360,3 +360,22 @@ def test_compiling_imports_no_ssh_client(env: Env) -> None:
 def test_the_example_compiles(env: Env) -> None:
     res = env.run("compile", str(ROOT / "examples" / "ssh.yaml"))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_through_a_bastion(env: Env, sshd: Sshd, known: Path) -> None:  # noqa: F811
+    # the same sshd serves as its own jump host: the target connection runs inside a direct-tcpip
+    # channel of the bastion's, and both are authenticated and host-key checked
+    bastion = {"host": "127.0.0.1", "port": sshd.port, "user": USER, "key": str(sshd.client_key)}
+    env.write("jump.yaml", f"""
+        steps:
+          - id: s
+            type: ssh
+            with: {conn(sshd, known, bastion=bastion)}
+            command: echo via-bastion
+        """)
+    before = sshd.accepted()
+    res = env.run("start", "jump.yaml")
+    assert res.returncode == 0, res.stderr
+    assert logs(env, "jump", "s")[0] == "via-bastion\n"
+    time.sleep(0.2)
+    assert sshd.accepted() - before == 2
