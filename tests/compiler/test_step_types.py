@@ -105,7 +105,8 @@ def test_aliases_of_unsupported_types_are_unsupported_and_other_names_unknown(tm
 def test_every_catalogue_name_and_alias_is_a_type_the_compiler_accepts(tmp_path: Path) -> None:
     """No second list: each name the catalogue gives compiles (with the keys that type reads)."""
     bodies = {"command": "command: echo hi", "call": "call: child", "router": "value: x\n    routes: {x: [done]}",
-              "noop": ""}
+              "noop": "", "ssh": "command: echo\n    with: {host: h}",
+              "sftp": "with: {host: h, source: a, destination: b}"}
     steps = []
     for i, (name, line) in enumerate(sorted(catalog.by_name().items())):
         body = bodies[line.name]
