@@ -370,6 +370,7 @@ class ConnectionPool:
         self._lock = threading.Lock()
         self._idle: dict[tuple, list[_Idle]] = {}
         self._idle_sec = idle_sec
+        self._pid = os.getpid()
         self.opened = 0
 
     def _take(self, key: tuple) -> Any | None:
@@ -377,6 +378,8 @@ class ConnectionPool:
         stale = []
         found = None
         with self._lock:
+            if self._pid != os.getpid():  # a forked supervisor (a sub-run): the parent's connections
+                self._idle, self._pid = {}, os.getpid()  # have no transport thread here; forget them
             for k, entries in list(self._idle.items()):
                 keep = []
                 for entry in entries:

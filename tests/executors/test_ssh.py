@@ -379,3 +379,43 @@ def test_through_a_bastion(env: Env, sshd: Sshd, known: Path) -> None:  # noqa: 
     assert logs(env, "jump", "s")[0] == "via-bastion\n"
     time.sleep(0.2)
     assert sshd.accepted() - before == 2
+
+
+def test_a_large_output_streams_to_the_log_and_is_capped_for_output(env: Env, sshd: Sshd, known: Path) -> None:  # noqa: F811
+    env.write("big.yaml", f"""
+        max_output_size: 10000
+        steps:
+          - id: big
+            type: ssh
+            with: {conn(sshd, known)}
+            command: head -c 3000000 /dev/zero | tr '\\0' a
+            output: BIG
+        """)
+    res = env.run("start", "big.yaml")
+    step = env.status("big")["steps"]["big"]
+    assert res.returncode != 0 and step["status"] == "failed"
+    assert "max_output_size (10000 bytes)" in step["reason"]
+    assert Path(step["attempts"][-1]["stdout"]).stat().st_size == 3_000_000  # all of it, in the log
+
+
+def test_a_forked_sub_run_opens_its_own_connection(env: Env, sshd: Sshd, known: Path) -> None:  # noqa: F811
+    # the parent's pooled connection must not be used by a forked child supervisor
+    env.write("parent.yaml", f"""
+        ssh: {conn(sshd, known)}
+        steps:
+          - id: first
+            type: ssh
+            command: echo parent
+          - id: child
+            call: child
+        ---
+        name: child
+        ssh: {conn(sshd, known)}
+        steps:
+          - id: inner
+            type: ssh
+            command: echo child > {sshd.remote}/child-ran
+        """)
+    res = env.run("start", "parent.yaml", timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert (sshd.remote / "child-ran").read_text() == "child\n"
