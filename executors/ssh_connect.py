@@ -218,6 +218,24 @@ def _key_from(path: str, s: Settings) -> Any:
         raise ConnectError(f"ssh {s.where}: cannot read key file {full}: {exc}") from None
 
 
+def _agent_keys(path: str) -> tuple:
+    """The keys of the ssh-agent at `path` (the supervisor's SSH_AUTH_SOCK as the run saw it; the
+    process-wide os.environ is not consulted nor changed)."""
+    from paramiko.agent import AgentSSH
+    from paramiko.ssh_exception import SSHException
+
+    agent = AgentSSH()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(5)
+        sock.connect(path)
+        agent._connect(sock)  # paramiko's own Agent() reads os.environ; this is its connect step
+        return agent.get_keys()
+    except (OSError, SSHException):
+        sock.close()
+        return ()
+
+
 def _authenticate(s: Settings, transport: Any, log: Log) -> None:
     """Key file, else password, else the agent's keys and the usual ~/.ssh/id_* files."""
     import paramiko
@@ -246,10 +264,7 @@ def _authenticate(s: Settings, transport: Any, log: Log) -> None:
             return
     if not s.key and not s.password:
         if s.agent_socket:
-            try:
-                agent_keys = paramiko.Agent().get_keys()
-            except paramiko.SSHException:
-                agent_keys = ()
+            agent_keys = _agent_keys(s.agent_socket)
             for k in agent_keys:
                 if attempt(f"agent key {fingerprint(k)}", lambda k=k: transport.auth_publickey(s.user, k)):
                     return

@@ -419,3 +419,26 @@ def test_a_forked_sub_run_opens_its_own_connection(env: Env, sshd: Sshd, known: 
     res = env.run("start", "parent.yaml", timeout=60)
     assert res.returncode == 0, res.stderr
     assert (sshd.remote / "child-ran").read_text() == "child\n"
+
+
+def test_agent_keys_are_used_without_key_or_password(env: Env, sshd: Sshd, known: Path, tmp_path: Path) -> None:  # noqa: F811
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_until(sock.exists, timeout=10)
+        subprocess.run(["ssh-add", str(sshd.client_key)], env={**os.environ, "SSH_AUTH_SOCK": str(sock)},
+                       check=True, capture_output=True)
+        env.write("agent.yaml", f"""
+            steps:
+              - id: s
+                type: ssh
+                with: {conn(sshd, known, key="")}
+                command: echo agent-ok
+            """)
+        res = env.run("start", "agent.yaml", env={"SSH_AUTH_SOCK": str(sock), "HOME": str(tmp_path)})
+        assert res.returncode == 0, res.stderr
+        assert logs(env, "agent", "s")[0] == "agent-ok\n"
+    finally:
+        agent.terminate()
+        agent.wait(10)
