@@ -173,8 +173,10 @@ def _run_on(transport: Any, s: Settings, request: StepRequest, io: StepIO, cance
             return StepResult(exit_code=1, error=f"ssh {s.where}: stopped; the remote command was killed")
         select.select([chan], [], [], 0.2)
         reader.drain(chan)
-        if chan.exit_status_ready() and (chan.eof_received or chan.closed) \
-                and not chan.recv_ready() and not chan.recv_stderr_ready():
+        # done once the output ended and the status came, or the channel closed (a server may
+        # close without an exit status: that is reported below, not waited for)
+        finished = chan.closed or (chan.eof_received and chan.exit_status_ready())
+        if finished and not chan.recv_ready() and not chan.recv_stderr_ready():
             break
         if not transport.is_active():
             reader.finish()
