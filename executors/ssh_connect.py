@@ -347,7 +347,13 @@ def open_transport(s: Settings, log: Log, cancel: Cancellation | None = None, vi
             raise ConnectError(f"ssh {s.where}: SSH handshake failed ({exc or type(exc).__name__}); "
                                "is an SSH server listening on that port?") from None
         _check_host_key(s, transport, known, log)
-        _authenticate(s, transport, log)
+        try:
+            _authenticate(s, transport, log)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if cancel is not None and cancel.is_set():
+                raise ConnectError(f"ssh {s.where}: cancelled while connecting") from None
+            raise ConnectError(f"ssh {s.where}: connection lost during authentication: "
+                               f"{exc or type(exc).__name__}") from None
         connected.set()
     except BaseException:
         transport.close()
