@@ -80,8 +80,9 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
 
     A call's sub-runs are named by the step and its repetition, not its attempt: a retry (of the
     step, or `dagu retry` of the run) retries the same sub-runs, while a repetition starts new ones."""
-    in_shell = type_name == "command"
-    given = _with_env(scope) if _in_process(type_name) else scope
+    # text a shell runs (here or on an ssh host): a $NAME of the environment is left for that shell
+    in_shell = type_name in ("command", "ssh")
+    given = _with_env(scope) if _in_process(type_name) and not in_shell else scope
     request = StepRequest(
         step_id=step.id, step_name=step.name, type=type_name, dag_name=ctx.dag.name, run_id=ctx.run_id,
         attempt=attempt, env=dict(scope.env), cwd=scope.cwd, stdout=stdout, stderr=stderr,
@@ -90,7 +91,7 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         script=render(step.script, given, in_shell, defer_env=in_shell and not step.command)
         if step.script is not None else None,
         shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx),
-        config=render_value(step.config, given) if step.config else {},
+        config=render_value(step.config, _with_env(scope)) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
         self_argv=ctx.self_argv, parent_env=ctx.environ,
         max_output_size=step.max_output_size or ctx.dag.max_output_size)
@@ -114,9 +115,9 @@ def _in_process(type_name: str) -> bool:
 
 
 def _with_env(scope: Scope) -> Scope:
-    """The scope an in-process executor's input is rendered in: `${NAME}` may also name a variable
-    of the step's environment (a `secrets:` entry, a passed-through variable), as a command's
-    shell would see it, since no shell expands it later."""
+    """The scope an executor's `with:` block, and an in-process executor's command and script,
+    render in: `${NAME}` may also name a variable of the step's environment (a `secrets:` entry,
+    `${HOME}`), as a command's shell would see it, since no shell expands it later."""
     return replace(scope, vars={**scope.env, **scope.vars})
 
 

@@ -292,6 +292,28 @@ S3_SCHEMA: Mapping[str, Any] = {
         "output_format": {"enum": ["json", "jsonl"]}, "quiet": _BOOL,
     },
 }
+# ssh and sftp: the connection keys of the DAG-level `ssh:` block (merged under the step's with:).
+_PORT = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535}, {"type": "string"}]}
+_DURATION = {"anyOf": [{"type": "string", "pattern": r"^\s*([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h|d)?\s*)+$"},
+                       {"type": "integer", "minimum": 0}]}
+_SSH_CONNECTION: dict[str, Any] = {
+    "host": {"type": "string"}, "port": _PORT, "user": {"type": "string"}, "key": {"type": "string"},
+    "password": {"type": "string", "x-secret": True}, "strict_host_key": {"type": "boolean"},
+    "known_host_file": {"type": "string"}, "timeout": _DURATION,
+    "bastion": {"type": "object", "additionalProperties": False, "properties": {
+        "host": {"type": "string"}, "port": _PORT, "user": {"type": "string"}, "key": {"type": "string"},
+        "password": {"type": "string", "x-secret": True}}},
+}
+_SHELL = {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+SSH_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["host"],
+    "properties": {**_SSH_CONNECTION, "shell": _SHELL, "shell_args": {"type": "array", "items": {"type": "string"}},
+                   "dir": {"type": "string"}}}
+SFTP_SCHEMA: Mapping[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["host", "source", "destination"],
+    "properties": {**_SSH_CONNECTION, "direction": {"enum": ["upload", "download"]},
+                   "source": {"type": "string"}, "destination": {"type": "string"},
+                   "overwrite": {"type": "boolean"}}}
 
 CATALOGUE: tuple[StepType, ...] = (
     StepType("command", PROCESS, "dagu.executors.command", aliases=("shell",),
@@ -332,6 +354,11 @@ CATALOGUE: tuple[StepType, ...] = (
     StepType("s3", IN_PROCESS, "dagu.executors.s3", dag_defaults="s3", reads=frozenset({"command"}),
              config_schema=S3_SCHEMA,
              summary="upload, download, list, delete or copy S3 objects (AWS or an S3-compatible endpoint)"),
+    StepType("ssh", IN_PROCESS, "dagu.executors.ssh", reads=frozenset({"command", "script", "shell"}),
+             config_schema=SSH_SCHEMA, dag_defaults="ssh",
+             summary="run a command or a script on a remote host over SSH"),
+    StepType("sftp", IN_PROCESS, "dagu.executors.sftp", config_schema=SFTP_SCHEMA, dag_defaults="ssh",
+             summary="upload or download files and directories over SFTP"),
 )
 
 # DAG-level keys that give a step type its defaults (a catalogue line's `dag_defaults`).
@@ -341,7 +368,7 @@ TYPE_DEFAULT_KEYS = tuple(sorted({e.dag_defaults for e in CATALOGUE if e.dag_def
 # recognised (so the error says "not supported by this build", not "unknown") and
 # refused at compile time.
 FORMAT_ONLY_TYPES = frozenset({
-    "ssh", "sftp", "archive", "gha", "github_action", "github-action", "chat", "agent", "harness",
+    "archive", "gha", "github_action", "github-action", "chat", "agent", "harness",
 })
 
 

@@ -106,7 +106,8 @@ def test_every_catalogue_name_and_alias_is_a_type_the_compiler_accepts(tmp_path:
     """No second list: each name the catalogue gives compiles (with the keys that type reads)."""
     bodies = {"command": "command: echo hi", "call": "call: child", "router": "value: x\n    routes: {x: [done]}",
               "noop": "", "docker": "with: {image: a}\n    command: echo", "kubernetes": "with: {image: a}",
-              "redis": "with: {command: PING}", "s3": "command: list"}
+              "redis": "with: {command: PING}", "s3": "command: list",
+              "ssh": "command: echo\n    with: {host: h}", "sftp": "with: {host: h, source: a, destination: b}"}
     bodies.update({"mail": "with: {from: a@b.c, to: d@b.c}", "sqlite": "with: {dsn: x.db}\n    command: SELECT 1",
                    "postgres": "with: {dsn: 'host=x'}\n    command: SELECT 1"})
     steps = []
