@@ -12,6 +12,7 @@ no selector in any DAG never imports celery.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -20,9 +21,10 @@ from dagu.distributed.routing import queue_for, selector_of
 from dagu.launch.base import START, START_QUEUED, LaunchedRun, Launcher, RunRequest
 from dagu.spec.plan import PlanError, load_plan
 from dagu.store.runs import Store
-from dagu.store.state import RUN_FINAL
+from dagu.store.state import RUN_FINAL, RunStatus
 
 REMOTE_OPS = (START, START_QUEUED)
+DEAD_GRACE_SEC = 3.0
 
 
 @dataclass
@@ -36,15 +38,40 @@ class RemoteRun:
     queue: str
     sent_at: float = field(default_factory=time.time)
 
+    dead_since: float | None = None
+
     def poll(self) -> int | None:
-        run = Store(self.home).run(self.dag, self.run_id)
-        try:
-            status = run.read().status.status
-        except OSError:
+        if self.refusal() is not None:
+            return 1
+        status = self.status()
+        return None if status is None else 0
+
+    def refusal(self) -> str | None:
+        """What the worker's supervisor said when it refused the run (no run folder was left:
+        a bad param, the DAG at max_active_runs), else None."""
+        from dagu.distributed.records import read_end
+
+        end = read_end(self.home, self.dag, self.run_id)
+        if end is None or os.path.isdir(Store(self.home).run(self.dag, self.run_id).path):
             return None
-        if status in RUN_FINAL:
-            return 0
-        return None
+        return str(end.get("output") or "").strip() or f"its supervisor exited {end.get('exit')}"
+
+    def status(self) -> RunStatus | None:
+        """The run's status once it has ended, else None.  A run whose folder was just created
+        reads as dead until its supervisor takes the lock a moment later: a reader's "dead" counts
+        only once it has lasted DEAD_GRACE_SEC (a lost worker's run is recorded failed by the
+        sweep well before that matters)."""
+        run = Store(self.home).run(self.dag, self.run_id)
+        if not os.path.isdir(run.path):
+            return None
+        view = run.read()
+        if view.status.status not in RUN_FINAL:
+            return None
+        if not view.dead:
+            return view.status
+        now = time.monotonic()
+        self.dead_since = self.dead_since or now
+        return view.status if now - self.dead_since >= DEAD_GRACE_SEC else None
 
 
 def message_for(home: str, request: RunRequest, plan_text: str) -> dict[str, Any]:

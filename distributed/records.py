@@ -19,10 +19,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from dagu.process.tree import attempt_leaders, reap_run
 from dagu.store.journal import Journal
 from dagu.store.runs import Store, StoreError, write_atomic
 from dagu.store.state import QUEUED, RUN_FINAL, apply
@@ -125,6 +127,25 @@ def claim(home: str, dag: str, run_id: str, worker_id: str, op: str) -> bool:
     return True
 
 
+def end_path(home: str, dag: str, run_id: str) -> str:
+    """Written by the worker when the run's supervisor has exited: {"exit", "at", "output"}."""
+    return claim_path(home, dag, run_id)[:-len(".json")] + ".end.json"
+
+
+def write_end(home: str, dag: str, run_id: str, code: int, output: str) -> None:
+    write_atomic(end_path(home, dag, run_id), json.dumps({"exit": code, "at": time.time(), "output": output}) + "\n",
+                 make_dirs=True)
+
+
+def read_end(home: str, dag: str, run_id: str) -> dict[str, Any] | None:
+    try:
+        with open(end_path(home, dag, run_id), encoding="utf-8") as fh:
+            data = json.load(fh)
+        return data if isinstance(data, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def read_claim(home: str, dag: str, run_id: str) -> dict[str, Any] | None:
     """Which worker took the run ({"worker", "host", "op", "at"}); None for a local run."""
     try:
@@ -158,12 +179,15 @@ def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> bool:
         view = run.read()
         if view.status.status in RUN_FINAL:
             return False
+        leaders = attempt_leaders(view.status)  # before the event marks the attempts interrupted
         event: dict[str, Any] = {"ev": "interrupted", "at": time.time(), "reason": reason}
         journal = Journal(run.journal, view.status.seq)
         journal.add(event)
         journal.close()
         apply(view.status, event)
         run.write_snapshot(view.status)
+        if view.status.host in (None, socket.gethostname()):  # what the run's steps left, on this host
+            reap_run(run.path, leaders)
         return True
     finally:
         run.release()
@@ -186,8 +210,8 @@ def sweep_lost(home: str, me: str | None = None, now: float | None = None) -> li
             if record.id == me or record.state in (STOPPED, LOST) or record.health(now) != LOST:
                 continue
             silent = now - record.heartbeat_at
-            reason = (f"worker {record.id} on {record.host} was lost: no heartbeat for {silent:.0f} s "
-                      f"(bound {record.lost_after():.0f} s)")
+            reason = (f"worker {record.id} on {record.host} was lost: no heartbeat for {silent:.1f} s "
+                      f"(bound {record.lost_after():g} s)")
             for key in record.running:
                 dag, _, run_id = key.partition("/")
                 owner = read_claim(home, dag, run_id)

@@ -142,13 +142,20 @@ class Worker:
         env = {k: v for k, v in self.config.environ.items() if k != ENV_BROKER}  # the run is local here
         env.update({k: v for k, v in (message.get("env") or [])})
         env.update({"DAGU_HOME": self.config.home, ENV_WORKER_ID: self.config.worker_id})
-        log_path = records.worker_log(self.config.home, self.config.worker_id)
-        with open(log_path, "ab") as out:
-            proc = subprocess.Popen(request_argv(self.config.self_argv, request), env=env, stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=out, start_new_session=True, close_fds=True,
-                                    preexec_fn=self._arm)
+        proc = subprocess.Popen(request_argv(self.config.self_argv, request), env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True, preexec_fn=self._arm)
         self.log(f"run {request.dag}/{request.run_id}: supervisor pid {proc.pid}")
-        return proc.wait()
+        assert proc.stdout is not None
+        tail = b""
+        for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
+            tail = (tail + chunk)[-4096:]  # the supervisor says little (-q): its refusal, if any
+            with open(records.worker_log(self.config.home, self.config.worker_id), "ab") as out:
+                out.write(chunk)
+        proc.stdout.close()
+        code = proc.wait()
+        records.write_end(self.config.home, request.dag, request.run_id, code, tail.decode("utf-8", "replace"))
+        return code
 
     # -- the process ------------------------------------------------------------------
 

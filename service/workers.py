@@ -151,13 +151,15 @@ def start_remote(home: str, environ: Mapping[str, str], plan: "Plan", words: Seq
 
 def wait_remote(home: str, sent: Sent, poll_sec: float = 0.1) -> "RunStatus":
     """Block until the sent run's own records say it ended (it may first wait for a worker)."""
-    from dagu.store.runs import Store
-    from dagu.store.state import RUN_FINAL
+    from dagu.distributed.launcher import RemoteRun
 
-    run = Store(home).run(sent.dag, sent.run_id)
+    handle = RemoteRun(home, sent.dag, sent.run_id, sent.queue)
     while True:
-        if os.path.isdir(run.path):
-            status = run.read().status
-            if status.status in RUN_FINAL:
-                return status
+        refused = handle.refusal()
+        if refused is not None:
+            worker = worker_of(home, sent.dag, sent.run_id) or "?"
+            raise ServiceError(f"worker {worker} did not start run {sent.run_id}: {refused}")
+        status = handle.status()
+        if status is not None:
+            return status
         time.sleep(poll_sec)
