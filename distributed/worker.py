@@ -121,13 +121,15 @@ class Worker:
         home = self.config.home
         self._running(key, add=True)  # first: a sweep after a crash must find the claim's run
         try:
+            if op == START:  # before the claim: a sweep can then record a run lost in between
+                plan = records.plan_path(home, dag, run_id)
+                if not os.path.exists(plan):
+                    write_atomic(plan, str(message.get("plan") or ""), make_dirs=True)
             if not records.claim(home, dag, run_id, self.config.worker_id, op):
                 owner = (records.read_claim(home, dag, run_id) or {}).get("worker", "?")
                 self.log(f"run {key}: delivered again, already taken by worker {owner}: dropped")
                 return "duplicate"
             if op == START:
-                plan = records.plan_path(home, dag, run_id)
-                write_atomic(plan, str(message.get("plan") or ""), make_dirs=True)
                 request = RunRequest(START, dag, run_id, plan_path=plan, params=tuple(message.get("params") or ()),
                                      parent=message.get("parent"))
             else:

@@ -270,3 +270,25 @@ def test_without_a_selector_nothing_of_celery_is_imported(tmp_path: Path, comman
         assert res.returncode == 0, res.stderr
         loaded = {line.split("|")[-1].strip() for line in res.stderr.splitlines() if line.startswith("import time:")}
         assert not {m for m in loaded if m.split(".")[0] in ("celery", "kombu")}, broker
+
+
+def test_the_queue_admits_runs_to_workers_within_max_active_runs(cluster: Cluster) -> None:
+    """Queued runs are admitted by the one dispatcher (`dagu queue run`, the scheduler's) and only
+    then sent to the workers: with max_active_runs 1 and two free workers they never overlap."""
+    c = cluster
+    c.worker("q1", "lane=q")
+    c.worker("q2", "lane=q")
+    _dag(c, "lane", "{lane: q}", "sleep 0.5")
+    for n in range(3):
+        res = c.run("enqueue", "lane.yaml", "--run-id", f"q{n}")
+        assert res.returncode == 0, res.stderr
+    res = c.run("queue", "run", "--once", "--poll", "0.1", timeout=90)
+    assert res.returncode == 0, res.stderr
+    spans = []
+    for n in range(3):
+        status = c.status("lane", f"q{n}")
+        assert status["status"] == "succeeded" and status["worker"] in ("q1", "q2")
+        assert c.started_count("lane", f"q{n}") == 1
+        spans.append((status["started_at"], status["finished_at"]))
+    spans.sort()
+    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
