@@ -292,3 +292,33 @@ def test_the_queue_admits_runs_to_workers_within_max_active_runs(cluster: Cluste
         spans.append((status["started_at"], status["finished_at"]))
     spans.sort()
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:])), spans  # one at a time
+
+
+def test_a_queued_run_survives_a_broker_crash_with_aof(tmp_path: Path) -> None:
+    """Redis with appendonly (fsync always) killed -9 and restarted: the run sent before the crash
+    is still in its queue and runs once a worker comes."""
+    from tests.servers import free_port, need
+
+    port = free_port()
+    data = tmp_path / "redis-data"
+    data.mkdir()
+    argv = [need("redis-server"), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "yes",
+            "--appendfsync", "always", "--dir", str(data)]
+    server = Server.start(argv, port, tmp_path / "redis.log")
+    c = Cluster(tmp_path, f"redis://127.0.0.1:{port}/0")
+    try:
+        _dag(c, "kept", "{keep: 1}")
+        proc = c.popen("start", "kept.yaml", "--run-id", "a1", "-q")
+        wait_until(lambda: b"kept" in b"".join(p.read_bytes() for p in data.rglob("*.aof*") if p.is_file()), 20,
+                   "the message in the append-only file")
+        os.kill(server.proc.pid, 9)
+        server.proc.wait(10)
+        server = Server.start(argv, port, tmp_path / "redis.log")
+        c.worker("keeper", "keep=1")
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert c.status("kept", "a1")["worker"] == "keeper"
+        assert c.started_count("kept", "a1") == 1
+    finally:
+        c.close()
+        server.stop()
