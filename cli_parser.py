@@ -97,6 +97,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("--dag", default=None, help=argparse.SUPPRESS)  # which DAG of a plan (sub-DAG runs)
     s.add_argument("--parent", default=None, help=argparse.SUPPRESS)  # "dag/run" of the calling run
     s.add_argument("--missed", default=None, help=argparse.SUPPRESS)  # the scheduler records missed ticks
+    s.add_argument("--send", default=None, help=argparse.SUPPRESS)  # a call step's worker_selector (JSON): to a worker
     s.add_argument("rest", nargs="*", metavar="-- PARAMS", action=_after_dash_only(), help="parameters after --")
 
     r = add("retry", help="re-run the failed, aborted and unrun steps of a run")

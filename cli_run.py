@@ -60,6 +60,8 @@ def start_cmd(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_FAILED
     words = runs.split_params(args.params, args.rest)
+    if args.send is not None:
+        return _send_call(args, loaded, words)
     if args.parent is None and args.missed is None and args.dag is None and "DAGU_BROKER" in os.environ:
         from dagu.service import workers
 
@@ -83,6 +85,29 @@ def _start_remote(args: argparse.Namespace, loaded: Any, words: list[str]) -> in
 
         worker = workers.worker_of(dagu_home(), sent.dag, sent.run_id)
         sys.stderr.write(run_summary(status) + (f"dagu: ran on worker {worker}\n" if worker else ""))
+    return control.exit_code(status)
+
+
+def _send_call(args: argparse.Namespace, loaded: Any, words: list[str]) -> int:
+    """A call step's sub-run with a worker_selector (`dagu start --send SELECTOR`, run by the
+    calling supervisor as the step's process): send it, wait for its end, exit as `start -q`
+    would.  A stop of the step (SIGTERM) stops the remote run too."""
+    import signal
+
+    from dagu.service import control, workers
+
+    try:
+        selector = json.loads(args.send)
+    except ValueError:
+        raise CommandFailed(f"--send {args.send!r} is not a JSON selector") from None
+    sent = workers.start_remote(dagu_home(), os.environ, loaded.plan, words, args.run_id, plan_text=loaded.plan_text,
+                                dag=args.dag, parent=args.parent, selector=selector)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    status = workers.wait_remote(dagu_home(), sent, stop=lambda: bool(stopping))
+    if status is None:  # stopped while it waited or ran
+        workers.stop_sent(dagu_home(), os.environ, sent)
+        return 143
     return control.exit_code(status)
 
 

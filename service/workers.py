@@ -117,9 +117,11 @@ class Sent:
 
 
 def start_remote(home: str, environ: Mapping[str, str], plan: "Plan", words: Sequence[str],
-                 run_id: str | None = None, plan_text: str | None = None) -> Sent:
-    """Send a run of the plan's main DAG to the queue its worker_selector names; return at once.
-    The run exists once a worker takes it (it may wait in the broker until one matches)."""
+                 run_id: str | None = None, plan_text: str | None = None, dag: str | None = None,
+                 parent: str | None = None, selector: Mapping[str, Any] | None = None) -> Sent:
+    """Send a run of the plan's DAG (default: its main one) to the queue its worker_selector
+    names, or `selector` (a call step's); return at once.  The run exists once a worker takes it
+    (it may wait in the broker until one matches)."""
     from dagu.distributed.app import BrokerMissing, broker_url
     from dagu.distributed.launcher import RemoteLauncher
     from dagu.distributed.routing import RoutingError, queue_for, selector_of
@@ -129,16 +131,18 @@ def start_remote(home: str, environ: Mapping[str, str], plan: "Plan", words: Seq
     from dagu.store.runs import Store
 
     run_id = run_id or new_run_id()
-    dag = plan.dags[plan.root]
-    if Store(home).exists(dag.name, run_id):
-        raise ServiceError(f"run id {run_id!r} of DAG {dag.name!r} already exists; pick another id")
+    target = plan.dags.get(dag or plan.root)
+    if target is None:
+        raise ServiceError(f"DAG {dag!r} is not in this plan")
+    if Store(home).exists(target.name, run_id):
+        raise ServiceError(f"run id {run_id!r} of DAG {target.name!r} already exists; pick another id")
     try:
-        queue = queue_for(selector_of(dag.settings) or {})
+        queue = queue_for(selector if selector is not None else selector_of(target.settings) or {})
     except RoutingError as exc:
         raise ServiceError(str(exc)) from None
     launcher = RemoteLauncher(home, broker_url(environ) or "", environ)
     try:
-        launcher.send(RunRequest(START, dag.name, run_id, params=tuple(words)), queue,
+        launcher.send(RunRequest(START, target.name, run_id, params=tuple(words), parent=parent), queue,
                       plan_text if plan_text is not None else dump_plan(plan))
     except BrokerMissing as exc:
         raise ServiceError(str(exc)) from None
@@ -146,15 +150,17 @@ def start_remote(home: str, environ: Mapping[str, str], plan: "Plan", words: Seq
         raise ServiceError(f"cannot send the run to the broker {broker_url(environ)}: {exc}") from None
     finally:
         launcher.close()
-    return Sent(dag.name, run_id, queue)
+    return Sent(target.name, run_id, queue)
 
 
-def wait_remote(home: str, sent: Sent, poll_sec: float = 0.1) -> "RunStatus":
-    """Block until the sent run's own records say it ended (it may first wait for a worker)."""
+def wait_remote(home: str, sent: Sent, poll_sec: float = 0.1,
+                stop: Callable[[], bool] | None = None) -> "RunStatus | None":
+    """Block until the sent run's own records say it ended (it may first wait for a worker);
+    None when `stop()` said to give up first."""
     from dagu.distributed.launcher import RemoteRun
 
     handle = RemoteRun(home, sent.dag, sent.run_id, sent.queue)
-    while True:
+    while stop is None or not stop():
         refused = handle.refusal()
         if refused is not None:
             worker = worker_of(home, sent.dag, sent.run_id) or "?"
@@ -163,3 +169,30 @@ def wait_remote(home: str, sent: Sent, poll_sec: float = 0.1) -> "RunStatus":
         if status is not None:
             return status
         time.sleep(poll_sec)
+    return None
+
+
+def stop_sent(home: str, environ: Mapping[str, str], sent: Sent, wait_sec: float = 10.0) -> bool:
+    """Stop a sent run: the ordinary stop by its recorded pid once it runs.  A run still waiting in
+    the broker cannot be taken back from it; it is refused when a worker takes it, because its
+    claim is made here first.  True when something was stopped or refused."""
+    from dagu.distributed.records import claim
+    from dagu.service.control import stop_run
+    from dagu.service.launching import run_launcher
+
+    if claim(home, sent.dag, sent.run_id, "(stopped before it started)", "stop"):
+        return True
+    from dagu.distributed.launcher import RemoteRun
+
+    launcher = run_launcher(home, environ)
+    handle = RemoteRun(home, sent.dag, sent.run_id, sent.queue)
+    deadline = time.monotonic() + wait_sec
+    while time.monotonic() < deadline:  # claimed: its supervisor takes the run's lock in a moment
+        try:
+            stop_run(home, launcher, sent.dag, sent.run_id, wait_sec=max(0.0, deadline - time.monotonic()))
+            return True
+        except ServiceError:
+            if handle.status() is not None or handle.refusal() is not None:
+                return False
+            time.sleep(0.1)
+    return False

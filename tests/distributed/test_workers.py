@@ -322,3 +322,47 @@ def test_a_queued_run_survives_a_broker_crash_with_aof(tmp_path: Path) -> None:
     finally:
         c.close()
         server.stop()
+
+
+def test_a_call_step_with_a_worker_selector_sends_its_sub_run_to_a_worker(cluster: Cluster) -> None:
+    """The caller runs here; the called DAG runs on the worker its step's selector names (items of
+    a parallel step each), and the caller gets their outputs as from local sub-runs."""
+    c = cluster
+    c.worker("sub-gpu", "gpu=true", max_active_runs=2)
+    c.write("caller.yaml", """\
+        steps:
+          - name: one
+            call: child
+            params: "X=1"
+            worker_selector: {gpu: true}
+          - name: many
+            call: child
+            parallel:
+              items: [a, b]
+            worker_selector: {gpu: true}
+            depends: one
+          - name: here
+            call: child
+            params: "X=local"
+            depends: many
+        ---
+        name: child
+        params:
+          - X: none
+        steps:
+          - name: c
+            command: echo "x=${X}"
+            output: OUT
+        """)
+    res = c.run("start", "caller.yaml", "--run-id", "call1", timeout=90)
+    assert res.returncode == 0, res.stderr
+    status = c.status("caller", "call1")
+    assert status.get("worker") is None  # the caller ran here
+    workers = {r["run_id"]: c.status("child", r["run_id"]).get("worker") for r in status["sub_runs"]}
+    assert len(workers) == 4, workers
+    assert sorted(workers.values(), key=str) == [None, "sub-gpu", "sub-gpu", "sub-gpu"], workers
+    assert status["steps"]["one"]["outputs"] == {"OUT": "x=1"}  # the remote sub-run's outputs came back
+    assert status["steps"]["many"]["outputs"]["summary"]["succeeded"] == 2
+    for run_id in workers:
+        assert c.status("child", run_id)["parent"] == "caller/call1"
+        assert c.started_count("child", run_id) == 1
