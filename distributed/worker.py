@@ -167,6 +167,8 @@ class Worker:
         queues = worker_queues(c.labels)
         app = make_app(c.broker, c.environ)
         app.task(name=TASK, ignore_result=True, acks_late=False)(self.take)
+        for note in self._previous_runs():
+            self.log(note)
         self._write(state=records.RUNNING)
         for note in records.sweep_lost(c.home, me=c.worker_id):
             self.log(note)
@@ -184,6 +186,23 @@ class Worker:
             self._write(state=records.STOPPED, running=[])
             self.log(f"worker {c.worker_id}: stopped")
         return int(getattr(worker, "exitcode", 0) or 0)
+
+
+    def _previous_runs(self) -> list[str]:
+        """A worker restarted under the same id: the runs its previous process held died with it
+        (PR_SET_PDEATHSIG) and nobody swept them, since its record is about to be replaced."""
+        old = records.read_worker(records.worker_path(self.config.home, self.config.worker_id))
+        if old is None or old.state in (records.STOPPED, records.LOST) or not old.running:
+            return []
+        reason = f"worker {old.id} on {old.host} was restarted (pid {old.pid} -> {os.getpid()}) while the run ran"
+        notes = []
+        for key in old.running:
+            dag, _, run_id = key.partition("/")
+            owner = records.read_claim(self.config.home, dag, run_id)
+            if (owner is None or owner.get("worker") == old.id) and \
+                    records.fail_lost_run(self.config.home, dag, run_id, reason):
+                notes.append(f"run {key} failed: {reason}")
+        return notes
 
 
 def _labels(labels: Mapping[str, str]) -> str:

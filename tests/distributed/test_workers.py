@@ -366,3 +366,17 @@ def test_a_call_step_with_a_worker_selector_sends_its_sub_run_to_a_worker(cluste
     for run_id in workers:
         assert c.status("child", run_id)["parent"] == "caller/call1"
         assert c.started_count("child", run_id) == 1
+
+
+def test_a_worker_restarted_under_its_id_fails_the_runs_its_previous_process_held(cluster: Cluster) -> None:
+    c = cluster
+    c.worker("phoenix", "bird=1")
+    _dag(c, "ashes", "{bird: 1}", "sleep 30")
+    proc = c.popen("start", "ashes.yaml", "--run-id", "p1", "-q")
+    c.running("ashes", "p1", "s")
+    c.kill9("phoenix")
+    c.worker("phoenix", "bird=1")  # at once: before anyone could find it silent
+    proc.communicate(timeout=30)
+    status = c.status("ashes", "p1")
+    assert status["status"] == "failed" and "was restarted" in status["error"], status["error"]
+    assert c.record("phoenix")["running"] == [] and c.record("phoenix")["state"] == "running"
