@@ -380,3 +380,27 @@ def test_a_worker_restarted_under_its_id_fails_the_runs_its_previous_process_hel
     status = c.status("ashes", "p1")
     assert status["status"] == "failed" and "was restarted" in status["error"], status["error"]
     assert c.record("phoenix")["running"] == [] and c.record("phoenix")["state"] == "running"
+
+
+def test_stopping_a_caller_stops_its_sub_run_on_a_worker(cluster: Cluster) -> None:
+    c = cluster
+    c.worker("subw", "sub=1")
+    c.write("boss.yaml", """\
+        steps:
+          - name: delegate
+            call: slowchild
+            worker_selector: {sub: 1}
+        ---
+        name: slowchild
+        steps:
+          - name: c
+            command: sleep 30
+        """)
+    proc = c.popen("start", "boss.yaml", "--run-id", "b1", "-q")
+    c.running("slowchild", "b1.delegate", "c")
+    res = c.run("stop", "boss.yaml", "--run-id", "b1")
+    assert res.returncode == 0, res.stderr
+    proc.communicate(timeout=30)
+    child = c.final("slowchild", "b1.delegate", 20)
+    assert child["status"] == "aborted" and child["worker"] == "subw"
+    assert c.status("boss", "b1")["status"] == "aborted"
