@@ -147,7 +147,8 @@ def start_remote(home: str, environ: Mapping[str, str], plan: "Plan", words: Seq
     except BrokerMissing as exc:
         raise ServiceError(str(exc)) from None
     except Exception as exc:  # kombu's connection errors: name the broker, no traceback
-        raise ServiceError(f"cannot send the run to the broker {broker_url(environ)}: {exc}") from None
+        raise ServiceError(f"cannot send the run to the broker {broker_url(environ)}: {exc} (is Redis running "
+                           "there? DAGU_BROKER names it; unset it to run here)") from None
     finally:
         launcher.close()
     return Sent(target.name, run_id, queue)
