@@ -30,6 +30,14 @@ def broker_url(environ: Mapping[str, str]) -> str | None:
     return environ.get(ENV_BROKER) or None
 
 
+def safe_url(url: str) -> str:
+    """The broker URL without its password, for logs and messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url
+
+
 class BrokerMissing(RuntimeError):
     """Celery is not installed: the message says how to install it."""
 

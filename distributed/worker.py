@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from dagu.distributed import records
-from dagu.distributed.app import ENV_BROKER, TASK, make_app
+from dagu.distributed.app import ENV_BROKER, TASK, make_app, safe_url
 from dagu.distributed.routing import worker_queues
 from dagu.launch.base import START, START_QUEUED, RunRequest, request_argv
 from dagu.store.runs import Store, write_atomic
@@ -175,7 +175,7 @@ class Worker:
         beat = threading.Thread(target=self.heartbeat, name="dagu-heartbeat", daemon=True)
         beat.start()
         self.log(f"worker {c.worker_id}: labels {_labels(c.labels)}, {len(queues)} queue(s), "
-                 f"{c.max_active_runs} run(s) at a time, broker {_safe(c.broker)}, data {c.home}")
+                 f"{c.max_active_runs} run(s) at a time, broker {safe_url(c.broker)}, data {c.home}")
         worker = app.Worker(hostname=f"{c.worker_id}@{socket.gethostname()}", queues=queues,
                             concurrency=c.max_active_runs, pool="threads", loglevel="WARNING",
                             without_mingle=True, without_gossip=True, optimization="fair", quiet=True)
@@ -207,14 +207,6 @@ class Worker:
 
 def _labels(labels: Mapping[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "(none: only the any queue)"
-
-
-def _safe(url: str) -> str:
-    """The broker URL without its password, for the log."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
-    return url
 
 
 def stderr_log(worker_id: str) -> Callable[[str], None]:

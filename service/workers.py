@@ -122,7 +122,7 @@ def start_remote(home: str, environ: Mapping[str, str], plan: "Plan", words: Seq
     """Send a run of the plan's DAG (default: its main one) to the queue its worker_selector
     names, or `selector` (a call step's); return at once.  The run exists once a worker takes it
     (it may wait in the broker until one matches)."""
-    from dagu.distributed.app import BrokerMissing, broker_url
+    from dagu.distributed.app import BrokerMissing, broker_url, safe_url
     from dagu.distributed.launcher import RemoteLauncher
     from dagu.distributed.routing import RoutingError, queue_for, selector_of
     from dagu.engine.runner import new_run_id
@@ -147,8 +147,9 @@ def start_remote(home: str, environ: Mapping[str, str], plan: "Plan", words: Seq
     except BrokerMissing as exc:
         raise ServiceError(str(exc)) from None
     except Exception as exc:  # kombu's connection errors: name the broker, no traceback
-        raise ServiceError(f"cannot send the run to the broker {broker_url(environ)}: {exc} (is Redis running "
-                           "there? DAGU_BROKER names it; unset it to run here)") from None
+        where = safe_url(broker_url(environ) or "")
+        raise ServiceError(f"cannot send the run to the broker {where}: {exc} (is Redis running there? "
+                           "DAGU_BROKER names it; unset it to run here)") from None
     finally:
         launcher.close()
     return Sent(target.name, run_id, queue)
