@@ -48,6 +48,7 @@ class Cluster:
     broker: str
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
+    clients: list[subprocess.Popen] = field(default_factory=list)  # `dagu start`s waiting on a worker
 
     def __post_init__(self) -> None:
         self.home = self.tmp / "home"
@@ -70,8 +71,10 @@ class Cluster:
                               timeout=timeout)
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([*DAGU, *args], cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([*DAGU, *args], cwd=self.dir, env=self.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
+        self.clients.append(proc)
+        return proc
 
     # -- workers ----------------------------------------------------------------------
 
@@ -113,6 +116,10 @@ class Cluster:
                 proc.wait(10)
 
     def close(self) -> None:
+        for proc in self.clients:  # a failed test leaves no `dagu start` waiting for ever
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate(timeout=10)
         for worker_id in list(self.workers):
             proc = self.workers.pop(worker_id)
             if proc.poll() is None:
