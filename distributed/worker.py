@@ -119,7 +119,9 @@ class Worker:
             return "refused"
         key = f"{dag}/{run_id}"
         home = self.config.home
-        self._running(key, add=True)  # first: a sweep after a crash must find the claim's run
+        mine = key in self.record.running  # delivered again to this very worker while it runs it
+        if not mine:
+            self._running(key, add=True)  # first: a sweep after a crash must find the claim's run
         try:
             if op == START:  # before the claim: a sweep can then record a run lost in between
                 plan = records.plan_path(home, dag, run_id)
@@ -138,7 +140,8 @@ class Worker:
             self.log(f"run {key}: supervisor exited {code}")
             return "done"
         finally:
-            self._running(key, add=False)
+            if not mine:
+                self._running(key, add=False)
 
     def _supervise(self, request: RunRequest, message: dict[str, Any]) -> int:
         env = {k: v for k, v in self.config.environ.items() if k != ENV_BROKER}  # the run is local here
