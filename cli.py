@@ -314,6 +314,8 @@ COMMANDS = {
     "scheduler": _scheduler,
     "start-all": _scheduler,
     "server": _server,
+    "worker": lambda a: _cli_run().worker_cmd(a),
+    "workers": lambda a: _cli_run().workers_cmd(a),
     "approve": lambda a: _cli_run().decide_cmd(a, "approve"),
     "reject": lambda a: _cli_run().decide_cmd(a, "reject"),
     "push-back": lambda a: _cli_run().decide_cmd(a, "push_back"),

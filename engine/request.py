@@ -47,9 +47,11 @@ def resolve_call(step: Step, scope: Scope, ctx: RunContext, run_key: str = "") -
             out.append(value if entry.name.isdigit() else f"{entry.name}={value}")
         return tuple(out)
 
+    selector = step.options.get("worker_selector", ctx.plan.dags[call.dag].settings.get("worker_selector"))
+    selector = dict(selector) if isinstance(selector, dict) else None  # None or "local": run here
     parallel = step.parallel
     if parallel is None:
-        return ResolvedCall(call.dag, (words(scope),), run_key=run_key)
+        return ResolvedCall(call.dag, (words(scope),), run_key=run_key, worker_selector=selector)
     if parallel.items_from is None:
         items = list(parallel.items)
     else:
@@ -66,7 +68,7 @@ def resolve_call(step: Step, scope: Scope, ctx: RunContext, run_key: str = "") -
     else:
         runs = tuple(item_words(item) for item in items)
     return ResolvedCall(call.dag, runs, items=tuple(items), max_concurrent=max(1, parallel.max_concurrent),
-                        run_key=run_key)
+                        run_key=run_key, worker_selector=selector)
 
 
 def named_shell(step: Step, ctx: RunContext) -> bool:
