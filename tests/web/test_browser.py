@@ -64,7 +64,8 @@ def test_the_dags_page_renders_rows_strips_and_diagnostics(server: str) -> None:
 
 
 def test_a_run_page_renders_steps_graph_and_the_log(server: str) -> None:
-    dom = dump_dom_until(f"{server}/runs/hello/h1", '<span id="log-range" class="muted">bytes')
+    # ready once the log's first page is in (the log is fetched after the page's first paint)
+    dom = dump_dom_until(f"{server}/runs/hello/h1", "hello world\n1\n2\n", attempts=6)
     assert '<tr data-step="greet"' in dom and '<tr data-step="after"' in dom
     assert 'class="node s-succeeded" data-step="greet"' in dom  # the graph, coloured
     log = dom[dom.index('<pre id="log"'):]
