@@ -180,6 +180,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0 picks a free one)")
     sv.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
+    us = add("user", help="manage the web UI's users: dagu user add NAME --role R | list | remove NAME")
+    us.add_argument("action", choices=("add", "list", "remove"))
+    us.add_argument("name", nargs="?", metavar="NAME")
+    us.add_argument("--role", choices=("admin", "operator", "viewer"), default=None,
+                    help="add: what the user may do (viewer reads; operator also runs, stops, retries, "
+                         "approves; admin also edits DAGs and manages users)")
+    us.add_argument("--replace", action="store_true", help="add: set a new password and role for an existing user")
+    tk = add("token", help="manage API tokens: dagu token create NAME --role R | list | revoke NAME")
+    tk.add_argument("action", choices=("create", "list", "revoke"))
+    tk.add_argument("name", nargs="?", metavar="NAME")
+    tk.add_argument("--role", choices=("admin", "operator", "viewer"), default=None)
+
     # Internal commands, run by the launcher (launch/base.py request_argv): no `help=`, so
     # argparse lists them nowhere in `dagu --help`.
     add("zygote")  # the scheduler's run forker (launch/local.py)
