@@ -322,3 +322,29 @@ def test_beyond_this_host_with_no_user_every_request_is_refused(tmp_path) -> Non
     client = create_app({**data.config(), "LOOPBACK_ONLY": False}).test_client()
     res = client.get("/api/v1/dags")
     assert res.status_code == 503 and "dagu user add" in body(res)["error"]["message"]
+
+
+def test_the_server_binds_beyond_this_host_only_once_a_user_exists(tmp_path) -> None:
+    import urllib.error
+    import urllib.request
+
+    from tests.web.test_server import stop_server
+
+    data = make_data(tmp_path)
+    res = subprocess.run([*DAGU, "server", "--host", "0.0.0.0", "--port", "0"], cwd=data.root, env=data.env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "dagu user add NAME --role admin" in res.stderr and "Traceback" not in res.stderr
+    assert dagu_input(data, "admin-pass-1\n", "user", "add", "ada", "--role", "admin").returncode == 0
+    proc = subprocess.Popen([*DAGU, "server", "--host", "0.0.0.0", "--port", "0"], cwd=data.root, env=data.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()
+        match = re.search(r"serving http://0\.0\.0\.0:(\d+)/", line)
+        assert match, line + proc.stderr.read() if proc.poll() is not None else line
+        base = f"http://127.0.0.1:{match.group(1)}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/v1/dags", timeout=10)
+        assert refused.value.code == 401
+        assert urllib.request.urlopen(f"{base}/api/v1/system/health", timeout=10).status == 200
+    finally:
+        stop_server(proc)
