@@ -48,6 +48,7 @@ ROLE_OF = {
 LOCAL = Principal("local", ADMIN, "local")
 CSRF_HEADER = "X-CSRF-Token"
 CSRF_FIELD = "csrf_token"
+SESSION_LIFETIME = timedelta(hours=12)
 
 
 def required_role(endpoint: str | None, method: str) -> str:
@@ -101,10 +102,33 @@ class LoginLimiter:
 
 
 @dataclass
+class EndedSessions:
+    """Ids of sessions logged out, until they would have expired anyway: a signed cookie stays
+    valid by itself, so a copy of it (or a request still in flight at logout) must be refused
+    here.  In memory: a restart forgets them (delete $DAGU_HOME/web-secret to end every session)."""
+
+    lifetime_sec: float
+    clock: Callable[[], float] = time.time
+    _ended: dict[str, float] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def end(self, sid: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._ended = {k: t for k, t in self._ended.items() if t > now}
+            self._ended[sid] = now + self.lifetime_sec
+
+    def ended(self, sid: str) -> bool:
+        with self._lock:
+            return sid in self._ended
+
+
+@dataclass
 class AuthState:
     directory: Directory
     limiter: LoginLimiter
     loopback_only: bool
+    ended: EndedSessions = field(default_factory=lambda: EndedSessions(SESSION_LIFETIME.total_seconds()))
 
 
 def auth_state() -> AuthState:
@@ -127,8 +151,17 @@ def start_session(principal: Principal) -> str:
     """A fresh session for a user who just logged in (a new CSRF token too); its CSRF token."""
     session.clear()
     session.permanent = True
-    session.update(user=principal.name, fp=principal.fingerprint, csrf=secrets.token_hex(32))
+    session.update(user=principal.name, fp=principal.fingerprint, csrf=secrets.token_hex(32),
+                   sid=secrets.token_hex(16))
     return session["csrf"]
+
+
+def end_session() -> None:
+    """Log out: this session's id is refused from now on, and the cookie is cleared."""
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        auth_state().ended.end(sid)
+    session.clear()
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -142,10 +175,11 @@ def _is_loopback_host(host: str) -> bool:
         return False
 
 
-def _from_session(directory: Directory) -> Principal | None:
-    name = session.get("user")
-    if not isinstance(name, str):
+def _from_session(state: AuthState) -> Principal | None:
+    name, sid = session.get("user"), session.get("sid")
+    if not isinstance(name, str) or not isinstance(sid, str) or state.ended.ended(sid):
         return None
+    directory = state.directory
     principal = directory.user(name)
     if principal is None or not hmac.compare_digest(principal.fingerprint, str(session.get("fp", ""))):
         session.clear()  # removed, or the password changed since: log in again
@@ -190,7 +224,7 @@ def gate():
         if principal is None:
             return _unauthenticated("the bearer token is unknown or revoked")
     else:
-        principal = _from_session(state.directory)
+        principal = _from_session(state)
     g.principal = principal
     if request.endpoint in PUBLIC:
         return None
@@ -211,9 +245,11 @@ def init_app(app: Flask, home: str, loopback_only: bool) -> None:
     from dagu.web import auth_views
 
     app.secret_key = session_key(home)
-    app.config.setdefault("SESSION_COOKIE_NAME", "dagu_session")
-    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
+    # Not refreshed on each request: a session ends 12 h after its login, and a response never
+    # sends the cookie again unless the session changed (so none can revive a logged-out one).
+    app.config.update(SESSION_COOKIE_NAME="dagu_session", SESSION_COOKIE_HTTPONLY=True,
+                      SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+                      SESSION_REFRESH_EACH_REQUEST=False)
     limiter = LoginLimiter(int(app.config.get("LOGIN_MAX_FAILURES", 5)),
                            float(app.config.get("LOGIN_WINDOW_SEC", 60.0)))
     app.extensions["dagu.auth"] = AuthState(Directory(home), limiter, loopback_only)

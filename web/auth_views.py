@@ -11,10 +11,10 @@ past the limit the answer is 429 with Retry-After, whether or not the password i
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, redirect, render_template, request, session, url_for
+from flask import Blueprint, jsonify, redirect, render_template, request, url_for
 
 from dagu.service import users
-from dagu.web.auth import csrf_ok, auth_state, csrf_token, current_principal, start_session
+from dagu.web.auth import auth_state, csrf_ok, csrf_token, current_principal, end_session, start_session
 from dagu.web.errors import ApiError, error_response
 from dagu.web.request_args import json_body, text_field
 
@@ -69,7 +69,7 @@ def login_submit():
 
 @bp.post("/logout")
 def logout():
-    session.clear()
+    end_session()
     return redirect(url_for("auth.login_page"))
 
 
@@ -92,7 +92,7 @@ def api_login():
 
 @bp.post("/api/v1/auth/logout")
 def api_logout():
-    session.clear()
+    end_session()
     return jsonify({"logged_out": True})
 
 

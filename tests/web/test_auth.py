@@ -12,6 +12,8 @@ import os
 import re
 import stat
 import subprocess
+import time
+from email.utils import parsedate_to_datetime
 
 import pytest
 
@@ -140,12 +142,18 @@ def test_logging_in_with_the_form_then_the_dags_page_names_the_user(app) -> None
                                       "next": "/dags/hello"})
     assert res.status_code == 302 and res.headers["Location"] == "/dags/hello"
     cookie = res.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert cookie.startswith("dagu_session=") and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1)).timestamp()
+    assert 11.9 * 3600 < expires - time.time() < 12.1 * 3600  # a 12 h session, not Flask's 31 days
     page = client.get("/dags").get_data(as_text=True)
     assert 'id="user-name">vic<' in page and 'id="logout"' in page
     fresh = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)">', page).group(1)
     assert fresh != csrf  # a new session, a new token
+    copy = client.get_cookie("dagu_session").value
+    assert client.get("/api/v1/dags").headers.get("Set-Cookie") is None  # no response re-sends the cookie
     assert client.post("/logout", data={"csrf_token": fresh}).status_code == 302
+    assert client.get("/api/v1/dags").status_code == 401
+    client.set_cookie("dagu_session", copy)  # a copy kept from before the logout
     assert client.get("/api/v1/dags").status_code == 401
 
 
@@ -282,8 +290,10 @@ def test_failed_logins_are_limited_per_user_and_per_address(accounts) -> None:
     assert client.post("/api/v1/auth/login", json={"user": "otto", "password": PASSWORDS["otto"]},
                        **other).status_code == 200
     # the form answers 429 too; and another app instance keeps its own counts
-    res = client.post("/login", data={"user": "ada", "password": "x"})
-    assert res.status_code in (403, 429)
+    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', client.get("/login").get_data(as_text=True)).group(1)
+    res = client.post("/login", data={"user": "ada", "password": PASSWORDS["ada"], "csrf_token": csrf})
+    assert res.status_code == 429 and "too many failed logins" in res.get_data(as_text=True).lower()
+    assert int(res.headers["Retry-After"]) >= 1
     fresh = create_app(accounts[0].config()).test_client()
     assert fresh.post("/api/v1/auth/login", json={"user": "ada", "password": PASSWORDS["ada"]}).status_code == 200
 

@@ -6,6 +6,7 @@
 const dagu = {};
 
 dagu.csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+dagu.role = (document.querySelector('meta[name="dagu-role"]') || {}).content || "";  /* viewer, operator, admin */
 dagu.initial = JSON.parse(document.getElementById("initial-data").textContent || "{}");
 
 dagu.api = async function (path, options) {
