@@ -372,6 +372,8 @@ COMMANDS = {
     "server": _server,
     "user": _accounts,
     "token": _accounts,
+    "worker": lambda a: _cli_run().worker_cmd(a),
+    "workers": lambda a: _cli_run().workers_cmd(a),
     "approve": lambda a: _cli_run().decide_cmd(a, "approve"),
     "reject": lambda a: _cli_run().decide_cmd(a, "reject"),
     "push-back": lambda a: _cli_run().decide_cmd(a, "push_back"),

@@ -77,7 +77,8 @@ def status_text(report: Any) -> str:
     out = [f"dag:      {st.dag}",
            f"run:      {st.run_id}",
            f"status:   {st.status}" + ("  (interrupted)" if st.interrupted else ""),
-           f"started:  {fmt_time(st.started_at)}   duration: {fmt_duration(took)}   pid: {st.pid}  host: {st.host}"]
+           f"started:  {fmt_time(st.started_at)}   duration: {fmt_duration(took)}   pid: {st.pid}  host: {st.host}"
+           + (f"  worker: {report.worker}" if getattr(report, "worker", None) else "")]
     if st.params:
         out.append(f"params:   {' '.join(st.params)}")
     if st.parent:
@@ -133,3 +134,18 @@ def history_text(rows: Sequence[Any]) -> str:
     widths = [max(len(r[i]) for r in table) for i in range(4)]
     return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4] + "\n"
                    for r in table).replace("  \n", "\n")
+
+
+def workers_text(rows: Sequence[Any]) -> str:
+    """`dagu workers`: one line per worker; '' when none."""
+    table = [("ID", "HEALTH", "LAST HEARTBEAT", "RUNNING", "LABELS")]
+    now = time.time()
+    for w in rows:
+        running = f"{len(w.running)}/{w.max_active_runs}" + (f" ({', '.join(w.running)})" if w.running else "")
+        labels = ",".join(f"{k}={v}" for k, v in sorted(w.labels.items())) or "-"
+        table.append((w.id, w.health, f"{fmt_time(w.last_heartbeat)} ({fmt_duration(now - w.last_heartbeat)} ago)",
+                      running, labels))
+    if len(table) == 1:
+        return ""
+    widths = [max(len(r[i]) for r in table) for i in range(4)]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4] + "\n" for r in table)

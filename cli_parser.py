@@ -97,6 +97,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     s.add_argument("--dag", default=None, help=argparse.SUPPRESS)  # which DAG of a plan (sub-DAG runs)
     s.add_argument("--parent", default=None, help=argparse.SUPPRESS)  # "dag/run" of the calling run
     s.add_argument("--missed", default=None, help=argparse.SUPPRESS)  # the scheduler records missed ticks
+    s.add_argument("--send", default=None, help=argparse.SUPPRESS)  # a call step's worker_selector (JSON): to a worker
     s.add_argument("rest", nargs="*", metavar="-- PARAMS", action=_after_dash_only(), help="parameters after --")
 
     r = add("retry", help="re-run the failed, aborted and unrun steps of a run")
@@ -191,6 +192,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     tk.add_argument("action", choices=("create", "list", "revoke"))
     tk.add_argument("name", nargs="?", metavar="NAME")
     tk.add_argument("--role", choices=("admin", "operator", "viewer"), default=None)
+
+    wk = add("worker", help="take runs from the broker for the DAGs whose worker_selector these labels match")
+    wk.add_argument("--labels", default="", metavar="K=V,...", help="this worker's labels, e.g. gpu=true,region=eu "
+                                                                    "(at most 6)")
+    wk.add_argument("--broker", default=None, metavar="URL", help="e.g. redis://127.0.0.1:6379/0 "
+                                                                  "(default: $DAGU_BROKER)")
+    wk.add_argument("--max-active-runs", type=_positive_int, default=1, metavar="N",
+                    help="runs supervised at a time (default 1)")
+    wk.add_argument("--id", default=None, metavar="NAME", help="this worker's id (default: HOST-PID)")
+
+    wo = add("workers", help="list the workers of this data dir: labels, running runs, heartbeat, health")
+    wo.add_argument("--format", choices=("text", "json"), default="text")
 
     # Internal commands, run by the launcher (launch/base.py request_argv): no `help=`, so
     # argparse lists them nowhere in `dagu --help`.

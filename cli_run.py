@@ -60,9 +60,77 @@ def start_cmd(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_FAILED
     words = runs.split_params(args.params, args.rest)
+    if args.send is not None:
+        return _send_call(args, loaded, words)
+    if args.parent is None and args.missed is None and args.dag is None and "DAGU_BROKER" in os.environ:
+        from dagu.service import workers
+
+        if workers.routes_remotely(os.environ, loaded.plan):
+            return _start_remote(args, loaded, words)
     outcome = runs.start(dagu_home(), os.environ, loaded.plan, words, args.run_id, dag=args.dag, parent=args.parent,
                          plan_text=loaded.plan_text, missed=args.missed)
     return _print_outcome(outcome, args.quiet or args.parent is not None)
+
+
+def _start_remote(args: argparse.Namespace, loaded: Any, words: list[str]) -> int:
+    """`dagu start` of a DAG with a worker_selector and a broker: send it, wait for its end."""
+    from dagu.service import control, workers
+
+    sent = workers.start_remote(dagu_home(), os.environ, loaded.plan, words, args.run_id, plan_text=loaded.plan_text)
+    if not args.quiet:
+        sys.stderr.write(f"dagu: run {sent.run_id} of {sent.dag!r} sent to queue {sent.queue}; waiting for a worker\n")
+    status = workers.wait_remote(dagu_home(), sent)
+    if not args.quiet:
+        from dagu.cli_format import run_summary
+
+        worker = workers.worker_of(dagu_home(), sent.dag, sent.run_id)
+        sys.stderr.write(run_summary(status) + (f"dagu: ran on worker {worker}\n" if worker else ""))
+    return control.exit_code(status)
+
+
+def _send_call(args: argparse.Namespace, loaded: Any, words: list[str]) -> int:
+    """A call step's sub-run with a worker_selector (`dagu start --send SELECTOR`, run by the
+    calling supervisor as the step's process): send it, wait for its end, exit as `start -q`
+    would.  A stop of the step (SIGTERM) stops the remote run too."""
+    import signal
+
+    from dagu.service import control, workers
+
+    try:
+        selector = json.loads(args.send)
+    except ValueError:
+        raise CommandFailed(f"--send {args.send!r} is not a JSON selector") from None
+    sent = workers.start_remote(dagu_home(), os.environ, loaded.plan, words, args.run_id, plan_text=loaded.plan_text,
+                                dag=args.dag, parent=args.parent, selector=selector)
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    status = workers.wait_remote(dagu_home(), sent, stop=lambda: bool(stopping))
+    if status is None:  # stopped while it waited or ran
+        workers.stop_sent(dagu_home(), os.environ, sent)
+        return 143
+    return control.exit_code(status)
+
+
+def workers_cmd(args: argparse.Namespace) -> int:
+    """`dagu workers`: each worker's id, labels, running runs, last heartbeat and health."""
+    from dagu.cli_format import workers_text
+    from dagu.service.workers import list_workers
+
+    rows = list_workers(dagu_home())
+    if args.format == "json":
+        sys.stdout.write(json.dumps([w.to_dict() for w in rows], indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    if not rows:
+        sys.stderr.write("dagu workers: no worker has served this data dir (start one: dagu worker --broker URL)\n")
+    sys.stdout.write(workers_text(rows))
+    return EXIT_OK
+
+
+def worker_cmd(args: argparse.Namespace) -> int:
+    """`dagu worker`: serve until SIGTERM."""
+    from dagu.service.workers import serve_worker
+
+    return serve_worker(dagu_home(), os.environ, args.broker, args.labels, args.max_active_runs, args.id)
 
 
 def retry_cmd(args: argparse.Namespace) -> int:
@@ -73,9 +141,9 @@ def retry_cmd(args: argparse.Namespace) -> int:
 
 
 def _launcher() -> Any:
-    from dagu.service.launching import local_launcher
+    from dagu.service.launching import run_launcher
 
-    return local_launcher(dagu_home(), os.environ)
+    return run_launcher(dagu_home(), os.environ)
 
 
 def stop_cmd(args: argparse.Namespace) -> int:

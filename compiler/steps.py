@@ -226,7 +226,12 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
             ))
 
     config_raw = raw["with"] if "with" in raw else get("config")
-    config = _templates_in(ctx, path + (("with" if "with" in raw else "config"),), config_raw, owner) \
+    line = entry(stype)
+    literal = line is not None and line.braced_only  # only ${...} is ours (a Go template's {{ $x }})
+    if literal:
+        from dagu.compiler.step_config_checks import braced_only
+    config = (braced_only if literal else _templates_in)(
+        ctx, path + (("with" if "with" in raw else "config"),), config_raw, owner) \
         if isinstance(config_raw, dict) else {}
     dag_key = _dag_defaults_key(stype)
     if dag_key and isinstance(defaults.type_defaults.get(dag_key), dict):
@@ -252,7 +257,8 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         type=stype,
         description=description if isinstance(description, str) else None,
         command=command,
-        script=template(path + ("script",), script, owner) if script is not None else None,
+        script=(_braced_parts(ctx, path + ("script",), script, owner) if literal else
+                template(path + ("script",), script, owner)) if script is not None else None,
         shell=(values.shell_words(ctx, path + ("shell",), raw["shell"]) if "shell" in raw else ()) or defaults.shell,
         working_dir=template(path + ("working_dir",), working_dir, owner) if working_dir is not None
         else defaults.working_dir,
@@ -279,6 +285,14 @@ def build_step(ctx: DocContext, draft: StepDraft, depends: tuple[str, ...], defa
         config=config,
         options=options,
     )
+
+
+def _braced_parts(ctx: DocContext, path: Path, value: Any, owner: str) -> list:
+    from dagu.compiler.step_config_checks import braced_only
+
+    text = value if isinstance(value, str) else scalar_text(value)
+    parsed = braced_only(ctx, path, text, owner)
+    return parsed["$expr"] if isinstance(parsed, dict) else ([parsed] if parsed else [])
 
 
 def _dag_defaults_key(stype: str) -> str | None:
@@ -312,6 +326,10 @@ def _check_type(ctx: DocContext, draft: StepDraft, raw: dict[str, Any], stype: s
     check_config(ctx, path, raw, line.config_schema, stype, draft.id,
                  defaulted=frozenset(given_by_dag) if isinstance(given_by_dag, dict) else frozenset())
     check_ignored_keys(ctx, path, raw, line, stype, draft.id)
+    if line.check:
+        from dagu.compiler.step_config_checks import run_check  # only types that name a check
+
+        run_check(ctx, path, raw, line, draft.id)
     if line.name == "call":
         check_call(ctx, path, raw, draft.id)
     return None

@@ -47,9 +47,11 @@ def resolve_call(step: Step, scope: Scope, ctx: RunContext, run_key: str = "") -
             out.append(value if entry.name.isdigit() else f"{entry.name}={value}")
         return tuple(out)
 
+    selector = step.options.get("worker_selector", ctx.plan.dags[call.dag].settings.get("worker_selector"))
+    selector = dict(selector) if isinstance(selector, dict) else None  # None or "local": run here
     parallel = step.parallel
     if parallel is None:
-        return ResolvedCall(call.dag, (words(scope),), run_key=run_key)
+        return ResolvedCall(call.dag, (words(scope),), run_key=run_key, worker_selector=selector)
     if parallel.items_from is None:
         items = list(parallel.items)
     else:
@@ -66,7 +68,7 @@ def resolve_call(step: Step, scope: Scope, ctx: RunContext, run_key: str = "") -
     else:
         runs = tuple(item_words(item) for item in items)
     return ResolvedCall(call.dag, runs, items=tuple(items), max_concurrent=max(1, parallel.max_concurrent),
-                        run_key=run_key)
+                        run_key=run_key, worker_selector=selector)
 
 
 def named_shell(step: Step, ctx: RunContext) -> bool:
@@ -80,17 +82,21 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
 
     A call's sub-runs are named by the step and its repetition, not its attempt: a retry (of the
     step, or `dagu retry` of the run) retries the same sub-runs, while a repetition starts new ones."""
-    in_shell = type_name == "command"
+    # text a shell runs (here or on an ssh host): a $NAME of the environment is left for that shell
+    in_shell = type_name in ("command", "ssh")
+    given = _with_env(scope) if _in_process(type_name) and not in_shell else scope
     request = StepRequest(
         step_id=step.id, step_name=step.name, type=type_name, dag_name=ctx.dag.name, run_id=ctx.run_id,
         attempt=attempt, env=dict(scope.env), cwd=scope.cwd, stdout=stdout, stderr=stderr,
         scratch=ctx.run.logs if ctx.run is not None else scope.cwd,
-        command=[render(c, scope, in_shell, defer_env=in_shell) for c in step.command],
-        script=render(step.script, scope, in_shell, defer_env=in_shell and not step.command)
+        command=[render(c, given, in_shell, defer_env=in_shell) for c in step.command],
+        script=render(step.script, given, in_shell, defer_env=in_shell and not step.command)
         if step.script is not None else None,
-        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx), config=render_value(step.config, scope) if step.config else {},
+        shell=step.shell or ctx.dag.shell, shell_named_by_step=named_shell(step, ctx),
+        config=render_value(step.config, _with_env(scope)) if step.config else {},
         handler=handler, timeout_sec=step.timeout_sec, plan_path=ctx.plan_path, home=ctx.home,
-        self_argv=ctx.self_argv, parent_env=ctx.environ)
+        self_argv=ctx.self_argv, parent_env=ctx.environ,
+        max_output_size=step.max_output_size or ctx.dag.max_output_size)
     if request.config:
         _mask_secret_fields(type_name, request.config, ctx)
     if step.routes:
@@ -101,6 +107,20 @@ def resolve_request(step: Step, type_name: str, scope: Scope, ctx: RunContext, *
         key = f"{ctx.run_id}.{f'handler_{handler}' if handler else step.id}" + (f".r{repeat}" if repeat else "")
         request.call = resolve_call(step, scope, ctx, key)
     return request
+
+
+def _in_process(type_name: str) -> bool:
+    from dagu.executors.catalog import IN_PROCESS, by_name
+
+    line = by_name().get(type_name)
+    return line is not None and line.kind == IN_PROCESS
+
+
+def _with_env(scope: Scope) -> Scope:
+    """The scope an executor's `with:` block, and an in-process executor's command and script,
+    render in: `${NAME}` may also name a variable of the step's environment (a `secrets:` entry,
+    `${HOME}`), as a command's shell would see it, since no shell expands it later."""
+    return replace(scope, vars={**scope.env, **scope.vars})
 
 
 def _mask_secret_fields(type_name: str, config: dict, ctx: RunContext) -> None:

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from typing import Any
 
-from dagu.engine import conditions, policy
+from dagu.engine import conditions, notify, policy
 from dagu.engine.attempt import Attempt, ended_fields
 from dagu.engine.evaluate import EvalError, StepFacts
 from dagu.engine.graph import Node, StepGraph
@@ -58,6 +58,8 @@ class Supervisor:
         self.dag = ctx.dag
         self.status = status
         self.hooks = Hooks(JournalHook(journal, status, ctx.masker))
+        if notify.wanted(ctx):  # mail_on / mail_on_error: the run's summary by e-mail
+            self.hooks.subscribe(notify.NotifyHook(ctx, status))
         self.executors = executors
         self.graph = StepGraph(ctx.dag.steps, ctx.dag.order)
         self.nodes = self.graph.nodes

@@ -45,6 +45,9 @@ class ResolvedCall:
     items: tuple[Any, ...] | None = None  # parallel items (None: a single call)
     max_concurrent: int = 1
     run_key: str = ""  # names the sub-runs: the same key on a retry means the same runs, retried
+    # the step's worker_selector, else the called DAG's: {label: value} sends the runs to a worker
+    # when a broker is configured (spec/distributed.md); None runs them here
+    worker_selector: dict[str, Any] | None = None
 
 
 @dataclass
@@ -76,6 +79,7 @@ class StepRequest:
     home: str = ""
     self_argv: list[str] = field(default_factory=list)  # how to invoke dagu itself
     parent_env: Mapping[str, str] = field(default_factory=dict)  # the supervisor's own environment
+    max_output_size: int = 1048576  # the cap on a value an executor returns as `output` (the DAG's)
 
 
 @dataclass

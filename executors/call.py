@@ -56,9 +56,13 @@ class CallJob:
                 parent=parent)
             argv = request_argv(request.self_argv, run)
             env = {**request.parent_env, "DAGU_HOME": request.home}
+            remote = run.op == START and call.worker_selector is not None and bool(env.get("DAGU_BROKER"))
+            if remote:  # `dagu start --send`: the run goes to a worker; this process waits for its end
+                cut = argv.index("--")
+                argv[cut:cut] = ["--send", json.dumps(call.worker_selector, sort_keys=True)]
             self._pending.append(Launch(argv=argv, env=env, cwd=request.cwd, stdout=request.stdout + suffix,
                                         stderr=request.stderr + suffix, tag=(index, run_id, words), sandboxed=False,
-                                        run=run))
+                                        run=None if remote else run))
         self._limit = max(1, call.max_concurrent)
         self._running = 0
 

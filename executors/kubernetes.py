@@ -49,15 +49,16 @@ def run(request: StepRequest, io: StepIO, cancel: Cancellation) -> StepResult:
     except ExecutorError as exc:
         return StepResult(exit_code=1, error=str(exc))
     job = _Job(api_client, server, namespace, name, io, cancel, float(cfg.get("poll_interval") or 1.0))
+    keep = str(cfg.get("cleanup_policy") or "delete") == "keep"
     try:
-        return job.run(body, keep=str(cfg.get("cleanup_policy") or "delete") == "keep")
+        return job.run(body, keep=keep)
     except Exception as exc:  # the client's ApiException, urllib3's errors, ...
         if cancel.is_set():
             return StepResult(exit_code=1, error=f"cancelled: job {namespace}/{name} deleted")
         return StepResult(exit_code=1, error=f"kubernetes API at {server}: {job.phase} failed "
                                              f"({_short(exc)}){_hint(exc)}")
     finally:
-        if cancel.is_set():
+        if cancel.is_set() or not keep:  # whatever ended the step (an API error too), nothing is left running
             job.delete()
         try:
             api_client.close()
@@ -187,8 +188,13 @@ class _Job:
     def _pods(self, core: Any) -> list[Any]:
         """The Job's pods (by the job-name label, checked here too)."""
         self.phase = f"list the pods of job {self.namespace}/{self.name}"
-        listed = core.list_namespaced_pod(self.namespace, label_selector=f"job-name={self.name}",
-                                          _request_timeout=30).items
+        try:
+            listed = core.list_namespaced_pod(self.namespace, label_selector=f"job-name={self.name}",
+                                              _request_timeout=30).items
+        except Exception as exc:
+            if getattr(exc, "status", None) == 404:  # no pod yet (an API may answer 404 for an empty list)
+                return []
+            raise
         return [p for p in listed if (p.metadata.labels or {}).get("job-name") == self.name
                 or (p.metadata.labels or {}).get("batch.kubernetes.io/job-name") == self.name]
 

@@ -1,7 +1,8 @@
-"""Which launcher the service uses: today always the local one (launch/local.py).
+"""Which launcher the service uses: the local one (launch/local.py), or with a broker configured
+(DAGU_BROKER) the routing one (distributed/launcher.py), which sends runs of DAGs with a
+`worker_selector` to workers and launches every other request locally.
 
-One place decides, so a remote launcher (distributed workers) is a change here
-rather than in every caller.
+One place decides, so callers do not know where a run executes.
 """
 
 from __future__ import annotations
@@ -22,3 +23,16 @@ def local_launcher(home: str, environ: Mapping[str, str], zygote: bool = False,
     from dagu.launch.local import LocalLauncher
 
     return LocalLauncher(self_argv(), environ, log_path or os.path.join(home, LAUNCH_LOG), zygote=zygote)
+
+
+def run_launcher(home: str, environ: Mapping[str, str], zygote: bool = False,
+                 log_path: str | None = None) -> Launcher:
+    """The launcher for runs: local, or routing to workers when a broker is configured (celery
+    itself is imported only when a run is actually sent)."""
+    local = local_launcher(home, environ, zygote=zygote, log_path=log_path)
+    broker = environ.get("DAGU_BROKER")
+    if not broker:
+        return local
+    from dagu.distributed.launcher import RoutingLauncher
+
+    return RoutingLauncher(local, home, broker, environ)

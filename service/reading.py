@@ -40,11 +40,13 @@ class RunReport:
 
     view: RunView
     sub_runs: list[SubRun]
+    worker: str | None = None  # the distributed worker that ran it; None: this host
 
     def to_dict(self) -> dict[str, Any]:
         """The `dagu status --format json` document (and the web API's)."""
         return {**self.view.status.to_dict(), "path": self.view.path, "live": self.view.live,
-                "problems": self.view.problems, "sub_runs": [r.to_dict() for r in self.sub_runs]}
+                "problems": self.view.problems, "sub_runs": [r.to_dict() for r in self.sub_runs],
+                **({"worker": self.worker} if self.worker else {})}
 
 
 @dataclass
@@ -106,7 +108,10 @@ def status(home: str, dag: str, run_id: str | None = None) -> RunReport:
     """A run (default: the latest) with its sub-run tree."""
     view = run_view(home, dag, run_id)
     view.problems += describe_leftovers(view)  # process/tree.py: does the dead run still run?
-    return RunReport(view, sub_runs(home, view))
+    from dagu.distributed.records import read_claim  # one stat when the run was not sent to a worker
+
+    claim = read_claim(home, view.status.dag, view.status.run_id)
+    return RunReport(view, sub_runs(home, view), worker=str(claim["worker"]) if claim else None)
 
 
 def compile_warning(home: str, file: str, dag: str) -> str | None:

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 
 from dagu.launch.base import MISSED, START, LaunchedRun, Launcher, RunRequest
 from dagu.service import control, runs
-from dagu.service.launching import local_launcher
+from dagu.service.launching import run_launcher
 from dagu.spec.plan import Plan
 from dagu.store.runs import Store
 from dagu.store.state import SUCCEEDED
@@ -121,9 +121,10 @@ class SchedulerActions:
 
 
 def scheduler_actions(home: str, environ: Mapping[str, str]) -> SchedulerActions:
-    """The actions of a scheduler of this data dir: the local launcher with its zygote."""
+    """The actions of a scheduler of this data dir: the local launcher with its zygote (routing
+    runs of DAGs with a worker_selector to workers when a broker is configured)."""
     log_path = os.path.join(home, "scheduler", "launch.log")
-    return SchedulerActions(Store(home), local_launcher(home, environ, zygote=True, log_path=log_path), log_path)
+    return SchedulerActions(Store(home), run_launcher(home, environ, zygote=True, log_path=log_path), log_path)
 
 
 def serve_scheduler(home: str, dags_dir: str, environ: Mapping[str, str], stop: Callable[[], bool],
@@ -143,5 +144,5 @@ def run_queues(home: str, environ: Mapping[str, str], once: bool, poll_sec: floa
     """`dagu queue run`: start queued runs in order; how many were started."""
     from dagu.queues.queue import dispatch
 
-    launcher = local_launcher(home, environ)
+    launcher = run_launcher(home, environ)
     return dispatch(Store(home), launcher, once=once, poll_sec=poll_sec)

@@ -137,8 +137,9 @@ def test_module_package_follows_the_installed_layout() -> None:
 
 
 # The packages below the service layer: they run plans and keep state, and never reach up.
-BELOW_SERVICE = ("engine", "process", "store", "launch", "queues", "schedule", "executors", "settings", "spec")
-RUNTIME = ("engine", "process", "store", "launch", "queues", "schedule", "settings")
+BELOW_SERVICE = ("engine", "process", "store", "launch", "queues", "schedule", "executors", "settings", "spec",
+                 "distributed")
+RUNTIME = ("engine", "process", "store", "launch", "queues", "schedule", "settings", "distributed")
 FRONT_ENDS = ("cli", "cli_run", "cli_format", "cli_parser", "web", "__main__")
 
 

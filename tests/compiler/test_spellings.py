@@ -64,14 +64,16 @@ STEPS = {
     "docker_no_command": ("action: docker.run\nwith: {image: a}", "type: docker\nwith: {image: a}"),
     "kubernetes": ("action: kubernetes.run\nwith: {image: a}", "type: kubernetes\nwith: {image: a}"),
     "postgres": ("action: postgres.query\nwith: {dsn: d, query: SELECT 1}", "type: postgres\ncommand: SELECT 1\nwith: {dsn: d}"),
-    "sqlite_import": ("action: sqlite.import\nwith: {import: {table: t}}", "type: sqlite\nwith: {import: {table: t}}"),
+    "sqlite_import": ("action: sqlite.import\nwith: {dsn: d, import: {input_file: f.csv, table: t}}",
+                      "type: sqlite\nwith: {dsn: d, import: {input_file: f.csv, table: t}}"),
     "jq_string_data": ("action: jq.filter\nwith: {filter: .a, data: '{\"a\": 1}'}",
                        "type: jq\ncommand: .a\nscript: '{\"a\": 1}'"),
     "jq_input": ("action: jq.filter\nwith: {filter: .a, input: /tmp/in.json}",
                  "type: jq\ncommand: .a\nwith: {input: /tmp/in.json}"),
     "s3_delete": ("action: s3.delete\nwith: {bucket: b}", "type: s3\ncommand: delete\nwith: {bucket: b}"),
     "s3_download": ("action: s3.download\nwith: {bucket: b}", "type: s3\ncommand: download\nwith: {bucket: b}"),
-    "sftp_download": ("action: sftp.download\nwith: {host: h}", "type: sftp\nwith: {host: h, direction: download}"),
+    "sftp_download": ("action: sftp.download\nwith: {host: h, source: a, destination: b}",
+                      "type: sftp\nwith: {host: h, source: a, destination: b, direction: download}"),
     "archive_extract": ("action: archive.extract\nwith: {source: a}", "type: archive\ncommand: extract\nwith: {source: a}"),
     "redis_get": ("action: redis.get\nwith: {key: k}", "type: redis\nwith: {key: k, command: GET}"),
     "noop": ("action: noop", "type: noop"),
@@ -262,7 +264,7 @@ def test_1x_spellings_are_all_reported_with_their_fix(tmp_path: Path) -> None:
     result = compile_text(tmp_path, """\
         handlerOn:
           Failure:
-            executor: {type: mail, config: {to: a@b.c}}
+            executor: {type: mail, config: {to: a@b.c, from: d@b.c}}
         steps:
           - name: a
             executor:
@@ -272,7 +274,7 @@ def test_1x_spellings_are_all_reported_with_their_fix(tmp_path: Path) -> None:
             continueOn: {exitCode: [2]}
         """)
     got = [(d.line, d.col, d.code, d.message) for d in result.diagnostics if d.code != "unsupported-step-type"]
-    assert unsupported(result) == [3]  # mail has no executor in this build (docker has)
+    assert unsupported(result) == []  # mail and docker both run in this build
     assert got == [
         (1, 1, "camel-case-key", "'handlerOn' is the Dagu 1.x spelling of 'handler_on': v2 spells keys in snake_case"),
         (2, 3, "legacy-key", "'Failure' is the Dagu 1.x spelling of 'failure'"),

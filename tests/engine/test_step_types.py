@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from dagu.executors import catalog
 from tests.runtime.conftest import Env
 
 TWO_STEPS = """
@@ -30,15 +31,15 @@ def _write(env: Env, plan: dict) -> None:
 def test_a_type_without_an_executor_fails_the_run_before_any_step(env: Env) -> None:
     # a plan compiled elsewhere (or by an older build) may name a type this build cannot run
     plan = _plan(env, TWO_STEPS)
-    plan["dags"]["flow"]["steps"][1]["type"] = "http"
+    plan["dags"]["flow"]["steps"][1]["type"] = "archive"
     _write(env, plan)
     res = env.run("start", "flow.plan.json", "--run-id", "r1")
     assert res.returncode == 1
     assert not (env.dir / "side-effect.txt").exists()
     st = env.status("flow", "r1")
     assert st["status"] == "failed"
-    assert "flow.yaml:5:5: step 'second' has type 'http'" in st["error"]
-    assert "it runs: call, command, noop, router" in st["error"]
+    assert "flow.yaml:5:5: step 'second' has type 'archive'" in st["error"]
+    assert f"it runs: {', '.join(catalog.runnable_names())})" in st["error"]
     assert {s["status"] for s in st["steps"].values()} == {"not_started"}
     assert "Traceback" not in res.stderr
 

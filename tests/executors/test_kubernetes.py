@@ -120,16 +120,16 @@ steps:
 steps:
   - id: late
     type: kubernetes
-    timeout_sec: 1
+    timeout_sec: 5
     with: {poll_interval: 0.1}
     command: sleep 300
-""")
+""")  # 5 s: importing the kubernetes client alone can take over a second on a busy machine
     res = env.run("start", "late.yaml", "--run-id", "t1")
     assert res.returncode != 0
     assert env.status("late", "t1")["steps"]["late"]["status"] == "failed"
     late = [n for n, j in kube.jobs_seen.items() if j["metadata"]["labels"]["dagu.run-id"] == "t1"]
     assert late and late[0].startswith("dagu-late-late-")
-    assert kube.jobs_seen[late[0]]["spec"]["activeDeadlineSeconds"] == 2  # the cluster enforces it too
+    assert kube.jobs_seen[late[0]]["spec"]["activeDeadlineSeconds"] == 6  # the cluster enforces it too
     _wait(lambda: late[0] not in kube.live("jobs") and not any(p.startswith(late[0]) for p in kube.live("pods")),
           timeout=5, what="the job and its pod deleted")
 
