@@ -228,15 +228,19 @@ def _server(args: argparse.Namespace) -> int:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:
         loopback = args.host == "localhost"
-    if not loopback:
-        raise UsageError(f"--host {args.host}: the web UI has no users yet, so it serves only this host "
-                         "(127.0.0.1); reach it from elsewhere through an SSH tunnel (ssh -L 8080:127.0.0.1:8080)")
+    from dagu.service.users import list_accounts
     from dagu.settings import dagu_home
+
+    home = dagu_home()
+    if not loopback and not list_accounts(home):
+        raise UsageError(f"--host {args.host}: no user is configured, so the web UI serves only this host "
+                         "(127.0.0.1); add one first with `dagu user add NAME --role admin` (then every page "
+                         "needs a login), or reach it through an SSH tunnel (ssh -L 8080:127.0.0.1:8080)")
     from dagu.web.app import create_app
     from dagu.web.server import serve
 
-    home = dagu_home()
-    app = create_app({"DAGU_HOME": home, "DAGS_DIR": args.dags or os.path.join(home, "dags")})
+    app = create_app({"DAGU_HOME": home, "DAGS_DIR": args.dags or os.path.join(home, "dags"),
+                      "LOOPBACK_ONLY": loopback})
 
     def ready(host: str, port: int) -> None:
         sys.stderr.write(f"dagu server: serving http://{host}:{port}/ (DAGs: {app.extensions['dagu'].dags_dir}, "
@@ -244,6 +248,58 @@ def _server(args: argparse.Namespace) -> int:
         sys.stderr.flush()
 
     serve(app, args.host, args.port, ready)
+    return EXIT_OK
+
+
+def _read_password(name: str) -> str:
+    """The new password: typed twice at a terminal (not echoed), else the first line of stdin."""
+    if sys.stdin.isatty():
+        import getpass
+
+        first = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != first:
+            raise UsageError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    """`dagu user ...` and `dagu token ...`: parse -> service/users.py -> print."""
+    import time
+
+    from dagu.service import users
+    from dagu.settings import dagu_home
+
+    home = dagu_home()
+    kind = args.command
+    if args.action == "list":
+        rows = [a for a in users.list_accounts(home) if a.kind == kind]
+        for a in rows:
+            sys.stdout.write(f"{a.name:24} {a.role:9} {time.strftime('%Y-%m-%d %H:%M', time.localtime(a.created_at))}\n")
+        if not rows:
+            sys.stderr.write(f"no {kind}s (dagu {kind} {'add' if kind == 'user' else 'create'} NAME --role ROLE)\n")
+        return EXIT_OK
+    if args.name is None:
+        raise UsageError(f"dagu {kind} {args.action}: give the {kind}'s NAME")
+    if args.action in ("add", "create") and args.role is None:
+        raise UsageError(f"dagu {kind} {args.action}: give --role admin, operator or viewer")
+    if args.action == "add":
+        users.check_name(args.name)
+        users.add_user(home, args.name, _read_password(args.name), args.role, replace=args.replace)
+        sys.stderr.write(f"dagu user: {args.name} ({args.role}) saved in {os.path.join(home, 'users.json')}\n")
+    elif args.action == "remove":
+        users.remove_user(home, args.name)
+        sys.stderr.write(f"dagu user: removed {args.name}\n")
+    elif args.action == "create":
+        token = users.create_token(home, args.name, args.role)
+        sys.stdout.write(token + "\n")
+        sys.stderr.write(f"dagu token: {args.name} ({args.role}); shown only now: send it as "
+                         "`Authorization: Bearer <token>`\n")
+    elif args.action == "revoke":
+        users.revoke_token(home, args.name)
+        sys.stderr.write(f"dagu token: revoked {args.name}\n")
+    else:
+        raise UsageError(f"dagu {kind}: {args.action} is not a {kind} action")
     return EXIT_OK
 
 
@@ -314,6 +370,8 @@ COMMANDS = {
     "scheduler": _scheduler,
     "start-all": _scheduler,
     "server": _server,
+    "user": _accounts,
+    "token": _accounts,
     "worker": lambda a: _cli_run().worker_cmd(a),
     "workers": lambda a: _cli_run().workers_cmd(a),
     "approve": lambda a: _cli_run().decide_cmd(a, "approve"),

@@ -181,6 +181,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=8080, help="the port (default 8080; 0 picks a free one)")
     sv.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
+    us = add("user", help="manage the web UI's users: dagu user add NAME --role R | list | remove NAME")
+    us.add_argument("action", choices=("add", "list", "remove"))
+    us.add_argument("name", nargs="?", metavar="NAME")
+    us.add_argument("--role", choices=("admin", "operator", "viewer"), default=None,
+                    help="add: what the user may do (viewer reads; operator also runs, stops, retries, "
+                         "approves; admin also edits DAGs and manages users)")
+    us.add_argument("--replace", action="store_true", help="add: set a new password and role for an existing user")
+    tk = add("token", help="manage API tokens: dagu token create NAME --role R | list | revoke NAME")
+    tk.add_argument("action", choices=("create", "list", "revoke"))
+    tk.add_argument("name", nargs="?", metavar="NAME")
+    tk.add_argument("--role", choices=("admin", "operator", "viewer"), default=None)
+
     wk = add("worker", help="take runs from the broker for the DAGs whose worker_selector these labels match")
     wk.add_argument("--labels", default="", metavar="K=V,...", help="this worker's labels, e.g. gpu=true,region=eu "
                                                                     "(at most 6)")

@@ -54,8 +54,20 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def read_spec(folder: DagsFolder, name: str) -> SpecText:
+def _editable(folder: DagsFolder, name: str):
+    """The DAG's entry, if its file really lies in the DAGs folder: a file that is a symbolic link
+    to elsewhere is run as usual but never read or written by the editor (a save would replace
+    the link, and the editor would show a file from outside the folder)."""
     entry = find_entry(folder, name)
+    root = os.path.realpath(folder.dags_dir)
+    real = os.path.realpath(entry.file)
+    if os.path.dirname(real) != root:
+        raise BadRequest(f"{entry.file} is a link to {real}, outside the DAGs folder {root}: edit it there")
+    return entry
+
+
+def read_spec(folder: DagsFolder, name: str) -> SpecText:
+    entry = _editable(folder, name)
     try:
         with open(entry.file, encoding="utf-8") as fh:
             text = fh.read()
@@ -72,7 +84,7 @@ def check_spec(folder: DagsFolder, name: str, text: str) -> SpecCheck:
         raise BadRequest("the spec must be text")
     if "\x00" in text:
         raise BadRequest("the spec contains a NUL byte")
-    entry = find_entry(folder, name)
+    entry = _editable(folder, name)
     result = compile_file(entry.file, text=text)
     check = SpecCheck(name, entry.file, result.ok, [diagnostic_dict(d) for d in result.diagnostics])
     if result.plan is not None and result.plan.root != name:

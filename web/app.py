@@ -19,12 +19,15 @@ API_PREFIX = "/api/v1"
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The app for one data dir.  Config keys: DAGU_HOME, DAGS_DIR (default $DAGU_HOME/dags),
-    ENVIRON (the environment runs are launched with), EVENT_STREAMS (concurrent SSE streams)."""
+    ENVIRON (the environment runs are launched with), EVENT_STREAMS (concurrent SSE streams),
+    LOOPBACK_ONLY (the server listens on this host only: with no user, open local mode; see
+    web/auth.py), LOGIN_MAX_FAILURES / LOGIN_WINDOW_SEC (the login rate limit)."""
     from dagu.settings import dagu_home
-    from dagu.web import api_dags, api_runs, api_system, errors, events, guard, pages
+    from dagu.web import api_dags, api_runs, api_system, auth, errors, events, guard, pages
 
     app = Flask(__name__)
-    app.config.update(DAGU_HOME=None, DAGS_DIR=None, ENVIRON=None, EVENT_STREAMS=events.MAX_STREAMS)
+    app.config.update(DAGU_HOME=None, DAGS_DIR=None, ENVIRON=None, EVENT_STREAMS=events.MAX_STREAMS,
+                      LOOPBACK_ONLY=True)
     app.json.sort_keys = False  # steps keep the plan's order (in the API and in pages' embedded data)
     app.jinja_env.policies["json.dumps_kwargs"] = {"sort_keys": False}
     app.config.update(dict(config or {}))
@@ -34,6 +37,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["dagu"] = WebContext(home, dags_dir, environ)
     errors.init_app(app)
     guard.init_app(app)
+    auth.init_app(app, home, loopback_only=bool(app.config["LOOPBACK_ONLY"]))
     events.init_app(app, max_streams=int(app.config["EVENT_STREAMS"]))
     app.register_blueprint(api_dags.bp, url_prefix=f"{API_PREFIX}/dags")
     app.register_blueprint(api_runs.bp, url_prefix=f"{API_PREFIX}/runs")

@@ -5,6 +5,8 @@
 
 const dagu = {};
 
+dagu.csrf = (document.querySelector('meta[name="csrf-token"]') || {}).content || "";
+dagu.role = (document.querySelector('meta[name="dagu-role"]') || {}).content || "";  /* viewer, operator, admin */
 dagu.initial = JSON.parse(document.getElementById("initial-data").textContent || "{}");
 
 dagu.api = async function (path, options) {
@@ -13,8 +15,14 @@ dagu.api = async function (path, options) {
     opts.body = JSON.stringify(opts.body);
     opts.headers["Content-Type"] = "application/json";
   }
-  if (opts.method && opts.method !== "GET") opts.headers["X-Requested-With"] = "dagu";
+  if (opts.method && opts.method !== "GET") {
+    opts.headers["X-Requested-With"] = "dagu";
+    opts.headers["X-CSRF-Token"] = dagu.csrf;  /* the session's token: web/auth.py checks it */
+  }
   const res = await fetch("/api/v1" + path, opts);
+  if (res.status === 401) {  /* the session ended (logged out, expired, password changed) */
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+  }
   const data = await res.json().catch(() => ({ error: { message: res.statusText } }));
   if (!res.ok) {
     const err = new Error((data.error && data.error.message) || res.statusText);
