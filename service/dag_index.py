@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from dagu.service.dags import DagEntry
@@ -42,6 +42,19 @@ class DagIndex:
     def __init__(self) -> None:
         self._entries: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
+        self._next: dict[str, tuple["DagEntry", float | None]] = {}  # file -> (entry, its next run)
+
+    def next_run(self, entry: "DagEntry", now: float, compute: "Callable[[], float | None]") -> float | None:
+        """The entry's next scheduled run, computed again only once that time has passed or the
+        file was compiled again (walking cron fields costs ~0.3 ms a DAG, on every list)."""
+        with self._lock:
+            cached = self._next.get(entry.file)
+        if cached is not None and cached[0] is entry and (cached[1] is None or cached[1] > now):
+            return cached[1]
+        value = compute()
+        with self._lock:
+            self._next[entry.file] = (entry, value)
+        return value
 
     def entries(self, directory: str, names: list[str]) -> list["DagEntry"]:
         """The DAG entries of `directory` (its workflow file `names`, base configs excluded)."""
@@ -56,6 +69,7 @@ class DagIndex:
             wanted = {os.path.join(directory, n) for n in names}
             for path in [p for p in self._entries if os.path.dirname(p) == directory and p not in wanted]:
                 del self._entries[path]
+                self._next.pop(path, None)
         return out
 
     def entry(self, path: str, shared: tuple = ()) -> "DagEntry":

@@ -19,6 +19,7 @@ from dagu.store.runs import Store
 
 if TYPE_CHECKING:
     from dagu.service.dag_index import DagIndex
+    from dagu.service.run_index import RunIndex
     from dagu.spec.plan import Dag
 
 RECENT_RUNS = 20
@@ -31,6 +32,8 @@ class DagsFolder:
     home: str
     dags_dir: str
     index: "DagIndex | None" = None  # a long-lived front end's compiled files (service/dag_index.py)
+    runs: "RunIndex | None" = None  # and its runs read so far (service/run_index.py)
+    memo: "dict | None" = None  # and its last DAG summaries (see `dag_summary`)
 
 
 def diagnostic_dict(diag: Any) -> dict[str, Any]:
@@ -49,8 +52,15 @@ def next_run(dag: "Dag", now: float | None = None) -> float | None:
     return min(times) if times else None
 
 
-def recent_runs(home: str, dag: str, limit: int = RECENT_RUNS) -> list[dict[str, Any]]:
-    """The DAG's newest runs, newest first: id, status, start, end (no tick rows: runs only)."""
+def recent_runs(home: str, dag: str, limit: int = RECENT_RUNS,
+                index: "RunIndex | None" = None) -> list[dict[str, Any]]:
+    """The DAG's newest runs, newest first: id, status, start, end (no tick rows: runs only).
+    With `index` (a long-lived front end's), only runs that changed are read again."""
+    if index is not None:
+        try:
+            return [row.to_dict() for row in index.recent(dag, limit)]
+        except OSError:
+            return []
     store = Store(home)
     try:
         views = store.views(dag)[:limit]
@@ -60,21 +70,44 @@ def recent_runs(home: str, dag: str, limit: int = RECENT_RUNS) -> list[dict[str,
              "finished_at": v.status.finished_at} for v in views]
 
 
-def dag_summary(home: str, entry: DagEntry) -> dict[str, Any]:
+def dag_summary(home: str, entry: DagEntry, index: "RunIndex | None" = None,
+                dags: "DagIndex | None" = None, memo: "dict | None" = None) -> dict[str, Any]:
     """One line of the DAGs page: name, file, tags, schedule, next run, last status, recent runs,
-    or the diagnostics of a file that does not compile."""
+    or the diagnostics of a file that does not compile.
+
+    With `memo` (a long-lived front end's dict), the same dict object is returned while the
+    entry, its next run and its recent run rows are the same objects: callers must not change
+    it, and may cache what they derive from it (its JSON) by its identity."""
+    dag = entry.plan.dags[entry.plan.root] if entry.plan is not None else None
+    upcoming = None
+    if dag is not None:
+        upcoming = next_run(dag) if dags is None else dags.next_run(entry, time.time(), lambda: next_run(dag))
+    valid = _valid_name(entry.name)
+    if index is not None and valid:
+        try:
+            rows: tuple = tuple(index.recent(entry.name, RECENT_RUNS))
+        except OSError:
+            rows = ()
+        key = (entry, upcoming, rows)
+        if memo is not None:
+            hit = memo.get(entry.file)
+            if hit is not None and hit[0] == key:  # identical objects compare at once
+                return hit[1]
+        runs = [row.to_dict() for row in rows]
+    else:
+        key, runs = None, recent_runs(home, entry.name) if valid else []
     out: dict[str, Any] = {"name": entry.name, "file": entry.file, "ok": entry.plan is not None,
                            "diagnostics": [diagnostic_dict(d) for d in entry.diagnostics]}
-    if entry.plan is not None:
-        dag = entry.plan.dags[entry.plan.root]
+    if dag is not None:
         out.update(description=dag.description, tags=list(dag.tags),
                    schedule=[e.expr + (f" ({e.tz})" if e.tz else "") for e in dag.schedule.start],
-                   next_run=next_run(dag))
+                   next_run=upcoming)
     else:
         out.update(description=None, tags=[], schedule=[], next_run=None)
-    runs = recent_runs(home, entry.name) if _valid_name(entry.name) else []
     out["runs"] = runs
     out["last_status"] = runs[0]["status"] if runs else None
+    if memo is not None and key is not None:
+        memo[entry.file] = (key, out)
     return out
 
 
@@ -90,7 +123,11 @@ def dag_summaries(folder: DagsFolder) -> list[dict[str, Any]]:
     """Every DAG file of the folder, summarised (see `dag_summary`)."""
     if not os.path.isdir(folder.dags_dir):
         return []
-    return [dag_summary(folder.home, entry) for entry in list_dags(folder.dags_dir, folder.index)]
+    entries = list_dags(folder.dags_dir, folder.index)
+    if folder.memo is not None:
+        for gone in folder.memo.keys() - {e.file for e in entries}:
+            folder.memo.pop(gone, None)
+    return [dag_summary(folder.home, entry, folder.runs, folder.index, folder.memo) for entry in entries]
 
 
 def find_entry(folder: DagsFolder, name: str) -> DagEntry:
@@ -143,7 +180,7 @@ def graph_of(dag: "Dag") -> dict[str, Any]:
 def dag_detail(folder: DagsFolder, name: str, history_limit: int = 50) -> dict[str, Any]:
     """One DAG: its summary, params, graph, the workflow file's text and its run history."""
     entry = find_entry(folder, name)
-    out = dag_summary(folder.home, entry)
+    out = dag_summary(folder.home, entry, folder.runs, folder.index)
     try:
         with open(entry.file, encoding="utf-8", errors="replace") as fh:
             out["yaml"] = fh.read()
@@ -158,7 +195,7 @@ def dag_detail(folder: DagsFolder, name: str, history_limit: int = 50) -> dict[s
         out["queue"] = dag.queue
     else:
         out.update(params=[], graph={"nodes": [], "edges": []})
-    out["history"] = recent_runs(folder.home, name, history_limit)
+    out["history"] = recent_runs(folder.home, name, history_limit, folder.runs)
     return out
 
 

@@ -11,6 +11,7 @@ from dagu.service import editing, overview, runs
 from dagu.service.control import stop_dag
 from dagu.web.context import web_context
 from dagu.web.errors import ApiError
+from dagu.web.json_cache import fragments
 from dagu.web.request_args import json_body, param_words, text_field
 
 bp = Blueprint("dags", __name__)
@@ -18,7 +19,7 @@ bp = Blueprint("dags", __name__)
 
 @bp.get("")
 def list_dags():
-    return jsonify({"dags": overview.dag_summaries(web_context().folder)})
+    return fragments().response("dags", overview.dag_summaries(web_context().folder))
 
 
 @bp.get("/<name>")

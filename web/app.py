@@ -23,7 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     LOOPBACK_ONLY (the server listens on this host only: with no user, open local mode; see
     web/auth.py), LOGIN_MAX_FAILURES / LOGIN_WINDOW_SEC (the login rate limit)."""
     from dagu.settings import dagu_home
-    from dagu.web import api_dags, api_runs, api_system, auth, errors, events, guard, pages
+    from dagu.web import api_dags, api_runs, api_system, auth, errors, events, guard, json_cache, metrics, openapi, pages
 
     app = Flask(__name__)
     app.config.update(DAGU_HOME=None, DAGS_DIR=None, ENVIRON=None, EVENT_STREAMS=events.MAX_STREAMS,
@@ -39,10 +39,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     guard.init_app(app)
     auth.init_app(app, home, loopback_only=bool(app.config["LOOPBACK_ONLY"]))
     events.init_app(app, max_streams=int(app.config["EVENT_STREAMS"]))
+    json_cache.init_app(app)
+    metrics.init_app(app)
     app.register_blueprint(api_dags.bp, url_prefix=f"{API_PREFIX}/dags")
     app.register_blueprint(api_runs.bp, url_prefix=f"{API_PREFIX}/runs")
     app.register_blueprint(api_system.queues_bp, url_prefix=f"{API_PREFIX}/queues")
     app.register_blueprint(api_system.system_bp, url_prefix=f"{API_PREFIX}/system")
     app.register_blueprint(events.bp, url_prefix=f"{API_PREFIX}/events")
+    app.register_blueprint(openapi.bp, url_prefix=API_PREFIX)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(pages.bp)
     return app

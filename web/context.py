@@ -11,6 +11,7 @@ from flask import current_app
 
 from dagu.service.dag_index import DagIndex
 from dagu.service.overview import DagsFolder
+from dagu.service.run_index import RunIndex
 
 
 @dataclass
@@ -22,10 +23,16 @@ class WebContext:
     _launched: list = field(default_factory=list)  # supervisor processes this server spawned
     _lock: threading.Lock = field(default_factory=threading.Lock)
     index: DagIndex = field(default_factory=DagIndex)  # compiled DAG files, recompiled when changed
+    runs: RunIndex | None = None  # run rows read so far, re-read when their journal changes
+    summaries: dict = field(default_factory=dict)  # the DAG list's last summaries (overview.dag_summary)
+
+    def __post_init__(self) -> None:
+        if self.runs is None:
+            self.runs = RunIndex(self.home)
 
     @property
     def folder(self) -> DagsFolder:
-        return DagsFolder(self.home, self.dags_dir, self.index)
+        return DagsFolder(self.home, self.dags_dir, self.index, self.runs, self.summaries)
 
     def launcher(self) -> Any:
         """The service's local launcher, made on first use (spawns; no zygote in a web server)."""
