@@ -24,6 +24,7 @@ one `stat` per run instead of two reads and a parse.  Nothing here writes.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,17 +38,15 @@ ALWAYS_CHECKED = 3  # per DAG, the newest runs whose journals every `recent` cal
 SWEEP_SEC = 1.0  # how often the journals of the other listed finished runs are stat'ed
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RunRow:
-    """What lists and counters need of one run (not its steps' logs or outputs)."""
+    """What lists and counters need of one run (not its steps, logs or outputs): 10,000 of
+    them are kept, so as little as that."""
 
-    dag: str
     run_id: str
     status: str
     started_at: float | None
     finished_at: float | None
-    params: tuple[str, ...] = ()
-    parent: str | None = None
     step_seconds: tuple[float, ...] = ()  # wall time of each finished step attempt
 
     @property
@@ -62,14 +61,23 @@ class RunRow:
                 "finished_at": self.finished_at}
 
 
-def row_of(dag: str, view: RunView) -> RunRow:
+def row_of(view: RunView) -> RunRow:
     st = view.status
     seconds = tuple(a.finished_at - a.started_at for s in st.steps.values() for a in s.attempts
                     if a.finished_at is not None and a.started_at is not None)
-    return RunRow(dag, st.run_id, st.status, st.started_at, st.finished_at, tuple(st.params), st.parent, seconds)
+    return RunRow(st.run_id, sys.intern(st.status), st.started_at, st.finished_at, seconds)
 
 
-def _sig(path: str) -> tuple | None:
+def _sig(path: str) -> int | None:
+    """The file's size, mtime and inode, as one hash (8 bytes a run, not a tuple of three)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return hash((st.st_mtime_ns, st.st_size, st.st_ino))
+
+
+def _folder_sig(path: str) -> tuple | None:
     try:
         st = os.stat(path)
     except OSError:
@@ -82,8 +90,7 @@ class _DagRuns:
     folder: str
     folder_sig: tuple | None = None
     listed_at: float = 0.0
-    rows: dict[str, tuple[tuple | None, RunRow]] = field(default_factory=dict)  # id -> (journal sig, row)
-    journals: dict[str, str] = field(default_factory=dict)  # id -> journal path (names checked once)
+    rows: dict[str, tuple[int | None, RunRow]] = field(default_factory=dict)  # id -> (journal sig, row)
     unfinished: set[str] = field(default_factory=set)  # ids of rows not final: read every time
     swept_at: float = 0.0  # when every listed row's journal was last stat'ed
     order: list[RunRow] = field(default_factory=list)  # newest first
@@ -117,13 +124,14 @@ class RunIndex:
             if cached is None:
                 cached = self._dags[dag] = _DagRuns(folder=folder)
             folder = cached.folder
-            sig = _sig(folder)
+            sig = _folder_sig(folder)
             if sig is None:
                 del self._dags[dag]
                 return []
             changed = False
             if sig != cached.folder_sig or cached.listed_at - sig[0] / 1e9 < CHANGE_WINDOW_SEC:
-                changed = self._relist(dag, cached)
+                if self._relist(dag, cached):
+                    self._sort(cached)
                 cached.folder_sig, cached.listed_at = sig, self._clock()
             now = self._clock()
             depth = limit
@@ -134,20 +142,23 @@ class RunIndex:
             check = {row.run_id for row in (cached.order if depth is None else cached.order[:depth])}
             for run_id in check | cached.unfinished:
                 old_sig, row = cached.rows[run_id]
-                if run_id in cached.unfinished or _sig(cached.journals[run_id]) != old_sig:
+                if run_id in cached.unfinished or _sig(os.path.join(folder, run_id, "journal.jsonl")) != old_sig:
                     changed = self._update(dag, cached, run_id) or changed
             if changed:
-                cached.order = sorted((r for _s, r in cached.rows.values()), key=RunRow.sort_key, reverse=True)
+                self._sort(cached)
             return cached.order[:limit] if limit is not None else list(cached.order)
+
+    @staticmethod
+    def _sort(cached: _DagRuns) -> None:
+        cached.order = sorted((r for _s, r in cached.rows.values()), key=RunRow.sort_key, reverse=True)
 
     def _relist(self, dag: str, cached: _DagRuns) -> bool:
         ids = set(self.store.run_ids(dag))
         gone = [r for r in cached.rows if r not in ids]
         for run_id in gone:
-            del cached.rows[run_id], cached.journals[run_id]
+            del cached.rows[run_id]
             cached.unfinished.discard(run_id)
         for run_id in ids - cached.rows.keys():
-            cached.journals[run_id] = self.store.run(dag, run_id).journal
             self._update(dag, cached, run_id)
         return bool(gone) or len(ids) != len(cached.order)
 
@@ -155,7 +166,7 @@ class RunIndex:
         """Read one run again; whether its row changed."""
         run = self.store.run(dag, run_id)
         sig = _sig(run.journal)  # before reading: a write in between is seen next time
-        row = row_of(dag, run.read())
+        row = row_of(run.read())
         old = cached.rows.get(run_id)
         cached.rows[run_id] = (sig, row)
         if row.final:

@@ -23,7 +23,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     LOOPBACK_ONLY (the server listens on this host only: with no user, open local mode; see
     web/auth.py), LOGIN_MAX_FAILURES / LOGIN_WINDOW_SEC (the login rate limit)."""
     from dagu.settings import dagu_home
-    from dagu.web import api_dags, api_runs, api_system, auth, errors, events, guard, json_cache, metrics, openapi, pages
+    from dagu.web import api_dags, api_runs, api_system, auth, errors, events, guard, pages
+    from dagu.web import json_cache, metrics, openapi
 
     app = Flask(__name__)
     app.config.update(DAGU_HOME=None, DAGS_DIR=None, ENVIRON=None, EVENT_STREAMS=events.MAX_STREAMS,

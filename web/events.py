@@ -25,7 +25,7 @@ from dagu.web.errors import ApiError
 
 WATCH_INTERVAL_SEC = 0.25  # a change reaches the browser well within 1 s
 KEEPALIVE_SEC = 15.0  # a comment line, so a closed tab is noticed and proxies keep the stream
-MAX_STREAMS = 8
+MAX_STREAMS = 64  # 50 tabs at once (tests/bench/web_bench.py); an idle stream costs a parked thread
 
 bp = Blueprint("events", __name__)
 
@@ -43,6 +43,7 @@ class Watcher:
         self._version: dict[str, int] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._memo: dict = {}  # service/changes.py's, so a look at `dags` stats the newest runs only
 
     def subscribe(self, topics: list[str]) -> dict[str, int]:
         with self._cond:
@@ -79,7 +80,7 @@ class Watcher:
 
     def _safe_print(self, topic: str) -> str:
         try:
-            return fingerprint(self.home, self.dags_dir, topic)
+            return fingerprint(self.home, self.dags_dir, topic, self._memo)
         except (OSError, ValueError):
             return ""
 

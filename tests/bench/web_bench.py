@@ -232,3 +232,243 @@ def time_get(port: int, path: str, n: int) -> dict[str, float]:
     times.sort()
     return {"median_ms": statistics.median(times), "p90_ms": times[int(len(times) * 0.9) - 1],
             "bytes": len(body)}
+
+
+# -- the rows ---------------------------------------------------------------------------------------
+
+def newest_run(home: str, dag: str) -> str:
+    return sorted(os.listdir(os.path.join(home, "runs", dag)))[-1]
+
+
+def first_paint(port: int, path: str, repeat: int) -> dict[str, float]:
+    """first-contentful-paint (ms after navigation start) of `path` in a fresh browser context each time."""
+    from playwright.sync_api import sync_playwright
+
+    paints, loads = [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                     args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            for _ in range(repeat + 1):  # the first warms the server's page path, not counted
+                context = browser.new_context()
+                page = context.new_page()
+                page.goto(f"http://127.0.0.1:{port}{path}", wait_until="load")
+                page.wait_for_function("performance.getEntriesByType('paint').length > 0", timeout=10000)
+                entries = page.evaluate("Object.fromEntries(performance.getEntriesByType('paint')"
+                                        ".map(e => [e.name, e.startTime]))")
+                nav = page.evaluate("performance.getEntriesByType('navigation')[0].toJSON()")
+                paints.append(entries.get("first-contentful-paint", entries.get("first-paint")))
+                loads.append(nav["loadEventEnd"])
+                context.close()
+        finally:
+            browser.close()
+    paints, loads = paints[1:], loads[1:]
+    return {"fcp_median_ms": statistics.median(paints), "fcp_max_ms": max(paints),
+            "load_median_ms": statistics.median(loads)}
+
+
+def big_log(server: Server, home: str, gib: float = 1.0, reads: int = 200) -> dict[str, float]:
+    """A step log of `gib` GiB (sparse but for text at its start and end), read by range across
+    its length and by tail: the server's RSS before and after."""
+    dag = "bench-000"
+    run_id = newest_run(home, dag)
+    path = os.path.join(home, "runs", dag, run_id, "logs", "extract.1.out")
+    size = int(gib * 1024 ** 3)
+    with open(path, "wb") as fh:
+        fh.write(b"extract today\n" * 1000)
+        fh.truncate(size - 4096)
+        fh.seek(size - 4096)
+        fh.write((b"the end of a long log\n" * 200)[:4096])
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    base = f"/api/v1/runs/{dag}/{run_id}/steps/extract/log"
+    get(conn, f"{base}?offset=0&limit=1048576&format=raw")
+    before = server.rss_mb()
+    peak = before
+    served = 0
+    started = time.perf_counter()
+    for i in range(reads):
+        offset = (size // reads) * i
+        fmt = "&format=raw" if i % 2 else ""
+        status, body = get(conn, f"{base}?offset={offset}&limit=1048576{fmt}")
+        assert status == 200, body[:200]
+        served += len(body)
+        if i % 20 == 0:
+            peak = max(peak, server.rss_mb())
+    status, tail = get(conn, f"{base}?tail=65536")
+    took = time.perf_counter() - started
+    after = server.rss_mb()
+    conn.close()
+    return {"log_bytes": size, "reads": reads, "served_mb": served / 1024 ** 2, "seconds": took,
+            "rss_before_mb": before, "rss_peak_mb": max(peak, after), "rss_after_mb": after,
+            "tail_ok": float(b"the end of a long log" in tail)}
+
+
+@dataclass
+class SseClient:
+    """One browser's event stream: counts `change` events naming the watched topic."""
+
+    port: int
+    topics: str
+    changes: int = 0
+    hellos: int = 0
+    refused: int = 0
+    errors: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            conn.request("GET", f"/api/v1/events?topics={self.topics}", headers={"Accept": "text/event-stream"})
+            res = conn.getresponse()
+            if res.status != 200:
+                self.refused += 1
+                return
+            event = None
+            while not self.stop.is_set():
+                line = res.fp.readline()
+                if not line:
+                    self.errors.append("stream closed")
+                    return
+                line = line.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "change":
+                    self.changes += 1
+                elif line.startswith("data: ") and event == "hello":
+                    self.hellos += 1
+            conn.close()
+        except OSError as exc:
+            if not self.stop.is_set():
+                self.errors.append(str(exc))
+
+
+def sse(server: Server, home: str, clients: int, seconds: float, every: float = 2.0) -> dict[str, float]:
+    """`clients` streams for `seconds`, half on the DAGs page's topic (`dags`: every DAG file and
+    the newest runs of each), half on one run's; that run's journal changes every `every` s (what
+    a running step does), which both topics show: each change must reach every client."""
+    dag = "bench-001"
+    run_id = newest_run(home, dag)
+    journal = os.path.join(home, "runs", dag, run_id, "journal.jsonl")
+    pool = [SseClient(server.port, "dags" if i % 2 else f"run:{dag}/{run_id}") for i in range(clients)]
+    threads = [threading.Thread(target=c.run, daemon=True) for c in pool]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 10
+    while sum(c.hellos + c.refused for c in pool) < clients and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cpu0, wall0 = server.cpu_sec(), time.monotonic()
+    made = 0
+    while time.monotonic() - wall0 < seconds:
+        time.sleep(every)
+        with open(journal, "a") as fh:  # a touch the watcher sees; readers skip a non-JSON line's seq
+            fh.write("")
+        os.utime(journal, None)
+        made += 1
+    time.sleep(1.0)  # the last change's delivery (the watcher looks every 0.25 s)
+    cpu = server.cpu_sec() - cpu0
+    wall = time.monotonic() - wall0
+    for c in pool:
+        c.stop.set()
+    got = [c.changes for c in pool]
+    return {"clients": clients, "seconds": wall, "changes_made": made, "min_received": min(got),
+            "max_received": max(got), "refused": sum(c.refused for c in pool),
+            "dropped": sum(max(0, made - g) for g in got), "errors": sum(len(c.errors) for c in pool),
+            "server_cpu_pct": 100 * cpu / wall}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dags", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=10000)
+    ap.add_argument("--dagu", default=os.path.join(os.path.dirname(sys.executable), "dagu"),
+                    help="the dagu command to serve with (default: this venv's)")
+    ap.add_argument("--upstream", default=None, help="upstream dagu binary to time GET /api/v1/dags on too")
+    ap.add_argument("--only", default="api,paint,rss,log,sse")
+    ap.add_argument("--quick", action="store_true", help="SSE for 10 s, fewer samples")
+    ap.add_argument("--keep", default=None, metavar="DIR", help="generate into DIR (reused when it exists)")
+    ap.add_argument("--json", default=None, metavar="OUT", help="write the figures as JSON")
+    args = ap.parse_args(argv)
+    only = set(args.only.split(","))
+    root = args.keep or tempfile.mkdtemp(prefix="dagu-web-bench-")
+    results: dict[str, Any] = {"dags": args.dags, "runs": args.runs}
+    try:
+        if not os.path.isdir(os.path.join(root, "home", "runs")):
+            started = time.perf_counter()
+            generate(root, args.dags, args.runs)
+            results["generate_sec"] = time.perf_counter() - started
+        home, dags = os.path.join(root, "home"), os.path.join(root, "dags")
+        server = start_ours(args.dagu.split(), home, dags, root)
+        try:
+            results["rss_start_mb"] = server.rss_mb()  # listening; the index warms in the background
+            started = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+            get(conn, "/api/v1/dags")
+            conn.close()
+            results["dags_first_ms"] = (time.perf_counter() - started) * 1000
+            if "api" in only:
+                results["dags_api"] = time_get(server.port, "/api/v1/dags", 20 if args.quick else 50)
+                results["run_api"] = time_get(server.port, f"/api/v1/runs/bench-002/{newest_run(home, 'bench-002')}",
+                                              20 if args.quick else 50)
+            time.sleep(2.0)
+            results["rss_idle_mb"] = server.rss_mb()
+            if "paint" in only:
+                results["paint"] = first_paint(server.port, f"/runs/bench-003/{newest_run(home, 'bench-003')}",
+                                               3 if args.quick else 7)
+            if "log" in only:
+                results["log"] = big_log(server, home)
+            if "sse" in only:
+                results["sse"] = sse(server, home, 50, 10 if args.quick else 60)
+            results["rss_end_mb"] = server.rss_mb()
+        finally:
+            server.stop()
+        if args.upstream and "api" in only:
+            up = start_upstream(os.path.expanduser(args.upstream), root, args.dags)
+            try:
+                time.sleep(1.0)
+                results["upstream_rss_start_mb"] = up.rss_mb()
+                results["upstream_dags_api"] = time_get(up.port, "/api/v1/dags", 20 if args.quick else 50)
+                results["upstream_rss_idle_mb"] = up.rss_mb()
+            finally:
+                up.stop()
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    print_table(results)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=1)
+    return 0
+
+
+def print_table(r: dict[str, Any]) -> None:
+    def row(name: str, ours: str, upstream: str = "", target: str = "") -> None:
+        print(f"| {name} | {ours} | {upstream} | {target} |")
+
+    print(f"\n{r['dags']} DAGs, {r['runs']} past runs\n")
+    print("| row | ours | upstream 1.30.2 | target |\n| --- | --- | --- | --- |")
+    if "dags_api" in r:
+        up = r.get("upstream_dags_api")
+        row("GET /api/v1/dags median (p90)", f"{r['dags_api']['median_ms']:.1f} ms ({r['dags_api']['p90_ms']:.1f})",
+            f"{up['median_ms']:.1f} ms ({up['p90_ms']:.1f})" if up else "", "<= 10 ms")
+        row("GET /api/v1/runs/DAG/RUN median", f"{r['run_api']['median_ms']:.1f} ms")
+    row("first GET /api/v1/dags, sent as the server starts listening", f"{r['dags_first_ms']:.0f} ms")
+    if "paint" in r:
+        row("run page first contentful paint (median, max)",
+            f"{r['paint']['fcp_median_ms']:.0f} ms ({r['paint']['fcp_max_ms']:.0f})", "", "< 300 ms")
+    row("server RSS: listening / idle, every run read", f"{r['rss_start_mb']:.1f} / {r['rss_idle_mb']:.1f} MB",
+        f"{r['upstream_rss_start_mb']:.1f} / {r['upstream_rss_idle_mb']:.1f} MB" if "upstream_rss_idle_mb" in r else "",
+        "<= 60 MB")
+    if "log" in r:
+        lg = r["log"]
+        row(f"1 GiB log, {lg['reads']} ranged reads + tail: RSS before / peak / after",
+            f"{lg['rss_before_mb']:.1f} / {lg['rss_peak_mb']:.1f} / {lg['rss_after_mb']:.1f} MB "
+            f"({lg['served_mb'] / lg['seconds']:.0f} MB/s)", "", "no growth")
+    if "sse" in r:
+        s = r["sse"]
+        row(f"{s['clients']} SSE clients, {s['seconds']:.0f} s: changes made / least received / refused",
+            f"{s['changes_made']} / {s['min_received']} / {s['refused']}; dropped {s['dropped']}", "", "0 dropped")
+        row("server CPU during the SSE run", f"{s['server_cpu_pct']:.1f} %", "", "< 10 %")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
