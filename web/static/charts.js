@@ -21,19 +21,21 @@ dagu.durationChart = function (container, history, dagName) {
   const runs = history.filter((r) => r.started_at).slice().reverse()
     .map((r) => Object.assign({}, r, { sec: Math.max(0, (r.finished_at || now) - r.started_at), done: !!r.finished_at }));
   if (!runs.length) { container.replaceChildren(dagu.el("p", { class: "muted" }, "No runs yet.")); return null; }
-  const BW = 14, GAP = 3, H = 80, TOP = 14, LEFT = 56, BOTTOM = 16;
+  const BW = 14, GAP = 3, H = 80, TOP = 14, LEFT = 56, BOTTOM = 16, MIN_SLOTS = 30;
   const max = Math.max(...runs.map((r) => r.sec), 0.001);
   const finished = runs.filter((r) => r.done).map((r) => r.sec).sort((a, b) => a - b);
   const median = finished.length ? finished[Math.floor((finished.length - 1) / 2)] : null;
   const y = (sec) => TOP + H - (sec / max) * H;
-  const width = LEFT + runs.length * (BW + GAP) + 10;
+  const slots = Math.max(runs.length, MIN_SLOTS);  /* a few runs keep the chart's width, newest on the right */
+  const width = LEFT + slots * (BW + GAP) + 10;
+  const x0 = LEFT + (slots - runs.length) * (BW + GAP);
   const svg = S("svg", { width, height: TOP + H + BOTTOM, class: "chart-svg duration-chart", id: "duration-chart",
                          role: "img", "aria-label": "duration of each run, oldest first" });
   svg.append(S("text", { x: LEFT - 6, y: TOP + 4, class: "axis", "text-anchor": "end" }, dagu.duration(max)),
              S("text", { x: LEFT - 6, y: TOP + H, class: "axis", "text-anchor": "end" }, "0"),
              S("line", { x1: LEFT - 2, x2: width - 6, y1: TOP + H + 0.5, y2: TOP + H + 0.5, class: "baseline" }));
   runs.forEach((r, i) => {
-    const x = LEFT + i * (BW + GAP), top = y(r.sec);
+    const x = x0 + i * (BW + GAP), top = y(r.sec);
     const href = `/runs/${encodeURIComponent(dagName)}/${encodeURIComponent(r.run_id)}`;
     svg.appendChild(S("a", { href },
       S("rect", { x, y: Math.min(top, TOP + H - 1), width: BW, height: Math.max(1, TOP + H - top), rx: 2,
@@ -42,11 +44,12 @@ dagu.durationChart = function (container, history, dagName) {
   });
   if (median !== null) {
     svg.append(S("line", { x1: LEFT - 2, x2: width - 6, y1: y(median), y2: y(median), class: "median" }),
-               S("text", { x: width - 6, y: y(median) - 3, class: "axis", "text-anchor": "end" }, "median " + dagu.duration(median)));
+               S("text", { x: LEFT + 2, y: y(median) - 3, class: "axis halo" }, "median " + dagu.duration(median)));
   }
-  const first = runs[0], last = runs[runs.length - 1];
-  svg.append(S("text", { x: LEFT, y: TOP + H + 13, class: "axis" }, new Date(first.started_at * 1000).toLocaleDateString()),
-             S("text", { x: width - 6, y: TOP + H + 13, class: "axis", "text-anchor": "end" }, new Date(last.started_at * 1000).toLocaleDateString()));
+  const day = (r) => new Date(r.started_at * 1000).toLocaleDateString();
+  const first = day(runs[0]), last = day(runs[runs.length - 1]);
+  svg.append(S("text", { x: width - 10, y: TOP + H + 13, class: "axis", "text-anchor": "end" }, last));
+  if (first !== last) svg.append(S("text", { x: x0, y: TOP + H + 13, class: "axis" }, first));
   container.replaceChildren(svg);
   return svg;
 };
