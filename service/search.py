@@ -5,8 +5,8 @@ Fuzzy means the query's letters appear in the name in order (`etl` finds `extrac
 and `nightly-etl`); a whole-substring match, a match at the start or at word starts, and a short
 name rank higher, so the name the user is typing comes first.  `hello/h1` or `hello h1` narrows
 run ids to DAGs matching `hello`.  Run ids are read from the runs folders' listings (no status is
-read) and only the hits shown get their status, so a keystroke costs one directory listing per DAG
-however many runs are kept.
+read, and a name is checked only when it is about to be shown) and only the hits shown get their
+status, so a keystroke costs one directory listing per DAG and a string match per run.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dagu.service.dags import list_dags
+from dagu.spec.names import run_id_problem
 from dagu.store.runs import Store
 
 if TYPE_CHECKING:
@@ -122,6 +123,15 @@ def search(folder: "DagsFolder", query: str, limit: int = LIMIT) -> dict[str, An
     return {"query": query, "dags": [h[2] for h in dags[:limit]], "runs": runs}
 
 
+def _folder_names(path: str) -> list[str]:
+    """The names of the directories in `path` (not symlinks, not dot-names), unchecked."""
+    try:
+        with os.scandir(path) as it:
+            return [e.name for e in it if not e.name.startswith(".") and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
 def _run_hits(home: str, dag_q: str | None, run_q: str, limit: int) -> list[dict[str, Any]]:
     """Runs whose id matches `run_q` (of DAGs matching `dag_q`, when given), with their status."""
     store = Store(home)
@@ -130,14 +140,18 @@ def _run_hits(home: str, dag_q: str | None, run_q: str, limit: int) -> list[dict
         dag_match = fuzzy(dag_q, dag) if dag_q else Match(0.0, ())
         if dag_match is None:
             continue
-        for run_id in store.run_ids(dag):
+        for run_id in _folder_names(store.dag_dir(dag)):
             m = fuzzy(run_q, run_id)
             if m is not None:
                 scored.append((m.score + dag_match.score, run_id, dag, m))
     # best score first; among equals the larger id, which for generated ids is the newer run
     scored.sort(key=lambda s: (s[0], s[1]), reverse=True)
     out = []
-    for _score, run_id, dag, m in scored[:limit]:
+    for _score, run_id, dag, m in scored:
+        if len(out) >= limit:
+            break
+        if run_id_problem(run_id) is not None:  # checked only for the hits shown: it costs more than the match
+            continue
         view = store.run(dag, run_id).read()
         out.append({"dag": dag, "run_id": run_id, "status": view.status.status,
                     "started_at": view.status.started_at, "positions": list(m.positions)})

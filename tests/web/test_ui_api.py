@@ -91,3 +91,10 @@ def test_every_page_has_the_palette_and_the_workers_page_is_in_the_nav(client) -
     assert "workers.js" in client.get("/workers").data.decode()
     assert 'id="gantt"' in client.get("/runs/hello/h1").data.decode()
     assert 'id="duration-chart-box"' in client.get("/dags/hello").data.decode()
+
+
+def test_search_never_shows_a_folder_whose_name_is_not_a_run_id(client, data: Data) -> None:
+    (data.home / "runs" / "hello" / "h1 bad!").mkdir()
+    (data.home / "runs" / "hello" / ".h1-hidden").mkdir()
+    runs = body(client.get("/api/v1/search?q=h1"))["runs"]
+    assert [r["run_id"] for r in runs if r["dag"] == "hello"] == ["h1"]

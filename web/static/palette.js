@@ -102,7 +102,8 @@
   }
 
   document.addEventListener("keydown", (ev) => {
-    if ((ev.ctrlKey || ev.metaKey) && !ev.altKey && ev.key.toLowerCase() === "k") {
+    /* ⌘K on a Mac, where Ctrl-K stays the text fields' "delete to the end of the line"; Ctrl-K elsewhere */
+    if ((mac ? ev.metaKey : ev.ctrlKey) && !ev.altKey && ev.key.toLowerCase() === "k") {
       ev.preventDefault();
       if (root && !root.hidden) close(); else open();
     } else if (ev.key === "Escape" && root && !root.hidden) close();
