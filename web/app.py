@@ -23,7 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     LOOPBACK_ONLY (the server listens on this host only: with no user, open local mode; see
     web/auth.py), LOGIN_MAX_FAILURES / LOGIN_WINDOW_SEC (the login rate limit)."""
     from dagu.settings import dagu_home
-    from dagu.web import api_dags, api_runs, api_system, auth, errors, events, guard, pages
+    from dagu.web import api_dags, api_runs, api_search, api_system, api_workers, auth, errors, events, guard, pages
 
     app = Flask(__name__)
     app.config.update(DAGU_HOME=None, DAGS_DIR=None, ENVIRON=None, EVENT_STREAMS=events.MAX_STREAMS,
@@ -44,5 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_system.queues_bp, url_prefix=f"{API_PREFIX}/queues")
     app.register_blueprint(api_system.system_bp, url_prefix=f"{API_PREFIX}/system")
     app.register_blueprint(events.bp, url_prefix=f"{API_PREFIX}/events")
+    app.register_blueprint(api_search.bp, url_prefix=f"{API_PREFIX}/search")
+    app.register_blueprint(api_workers.bp, url_prefix=f"{API_PREFIX}/workers")
     app.register_blueprint(pages.bp)
     return app
