@@ -220,24 +220,44 @@ def _scheduler(args: argparse.Namespace) -> int:
                            stop=lambda: bool(stopping), log=log)
 
 
-def _server(args: argparse.Namespace) -> int:
-    """`dagu server`: parse -> create_app -> serve (Flask and waitress are loaded only here)."""
+def _check_listen(host: str, port: int, home: str) -> bool:
+    """Whether `host` is loopback; refuses any other host while no user is configured, and a port
+    outside 0-65535 (`dagu server` and `dagu start-all` refuse alike, before serving)."""
     import ipaddress
 
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: give a port from 1 to 65535 (or 0 for a free one)")
     try:
-        loopback = ipaddress.ip_address(args.host).is_loopback
+        loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = args.host == "localhost"
+        loopback = host == "localhost"
     from dagu.service.users import list_accounts
+
+    if not loopback and not list_accounts(home):
+        raise UsageError(f"--host {host}: no user is configured, so the web UI serves only this host "
+                         "(127.0.0.1); add one first with `dagu user add NAME --role admin` (then every page "
+                         "needs a login), or reach it through an SSH tunnel (ssh -L 8080:127.0.0.1:8080)")
+    return loopback
+
+
+def _start_all(args: argparse.Namespace) -> int:
+    """`dagu start-all`: the scheduler and the server as supervised children (service/start_all.py)."""
+    from dagu.engine.run_context import self_argv
+    from dagu.service.start_all import start_all
+    from dagu.settings import dagu_home
+
+    _check_listen(args.host, args.port, dagu_home())
+    return start_all(self_argv(), args.host, args.port, args.dags, os.environ)
+
+
+def _server(args: argparse.Namespace) -> int:
+    """`dagu server`: parse -> create_app -> serve (Flask and waitress are loaded only here)."""
     from dagu.settings import dagu_home
 
     home = dagu_home()
-    if not loopback and not list_accounts(home):
-        raise UsageError(f"--host {args.host}: no user is configured, so the web UI serves only this host "
-                         "(127.0.0.1); add one first with `dagu user add NAME --role admin` (then every page "
-                         "needs a login), or reach it through an SSH tunnel (ssh -L 8080:127.0.0.1:8080)")
+    loopback = _check_listen(args.host, args.port, home)
     from dagu.web.app import create_app
-    from dagu.web.server import serve
+    from dagu.web.server import CannotListen, serve
 
     app = create_app({"DAGU_HOME": home, "DAGS_DIR": args.dags or os.path.join(home, "dags"),
                       "LOOPBACK_ONLY": loopback})
@@ -247,7 +267,10 @@ def _server(args: argparse.Namespace) -> int:
                          f"data: {home})\n")
         sys.stderr.flush()
 
-    serve(app, args.host, args.port, ready)
+    try:
+        serve(app, args.host, args.port, ready)
+    except CannotListen as exc:  # exit 2: start-all does not restart a server that cannot listen
+        raise UsageError(str(exc)) from None
     return EXIT_OK
 
 
@@ -368,7 +391,7 @@ COMMANDS = {
     "resume": lambda a: _cli_run().resume_cmd(a),
     "zygote": lambda a: _zygote(),
     "scheduler": _scheduler,
-    "start-all": _scheduler,
+    "start-all": _start_all,
     "server": _server,
     "user": _accounts,
     "token": _accounts,

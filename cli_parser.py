@@ -173,7 +173,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sd = add("scheduler", help="start runs when their schedules fire, and dispatch the queues")
     sd.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
-    sa = add("start-all", help="run the background services: for now the scheduler and its queue dispatcher")
+    sa = add("start-all", help="run the scheduler (with its queue dispatcher) and the web server, each "
+                               "restarted if it fails, until SIGTERM/SIGINT")
+    sa.add_argument("--host", default="127.0.0.1", help="the server's address (default 127.0.0.1)")
+    sa.add_argument("--port", type=int, default=8080, help="the server's port (default 8080)")
     sa.add_argument("--dags", default=None, metavar="DIR", help="the DAGs directory (default: $DAGU_HOME/dags)")
 
     sv = add("server", help="serve the web UI and its JSON API (http://127.0.0.1:8080 by default)")

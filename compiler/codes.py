@@ -77,6 +77,11 @@ CODES: dict[str, Code] = _catalogue(
          "A required key is absent."),
     Code("invalid-format", "error", "{where}: {detail}",
          "The value does not have the form this key expects."),
+    Code("literal-secret", "error", "{where} is a secret written into the workflow file",
+         "Passwords, tokens and keys must not be written into a workflow file: the compiled plan, "
+         "and every copy of it, would hold them.  Declare the value under `secrets:` (from an "
+         "environment variable or a file) and write `${NAME}` here; it is masked in every log, "
+         "status and output of the run."),
     # --- values -----------------------------------------------------------
     Code("invalid-cron", "error", "invalid cron expression {value}: {reason}",
          "Schedules use five-field cron (minute hour day-of-month month day-of-week) or @hourly/@daily/..."),

@@ -126,6 +126,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         chain=chain,
         type_defaults={key: data[key] for key in TYPE_DEFAULT_KEYS if isinstance(data.get(key), dict)},
     )
+    _check_default_secrets(ctx, data)
     env = values.env_entries(ctx, ("env",), data.get("env"), None)
     params = values.params(ctx, ("params",), data.get("params"))
     custom_types = data["step_types"] if isinstance(data.get("step_types"), dict) else {}
@@ -271,3 +272,15 @@ def _scope(env, params, dotenv_keys, steps: list[Step], handlers: list[Step], da
             elif isinstance(step_box.get("env_passthrough"), list):
                 scope.step_passthrough[owner] = tuple(str(p) for p in step_box["env_passthrough"])
     return scope
+
+
+def _check_default_secrets(ctx: DocContext, data: dict) -> None:
+    """A password written into a DAG-level defaults block (`smtp:`, `ssh:`, `redis:`, ...) is
+    refused as it is in a step's `with:` (the smtp: block also serves the run's notifications)."""
+    from dagu.compiler.step_checks import check_literal_secrets
+    from dagu.executors.catalog import CATALOGUE
+
+    for line in CATALOGUE:
+        if line.dag_defaults and isinstance(data.get(line.dag_defaults), dict):
+            check_literal_secrets(ctx, (line.dag_defaults,), data[line.dag_defaults], line.config_schema,
+                                  f"the DAG's {line.dag_defaults}: block")

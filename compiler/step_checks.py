@@ -10,6 +10,7 @@ accepts comes from its catalogue line (dagu.executors.catalog).
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any, Mapping
 
 from dagu.compiler.context import DocContext, Path
@@ -119,3 +120,33 @@ def check_call(ctx: DocContext, path: Path, raw: Mapping[str, Any], step_id: str
     ctx.report(path, "missing-key", where=f"step '{step_id}'", key="call",
                notes=[f"type {declared} runs another DAG: name it with `call: NAME`" if isinstance(declared, str)
                       else "name the DAG to run with `call: NAME`"])
+
+
+def check_literal_secrets(ctx: DocContext, prefix: Path, block: Any, schema: Mapping[str, Any], where: str) -> None:
+    """Refuse a secret field (`"x-secret": true` in the type's schema) given as plain text: it
+    would sit in the plan and every copy of it.  A `${...}` reference (to `secrets:`) is fine."""
+    from dagu.executors.catalog import secret_fields
+
+    if not isinstance(block, dict):
+        return
+    for field_path in secret_fields(schema):
+        value: Any = block
+        for key in field_path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value and "${" not in value and _is_secret_text(field_path[-1], value):
+            name = field_path[-1].upper()
+            ctx.report(prefix + field_path, "literal-secret", where=f"'{'.'.join(field_path)}' of {where}",
+                       notes=[f"declare it under secrets: (e.g. - name: {name}, provider: env, key: {name}) "
+                              f"and write {field_path[-1]}: ${{{name}}}"])
+
+
+_URL_PASSWORD = re.compile(r"://[^/@:\s]*:[^/@\s]+@")
+_KEYWORD_PASSWORD = re.compile(r"(?:^|\s)password\s*=\s*\S", re.I)
+
+
+def _is_secret_text(field: str, value: str) -> bool:
+    """A connection string (dsn, url) is secret only when it carries a password; anything else
+    marked secret (a password, a token, a key) is secret whatever it holds."""
+    if field.lower() in ("dsn", "url", "uri", "connection_string", "connection"):
+        return bool(_URL_PASSWORD.search(value) or _KEYWORD_PASSWORD.search(value))
+    return True

@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 from dagu.compiler.context import DocContext, Path, scalar_text
 from dagu.compiler.expressions import is_plain
-from dagu.compiler.step_checks import check_call, check_config, check_ignored_keys, report_type
+from dagu.compiler.step_checks import (check_call, check_config, check_ignored_keys, check_literal_secrets,
+                                       report_type)
 from dagu.compiler.step_types import APPROVAL, APPROVAL_CONFIG_SCHEMA, entry, is_known, step_type
 from dagu.compiler import values
 from dagu.spec.plan import Call, ContinueOn, EnvVar, Parallel, Route, Step
@@ -326,6 +327,8 @@ def _check_type(ctx: DocContext, draft: StepDraft, raw: dict[str, Any], stype: s
     check_config(ctx, path, raw, line.config_schema, stype, draft.id,
                  defaulted=frozenset(given_by_dag) if isinstance(given_by_dag, dict) else frozenset())
     check_ignored_keys(ctx, path, raw, line, stype, draft.id)
+    with_key = "with" if "with" in raw else "config"
+    check_literal_secrets(ctx, path + (with_key,), raw.get(with_key), line.config_schema, f"step '{draft.id}'")
     if line.check:
         from dagu.compiler.step_config_checks import run_check  # only types that name a check
 

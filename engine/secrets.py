@@ -74,12 +74,19 @@ def _read_file(where: str, path: str, what: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
+MIN_MASKED = 4  # a shorter value ("s", "on") would mask every occurrence of a common letter group
+
+
+def _maskable(value: str) -> bool:
+    return bool(value) and len(value) >= MIN_MASKED
+
+
 class Masker:
     """Replaces every occurrence of the run's secret values with MASK."""
 
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         # longest first, so a value containing another is masked whole
-        self.values = sorted({v for v in (values or {}).values() if v}, key=len, reverse=True)
+        self.values = sorted({v for v in (values or {}).values() if _maskable(v)}, key=len, reverse=True)
         self._bytes = [v.encode("utf-8") for v in self.values]
 
     def __bool__(self) -> bool:
@@ -88,7 +95,7 @@ class Masker:
     def add(self, *values: str) -> None:
         """Mask these too from now on: a step's secret `with:` fields (a password rendered from
         `${...}`) are known only when the step's request is rendered."""
-        fresh = {v for v in values if v and v not in self.values}
+        fresh = {v for v in values if _maskable(v) and v not in self.values}
         if fresh:
             self.values = sorted({*self.values, *fresh}, key=len, reverse=True)
             self._bytes = [v.encode("utf-8") for v in self.values]
@@ -100,13 +107,13 @@ class Masker:
         return text
 
     def data(self, value: Any) -> Any:
-        """A JSON-like value with every string (keys included) masked."""
+        """A JSON-like value with every string value masked (keys are left: they are field names)."""
         if not self.values:
             return value
         if isinstance(value, str):
             return self.text(value)
-        if isinstance(value, dict):
-            return {self.data(k): self.data(v) for k, v in value.items()}
+        if isinstance(value, dict):  # keys are dagu's own field names: masking them would break the record
+            return {k: self.data(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.data(v) for v in value]
         return value

@@ -7,7 +7,8 @@ A live page (the web UI's event stream, or its polling fallback) names topics:
 - `run:DAG/RUN_ID`: one run's journal and snapshot (every status change appends to the journal);
 - `logs:DAG/RUN_ID`: the sizes of one run's log files (a step writing output);
 - `queues`: the queue folders;
-- `system`: the scheduler's heartbeat and lock.
+- `system`: the scheduler's heartbeat and lock;
+- `workers`: the distributed workers' records (each rewritten on every heartbeat).
 
 A fingerprint changes when what the topic shows may have changed; it is never the content, so
 watching costs a few stats per topic however large the runs are.  Names are checked as every
@@ -25,7 +26,7 @@ from dagu.store.runs import Store
 
 NEWEST_RUNS = 3  # per DAG, the runs whose journals the `dags` topic watches
 RESCAN_SEC = 1.0  # a watcher looks for the newest runs again at least this often
-TOPIC_KINDS = ("dags", "dag", "run", "logs", "queues", "system")
+TOPIC_KINDS = ("dags", "dag", "run", "logs", "queues", "system", "workers")
 
 
 class BadTopic(ValueError):
@@ -128,6 +129,9 @@ def fingerprint(home: str, dags_dir: str, topic: str, memo: "dict | None" = None
     elif kind == "system":
         root = os.path.join(home, "scheduler")
         state = tuple((e.name, _stat(e.path)) for e in _listing(root))
+    elif kind == "workers":
+        root = os.path.join(home, "distributed", "workers")
+        state = tuple((e.name, _stat(e.path)) for e in _listing(root) if e.name.endswith(".json"))
     else:
         raise BadTopic(f"unknown topic {topic!r} (topics: {', '.join(TOPIC_KINDS)})")
     return format(hash(state) & 0xFFFFFFFFFFFF, "x")

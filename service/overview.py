@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dagu.schedule.words import describe
 from dagu.service import ServiceError
 from dagu.service.dags import DagEntry, list_dags
 from dagu.spec.names import check_dag_name
@@ -101,9 +102,10 @@ def dag_summary(home: str, entry: DagEntry, index: "RunIndex | None" = None,
     if dag is not None:
         out.update(description=dag.description, tags=list(dag.tags),
                    schedule=[e.expr + (f" ({e.tz})" if e.tz else "") for e in dag.schedule.start],
+                   schedule_words=[describe(e.expr) + (f" ({e.tz})" if e.tz else "") for e in dag.schedule.start],
                    next_run=upcoming)
     else:
-        out.update(description=None, tags=[], schedule=[], next_run=None)
+        out.update(description=None, tags=[], schedule=[], schedule_words=[], next_run=None)
     out["runs"] = runs
     out["last_status"] = runs[0]["status"] if runs else None
     if memo is not None and key is not None:

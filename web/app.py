@@ -23,7 +23,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     LOOPBACK_ONLY (the server listens on this host only: with no user, open local mode; see
     web/auth.py), LOGIN_MAX_FAILURES / LOGIN_WINDOW_SEC (the login rate limit)."""
     from dagu.settings import dagu_home
-    from dagu.web import api_dags, api_runs, api_system, auth, errors, events, guard, pages
+    from dagu.web import api_dags, api_runs, api_search, api_system, api_workers, auth, errors, events, guard, pages
     from dagu.web import json_cache, metrics, openapi
 
     app = Flask(__name__)
@@ -47,6 +47,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(api_system.queues_bp, url_prefix=f"{API_PREFIX}/queues")
     app.register_blueprint(api_system.system_bp, url_prefix=f"{API_PREFIX}/system")
     app.register_blueprint(events.bp, url_prefix=f"{API_PREFIX}/events")
+    app.register_blueprint(api_search.bp, url_prefix=f"{API_PREFIX}/search")
+    app.register_blueprint(api_workers.bp, url_prefix=f"{API_PREFIX}/workers")
     app.register_blueprint(openapi.bp, url_prefix=API_PREFIX)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(pages.bp)

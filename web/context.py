@@ -47,12 +47,13 @@ class WebContext:
             pass
 
     def launcher(self) -> Any:
-        """The service's local launcher, made on first use (spawns; no zygote in a web server)."""
-        from dagu.service.launching import local_launcher
+        """The service's launcher, made on first use: local (spawns; no zygote in a web server), or
+        routing a DAG with a worker_selector to the workers when DAGU_BROKER is set."""
+        from dagu.service.launching import run_launcher
 
         with self._lock:
             if self._launcher is None:
-                self._launcher = local_launcher(self.home, self.environ)
+                self._launcher = run_launcher(self.home, self.environ)
             return self._launcher
 
     def launched(self, process: Any) -> None:

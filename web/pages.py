@@ -1,4 +1,4 @@
-"""The HTML pages: DAGs, one DAG, one run, queues, system.
+"""The HTML pages: DAGs, one DAG, one run, queues, workers, system.
 
 Each page is a small Jinja template with the data of its first paint embedded as JSON; the page's
 script renders it and re-renders from the JSON API whenever the event stream says its topics
@@ -46,3 +46,8 @@ def queues():
 @bp.get("/system")
 def system():
     return render_template("system.html")
+
+
+@bp.get("/workers")
+def workers():
+    return render_template("workers.html")

@@ -128,6 +128,8 @@ def test_failures_name_host_port_what_and_a_hint(env: Env, cert: tuple[Path, Pat
         common = "from: a@example.com, to: b@example.com, message: hi"
         env.write("bad.yaml", f"""
             type: graph
+            env:
+              - BAD_PW: not-the-password
             steps:
               - id: refused
                 type: mail
@@ -141,7 +143,7 @@ def test_failures_name_host_port_what_and_a_hint(env: Env, cert: tuple[Path, Pat
               - id: login
                 type: mail
                 with: {{host: 127.0.0.1, port: {auth.port}, tls: starttls, ca_file: "{cert[0]}",
-                        username: mailer, password: not-the-password, {common}}}
+                        username: mailer, password: "${{BAD_PW}}", {common}}}
             """)
         res = env.run("start", "bad.yaml")
         assert res.returncode != 0

@@ -200,6 +200,8 @@ def test_failures_name_host_port_and_a_hint_and_the_password_is_never_written(en
     refused = free_port()
     env.write("bad.yaml", f"""
         type: graph
+        env:
+          - BAD_PW: not-it
         secrets:
           - name: PG_PASS
             provider: env
@@ -216,7 +218,7 @@ def test_failures_name_host_port_and_a_hint_and_the_password_is_never_written(en
             command: SELECT 1
           - id: badpass
             type: postgres
-            with: {{dsn: "{pg.dsn('pwuser')}", password: not-it}}
+            with: {{dsn: "{pg.dsn('pwuser')}", password: "${{BAD_PW}}"}}
             command: SELECT 1
           - id: goodpass
             type: postgres

@@ -173,6 +173,8 @@ def test_wrong_password_fails_naming_the_server_and_no_file_holds_the_password(
         env: Env, redis_auth_server: Server) -> None:
     client(redis_auth_server, PASSWORD).set("token", PASSWORD)  # the reply itself holds the secret
     env.write("auth.yaml", f"""
+        env:
+          - WRONG_PW: "{WRONG}"
         secrets:
           - name: REDIS_PW
             provider: env
@@ -190,7 +192,7 @@ def test_wrong_password_fails_naming_the_server_and_no_file_holds_the_password(
           - id: wrong
             depends: [read]
             type: redis
-            with: {{command: GET, key: token, password: "{WRONG}"}}
+            with: {{command: GET, key: token, password: "${{WRONG_PW}}"}}
           - id: none
             depends: [read]
             type: redis

@@ -216,10 +216,12 @@ def test_password_from_secrets_is_used_and_never_shown(env: Env, sshd: Sshd, kno
 
 def test_authentication_failure_names_the_host_and_a_hint(env: Env, sshd: Sshd, known: Path) -> None:  # noqa: F811
     env.write("badpw.yaml", f"""
+        env:
+          - WRONG_PW: wrong-password
         steps:
           - id: s
             type: ssh
-            with: {conn(sshd, known, key="", password="wrong-password")}
+            with: {conn(sshd, known, key="", password="${WRONG_PW}")}
             command: echo no
         """)
     res = env.run("start", "badpw.yaml")

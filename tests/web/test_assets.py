@@ -30,7 +30,7 @@ def test_no_asset_names_another_host() -> None:
 
 
 def test_rendered_pages_link_only_to_this_server(client) -> None:
-    for url in ("/dags", "/dags/hello", "/runs/hello/h1", "/queues", "/system"):
+    for url in ("/dags", "/dags/hello", "/runs/hello/h1", "/queues", "/workers", "/system"):
         page = client.get(url).data.decode()
         assert external_urls(page) == [], url
         for link in re.findall(r'(?:src|href)="([^"]+)"', page):

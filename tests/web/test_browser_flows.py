@@ -95,10 +95,10 @@ def test_an_edit_with_a_broken_key_is_refused_at_its_line(site, page, tmp_path: 
     before = (data.dags / "hello.yaml").read_text()
     page.goto(f"{url}/dags/hello")
     page.wait_for_function("document.getElementById('spec-text').value.includes('says hello twice')", timeout=LIVE_MS)
-    broken = before.replace("        command: echo done", "        comand: echo done")
+    broken = before.replace("    command: echo done", "    comand: echo done")
     assert broken != before
     page.fill("#spec-text", broken)
-    line = broken.splitlines().index("        comand: echo done") + 1
+    line = broken.splitlines().index("    comand: echo done") + 1
     # the live check marks the line while typing, before any save
     page.wait_for_selector(f'#spec-diagnostics li.error[data-line="{line}"]', timeout=LIVE_MS)
     assert "did you mean 'command'?" in page.text_content("#spec-diagnostics")

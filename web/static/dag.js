@@ -47,7 +47,7 @@
 
   function render() {
     document.getElementById("dag-meta").textContent = [dag.description, dag.file,
-      dag.schedule.length ? "schedule " + dag.schedule.join(", ") : "", dag.next_run ? "next " + dagu.time(dag.next_run) : ""]
+      dag.schedule.length ? (dag.schedule_words || dag.schedule).join("; ") : "", dag.next_run ? "next " + dagu.time(dag.next_run) : ""]
       .filter(Boolean).join(" \u00B7 ");
     const diag = document.getElementById("dag-diagnostics");
     diag.hidden = !dag.diagnostics.length;
@@ -55,6 +55,7 @@
       el("code", {}, `${x.file.split("/").pop()}:${x.line}:${x.col}: ${x.severity}: `), x.message, " ", el("span", { class: "muted" }, `[${x.code}]`))));
     const steps = latest ? latest.steps : {};
     dagu.drawGraph(document.getElementById("graph"), dag.graph, (id) => (steps[id] ? steps[id].status : null));
+    dagu.durationChart(document.getElementById("duration-chart-box"), dag.history, name);
     document.querySelector("#history tbody").replaceChildren(...dag.history.map((r) => el("tr", {},
       el("td", {}, el("a", { href: `/runs/${encodeURIComponent(name)}/${encodeURIComponent(r.run_id)}` }, r.run_id)),
       el("td", {}, dagu.badge(r.status)), el("td", {}, dagu.time(r.started_at)),

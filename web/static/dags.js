@@ -41,15 +41,31 @@
       el("td", {}, el("a", { href: "/dags/" + encodeURIComponent(d.name) }, d.name),
          d.description ? el("div", { class: "muted small" }, d.description) : null,
          d.ok ? null : diagnostics(d)),
-      el("td", {}, d.tags.map((t) => el("span", { class: "tag" }, t))),
-      el("td", {}, d.schedule.join(", ")),
+      el("td", {}, d.tags.map((t) => el("button", { type: "button", class: "tag", title: "show only " + t,
+                                                     onclick: () => { tagFilter.value = t; changed(); } }, t))),
+      el("td", { class: "schedule" }, d.schedule.map((cron, i) => el("div", { title: cron },
+        (d.schedule_words || d.schedule)[i], (d.schedule_words || [])[i] !== cron ? el("span", { class: "muted small cron" }, " " + cron) : null))),
       el("td", {}, dagu.time(d.next_run)),
       el("td", {}, d.ok ? dagu.badge(d.last_status) : dagu.badge("broken")),
       el("td", {}, strip(d)))));
     document.getElementById("dags-empty").hidden = rows.length > 0;
   }
 
-  for (const input of [search, tagFilter, statusFilter]) input.addEventListener("input", render);
+  /* The filters live in the address (?q=&tag=&status=), so a filtered list can be linked and survives reload. */
+  const params = new URLSearchParams(location.search);
+  search.value = params.get("q") || "";
+  statusFilter.value = params.get("status") || "";
+  tagFilter.append(el("option", { value: params.get("tag") || "" }, params.get("tag") || ""));
+  tagFilter.value = params.get("tag") || "";
+  function changed() {
+    const out = new URLSearchParams();
+    if (search.value.trim()) out.set("q", search.value.trim());
+    if (tagFilter.value) out.set("tag", tagFilter.value);
+    if (statusFilter.value) out.set("status", statusFilter.value);
+    history.replaceState(null, "", location.pathname + (out.toString() ? "?" + out : ""));
+    render();
+  }
+  for (const input of [search, tagFilter, statusFilter]) input.addEventListener("input", changed);
   render();
   dagu.live(["dags"], async () => { rows = (await dagu.api("/dags")).dags; render(); });
 })();

@@ -1,4 +1,5 @@
-/* The run page: status, graph coloured by step status, steps with attempts, exit and resource use,
+/* The run page: status, graph coloured by step status, a timeline of steps and attempts (charts.js),
+ * steps with attempts, exit and resource use (numbers with meters),
  * sub-runs both ways, a live log tail paged by byte range, and stop / retry / approve actions. */
 "use strict";
 (function () {
@@ -64,6 +65,12 @@
     problems.replaceChildren(...[run.error, ...run.problems].filter(Boolean).map((p) => el("div", { class: "diag error" }, p)));
     const steps = Object.values(run.steps).concat(Object.values(run.handlers || {}));
     dagu.drawGraph(document.getElementById("graph"), run.graph, (id) => (run.steps[id] ? run.steps[id].status : null));
+    dagu.gantt(document.getElementById("gantt"), run);
+    const cpu = (s) => sum(s.attempts, "user_sec") + sum(s.attempts, "sys_sec");
+    const most = (f) => Math.max(0, ...steps.map(f));  /* each meter is scaled to the run's largest */
+    const top = { cpu: most(cpu), rss: most((s) => peak(s.attempts)), read: most((s) => sum(s.attempts, "read_bytes")),
+                  write: most((s) => sum(s.attempts, "write_bytes")) };
+    const metered = (value, text, kind) => el("td", { class: "num metered" }, text, dagu.meter(value, top[kind], kind));
     document.querySelector("#steps tbody").replaceChildren(...steps.map((s) => {
       const last = s.attempts[s.attempts.length - 1];
       const wall = s.attempts.reduce((t, a) => t + (a.finished_at && a.started_at ? a.finished_at - a.started_at : 0), 0);
@@ -71,10 +78,10 @@
         el("td", {}, s.handler ? `${s.id} (${s.handler})` : s.id), el("td", {}, dagu.badge(s.status)),
         el("td", { class: "num" }, s.attempts.length), el("td", { class: "num" }, exitOf(last)),
         el("td", { class: "num" }, wall ? dagu.duration(wall) : ""),
-        el("td", { class: "num" }, s.attempts.length ? (sum(s.attempts, "user_sec") + sum(s.attempts, "sys_sec")).toFixed(2) : ""),
-        el("td", { class: "num" }, s.attempts.length ? dagu.bytes(peak(s.attempts)) : ""),
-        el("td", { class: "num" }, s.attempts.length ? dagu.bytes(sum(s.attempts, "read_bytes")) : ""),
-        el("td", { class: "num" }, s.attempts.length ? dagu.bytes(sum(s.attempts, "write_bytes")) : ""),
+        s.attempts.length ? metered(cpu(s), cpu(s).toFixed(2), "cpu") : el("td", {}),
+        s.attempts.length ? metered(peak(s.attempts), dagu.bytes(peak(s.attempts)), "rss") : el("td", {}),
+        s.attempts.length ? metered(sum(s.attempts, "read_bytes"), dagu.bytes(sum(s.attempts, "read_bytes")), "read") : el("td", {}),
+        s.attempts.length ? metered(sum(s.attempts, "write_bytes"), dagu.bytes(sum(s.attempts, "write_bytes")), "write") : el("td", {}),
         el("td", {}, s.output !== null && s.output !== undefined ? `${s.output_name || ""}=${s.output}` : ""),
         el("td", {}, s.attempts.length ? el("button", { type: "button", class: "show-log", onclick: () => openLog(s.id) }, "Log") : null,
           el("button", { type: "button", class: "retry-step", onclick: act("retry " + s.id, () => dagu.api(`${base}/retry`, { method: "POST", body: { step: s.id } })) }, "Retry from here")));
