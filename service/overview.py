@@ -83,17 +83,16 @@ def dag_summary(home: str, entry: DagEntry, index: "RunIndex | None" = None,
     upcoming = None
     if dag is not None:
         upcoming = next_run(dag) if dags is None else dags.next_run(entry, time.time(), lambda: next_run(dag))
-    valid = _valid_name(entry.name)
+    hit = memo.get(entry.file) if memo is not None else None
+    valid = (hit is not None and hit[0][0] is entry) or _valid_name(entry.name)  # a memo holds valid names
     if index is not None and valid:
         try:
             rows: tuple = tuple(index.recent(entry.name, RECENT_RUNS))
         except OSError:
             rows = ()
         key = (entry, upcoming, rows)
-        if memo is not None:
-            hit = memo.get(entry.file)
-            if hit is not None and hit[0] == key:  # identical objects compare at once
-                return hit[1]
+        if hit is not None and hit[0] == key:  # identical objects compare at once
+            return hit[1]
         runs = [row.to_dict() for row in rows]
     else:
         key, runs = None, recent_runs(home, entry.name) if valid else []
