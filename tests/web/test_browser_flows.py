@@ -81,10 +81,10 @@ def test_approve_a_waiting_step_with_its_input(site, page, tmp_path: Path) -> No
     data, url = site
     data.dagu("start", str(data.dags / "gated.yaml"), "--run-id", "g-browser")
     page.goto(f"{url}/runs/gated/g-browser")
-    form = page.wait_for_selector('.approval[data-step="gate"]', timeout=LIVE_MS)
+    page.wait_for_selector('.approval[data-step="gate"]', timeout=LIVE_MS)
     page.screenshot(path=str(tmp_path / "waiting.png"), full_page=True)
-    form.query_selector("input[name=inputs]").fill("TICKET=T-42")
-    form.query_selector("button.approve").click()
+    page.fill('.approval[data-step="gate"] input[name=inputs]', "TICKET=T-42")
+    page.click('.approval[data-step="gate"] button.approve')
     page.wait_for_selector('.graph-svg .node.s-succeeded[data-step="ship"]', timeout=LIVE_MS)
     page.click('tr[data-step="ship"] button.show-log')
     page.wait_for_function("document.getElementById('log').textContent.includes('ship T-42')", timeout=LIVE_MS)

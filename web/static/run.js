@@ -88,7 +88,10 @@
     }));
     const waiting = Object.values(run.steps).filter((s) => s.status === "waiting");
     document.getElementById("approvals").hidden = !waiting.length;
-    document.getElementById("approval-forms").replaceChildren(...waiting.map(approvalForm));
+    // keep the form of a step that still waits: a live update must not wipe what the user typed
+    const forms = document.getElementById("approval-forms");
+    const kept = new Map([...forms.children].map((f) => [f.dataset.step, f]));
+    forms.replaceChildren(...waiting.map((s) => kept.get(s.id) || approvalForm(s)));
     const parent = run.parent ? [el("li", {}, "called by ", el("a", { href: "/runs/" + run.parent.split("/").map(encodeURIComponent).join("/") }, run.parent))] : [];
     const subs = subRuns(run.sub_runs || []);
     document.getElementById("sub-runs-section").hidden = !parent.length && !subs.length;
