@@ -29,10 +29,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from dagu.distributed import records
+from dagu.distributed import records, retries
 from dagu.distributed.app import ENV_BROKER, TASK, make_app, safe_url
 from dagu.distributed.routing import worker_queues
-from dagu.launch.base import START, START_QUEUED, RunRequest, request_argv
+from dagu.launch.base import RETRY, START, START_QUEUED, RunRequest, request_argv
 from dagu.store.runs import Store, write_atomic
 
 ENV_WORKER_ID = "DAGU_WORKER_ID"
@@ -77,6 +77,7 @@ class Worker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _arm: Callable[[], None] | None = field(default_factory=_arm_pdeathsig)
+    _app: Any = None  # the Celery app, once serving: the heartbeat sends due retries through it
 
     def __post_init__(self) -> None:
         c = self.config
@@ -106,15 +107,28 @@ class Worker:
                 self._write()
                 for note in records.sweep_lost(self.config.home, me=self.config.worker_id):
                     self.log(note)
+                self._send_retries()
             except Exception as exc:  # noqa: BLE001 - a full disk must not end the heartbeat
                 self.log(f"heartbeat: {type(exc).__name__}: {exc}")
+
+    def _send_retries(self) -> None:
+        """Send the lost runs' retries that are due (retries.py) through this worker's broker."""
+        from dagu.distributed.app import send
+
+        app = self._app
+        if app is None:
+            return
+        for note in retries.send_due(self.config.home, lambda queue, message: send(app, queue, message)):
+            self.log(note)
 
     # -- one run --------------------------------------------------------------------
 
     def take(self, message: dict[str, Any]) -> str:
         """The task body: claim the run, supervise it, return how it went (a word for the log)."""
         op, dag, run_id = message.get("op"), message.get("dag"), message.get("run_id")
-        if op not in (START, START_QUEUED) or not isinstance(dag, str) or not isinstance(run_id, str):
+        attempt = message.get("attempt") if op == RETRY else 0
+        if op not in (START, START_QUEUED, RETRY) or not isinstance(dag, str) or not isinstance(run_id, str) \
+                or not isinstance(attempt, int) or (op == RETRY and attempt < 1):
             self.log(f"dropped a message that is not a run: {str(message)[:200]}")
             return "refused"
         key = f"{dag}/{run_id}"
@@ -127,23 +141,30 @@ class Worker:
                 plan = records.plan_path(home, dag, run_id)
                 if not os.path.exists(plan):
                     write_atomic(plan, str(message.get("plan") or ""), make_dirs=True)
-            if not records.claim(home, dag, run_id, self.config.worker_id, op):
+            extra = {"queue": message.get("queue"), "env": message.get("env") or []}
+            if not records.claim(home, dag, run_id, self.config.worker_id, op, attempt, extra):
                 owner = (records.read_claim(home, dag, run_id) or {}).get("worker", "?")
                 self.log(f"run {key}: delivered again, already taken by worker {owner}: dropped")
                 return "duplicate"
             if op == START:
                 request = RunRequest(START, dag, run_id, plan_path=plan, params=tuple(message.get("params") or ()),
                                      parent=message.get("parent"))
+            elif op == RETRY:  # a lost worker's run, resumed as `dagu retry` does (retries.py)
+                request = RunRequest(RETRY, dag, run_id)
             else:
                 request = RunRequest(START_QUEUED, dag, run_id)
-            code = self._supervise(request, message)
+            code, tail = self._supervise(request, message)
             self.log(f"run {key}: supervisor exited {code}")
+            if op == RETRY:
+                retries.record_refused(Store(home).run(dag, run_id), attempt,
+                                       tail.strip() or f"its supervisor exited {code}")
             return "done"
         finally:
             if not mine:
                 self._running(key, add=False)
 
-    def _supervise(self, request: RunRequest, message: dict[str, Any]) -> int:
+    def _supervise(self, request: RunRequest, message: dict[str, Any]) -> tuple[int, str]:
+        """Run the supervisor to its end: its exit code and the tail of what it said."""
         env = {k: v for k, v in self.config.environ.items() if k != ENV_BROKER}  # the run is local here
         env.update({k: v for k, v in (message.get("env") or [])})
         env.update({"DAGU_HOME": self.config.home, ENV_WORKER_ID: self.config.worker_id})
@@ -159,8 +180,10 @@ class Worker:
                 out.write(chunk)
         proc.stdout.close()
         code = proc.wait()
-        records.write_end(self.config.home, request.dag, request.run_id, code, tail.decode("utf-8", "replace"))
-        return code
+        text = tail.decode("utf-8", "replace")
+        if request.op != RETRY:  # a retry's refusal goes into the run's records (retries.record_refused)
+            records.write_end(self.config.home, request.dag, request.run_id, code, text)
+        return code, text
 
     # -- the process ------------------------------------------------------------------
 
@@ -170,6 +193,7 @@ class Worker:
         queues = worker_queues(c.labels)
         app = make_app(c.broker, c.environ)
         app.task(name=TASK, ignore_result=True, acks_late=False)(self.take)
+        self._app = app
         for note in self._previous_runs():
             self.log(note)
         self._write(state=records.RUNNING)
@@ -202,9 +226,10 @@ class Worker:
         for key in old.running:
             dag, _, run_id = key.partition("/")
             owner = records.read_claim(self.config.home, dag, run_id)
-            if (owner is None or owner.get("worker") == old.id) and \
-                    records.fail_lost_run(self.config.home, dag, run_id, reason):
-                notes.append(f"run {key} failed: {reason}")
+            if owner is None or owner.get("worker") == old.id:
+                note = records.fail_lost_run(self.config.home, dag, run_id, reason)
+                if note:
+                    notes.append(note)
         return notes
 
 
