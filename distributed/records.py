@@ -19,14 +19,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dagu.process.tree import attempt_leaders, reap_run
 from dagu.store.journal import Journal
-from dagu.store.runs import Store, StoreError, write_atomic
+from dagu.store.runs import Store, StoreError, hostname, write_atomic
 from dagu.store.state import QUEUED, RUN_FINAL, apply
 
 DEFAULT_HEARTBEAT_SEC = 5.0
@@ -126,7 +125,7 @@ def claim(home: str, dag: str, run_id: str, worker_id: str, op: str, attempt: in
     except FileExistsError:
         return False
     try:
-        os.write(fd, json.dumps({**(extra or {}), "worker": worker_id, "host": os.uname().nodename, "op": op,
+        os.write(fd, json.dumps({**(extra or {}), "worker": worker_id, "host": hostname(), "op": op,
                                  "attempt": attempt, "at": time.time()}).encode() + b"\n")
         os.fsync(fd)
     finally:
@@ -204,7 +203,7 @@ def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> str | None:
         retry = retries.schedule(home, run, view.status, journal, reason)
         journal.close()
         run.write_snapshot(view.status)
-        if view.status.host in (None, socket.gethostname()):  # what the run's steps left, on this host
+        if view.status.host in (None, hostname()):  # what the run's steps left, on this host
             reap_run(run.path, leaders)
         return f"run {dag}/{run_id} failed: {reason}" + (f"; {retry}" if retry else "")
     finally:

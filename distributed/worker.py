@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,11 +28,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from dagu.distributed import records, retries
+from dagu.distributed import records, retries, stops
 from dagu.distributed.app import ENV_BROKER, TASK, make_app, safe_url
 from dagu.distributed.routing import worker_queues
 from dagu.launch.base import RETRY, START, START_QUEUED, RunRequest, request_argv
-from dagu.store.runs import Store, write_atomic
+from dagu.store.runs import Store, hostname, write_atomic
 
 ENV_WORKER_ID = "DAGU_WORKER_ID"
 ENV_HEARTBEAT = "DAGU_WORKER_HEARTBEAT_SEC"
@@ -64,7 +63,7 @@ class WorkerConfig:
 
 
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return f"{hostname()}-{os.getpid()}"
 
 
 @dataclass
@@ -82,7 +81,7 @@ class Worker:
     def __post_init__(self) -> None:
         c = self.config
         now = time.time()
-        self.record = records.WorkerRecord(id=c.worker_id, host=socket.gethostname(), pid=os.getpid(),
+        self.record = records.WorkerRecord(id=c.worker_id, host=hostname(), pid=os.getpid(),
                                            labels=dict(c.labels), max_active_runs=c.max_active_runs,
                                            heartbeat_sec=c.heartbeat_sec, started_at=now, heartbeat_at=now)
 
@@ -168,11 +167,17 @@ class Worker:
         env = {k: v for k, v in self.config.environ.items() if k != ENV_BROKER}  # the run is local here
         env.update({k: v for k, v in (message.get("env") or [])})
         env.update({"DAGU_HOME": self.config.home, ENV_WORKER_ID: self.config.worker_id})
+        run = Store(self.config.home).run(request.dag, request.run_id)
+        stops.clear(run)  # a request left from an earlier supervisor of this run is not for this one
         proc = subprocess.Popen(request_argv(self.config.self_argv, request), env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                                 close_fds=True, preexec_fn=self._arm)
         self.log(f"run {request.dag}/{request.run_id}: supervisor pid {proc.pid}")
         assert proc.stdout is not None
+        ended = threading.Event()
+        watch = threading.Thread(target=self._watch_stop, args=(proc, run, request.dag, ended),
+                                 name=f"dagu-stop-{request.run_id}", daemon=True)
+        watch.start()
         tail = b""
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
             tail = (tail + chunk)[-4096:]  # the supervisor says little (-q): its refusal, if any
@@ -180,10 +185,30 @@ class Worker:
                 out.write(chunk)
         proc.stdout.close()
         code = proc.wait()
+        ended.set()
+        watch.join()
+        stops.clear(run)
         text = tail.decode("utf-8", "replace")
         if request.op != RETRY:  # a retry's refusal goes into the run's records (retries.record_refused)
             records.write_end(self.config.home, request.dag, request.run_id, code, text)
         return code, text
+
+    def _watch_stop(self, proc: subprocess.Popen, run: Any, dag: str, ended: threading.Event) -> None:
+        """Poll the run's folder for a stop request (`dagu stop` from any host, stops.py) until the
+        supervisor ends; on one, stop it as a local stop would: SIGTERM, and SIGKILL if it is still
+        there after the DAG's grace period and a margin."""
+        while not ended.wait(stops.STOP_POLL_SEC):
+            request = stops.read_request(run)
+            if request is None:
+                continue
+            self.log(f"run {dag}/{run.run_id}: stop requested by {request.get('by', '?')} on "
+                     f"{request.get('host', '?')}: SIGTERM to its supervisor (pid {proc.pid})")
+            proc.send_signal(signal.SIGTERM)
+            limit = stops.grace_of(run, dag) + stops.KILL_MARGIN_SEC
+            if not ended.wait(limit):
+                self.log(f"run {dag}/{run.run_id}: supervisor still running {limit:g} s after the stop: SIGKILL")
+                proc.kill()
+            return
 
     # -- the process ------------------------------------------------------------------
 
@@ -203,7 +228,7 @@ class Worker:
         beat.start()
         self.log(f"worker {c.worker_id}: labels {_labels(c.labels)}, {len(queues)} queue(s), "
                  f"{c.max_active_runs} run(s) at a time, broker {safe_url(c.broker)}, data {c.home}")
-        worker = app.Worker(hostname=f"{c.worker_id}@{socket.gethostname()}", queues=queues,
+        worker = app.Worker(hostname=f"{c.worker_id}@{hostname()}", queues=queues,
                             concurrency=c.max_active_runs, pool="threads", loglevel="WARNING",
                             without_mingle=True, without_gossip=True, optimization="fair", quiet=True)
         try:

@@ -435,3 +435,25 @@ def test_a_lost_workers_run_is_retried_by_the_dags_retry_policy_on_another_worke
     assert (c.dir / "first.txt").read_text() == "once\n"  # the succeeded step did not run again
     assert "retried:" in c.run("status", "again", "--run-id", "a1").stdout
     assert len(status["steps"]["slow"]["attempts"]) == 2
+
+
+def test_dagu_stop_reaches_a_run_on_another_host_through_a_stop_request(cluster: Cluster) -> None:
+    c = cluster
+    c.worker("far", "role=far", env={"DAGU_HOST_NAME": "elsewhere-host"})  # its runs record another host
+    _dag(c, "remote", "{role: far}", "sleep 30", extra="max_clean_up_time_sec: 5\n")
+    proc = c.popen("start", "remote.yaml", "--run-id", "r1", "-q")
+    c.running("remote", "r1", "s")
+    assert c.status("remote", "r1")["host"] == "elsewhere-host"
+    began = time.monotonic()
+    res = c.run("stop", "remote.yaml", "--run-id", "r1")
+    took = time.monotonic() - began
+    assert res.returncode == 0, res.stderr
+    assert took < 5, f"stopped after {took:.1f}s"  # within the grace period
+    proc.communicate(timeout=30)
+    status = c.status("remote", "r1")
+    assert status["status"] == "aborted" and status["worker"] == "far"
+    # the worker stopped it on the request: the stopping process sent no signal to a pid
+    log = c.worker_log("far")
+    assert "run remote/r1: stop requested by dagu stop on" in log and "SIGTERM to its supervisor" in log, log
+    assert not (c.home / "runs" / "remote" / "r1" / "stop-request.json").exists()  # no request outlives it
+    assert c.record("far")["running"] == [] and c.workers["far"].poll() is None
