@@ -152,22 +152,31 @@ def read_end(home: str, dag: str, run_id: str) -> dict[str, Any] | None:
         return None
 
 
+CLAIM_GAP = 3  # retries given up before they were claimed, in a row, that read_claim looks past
+
+
 def read_claim(home: str, dag: str, run_id: str) -> dict[str, Any] | None:
     """Which worker took the run last ({"worker", "host", "op", "attempt", "at", ...}: a retry's
-    claim when it was retried); None for a local run."""
+    claim when it was retried); None for a local run (one stat: no first claim, no retry claims).
+    A retry whose worker was lost before it claimed leaves a gap in the attempts; up to CLAIM_GAP
+    in a row are looked past."""
     found = None
-    attempt = 0
-    while True:
+    attempt, missed = 0, 0
+    while missed <= CLAIM_GAP:
         try:
             with open(claim_path(home, dag, run_id, attempt), encoding="utf-8") as fh:
                 data = json.load(fh)
         except FileNotFoundError:
-            return found
+            if attempt == 0:
+                return None
+            missed += 1
+            data = None
         except (OSError, ValueError):
             data = None
         if isinstance(data, dict):
-            found = data
+            found, missed = data, 0
         attempt += 1
+    return found
 
 
 def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> str | None:
@@ -194,7 +203,7 @@ def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> str | None:
     try:
         view = run.read()
         if view.status.status in RUN_FINAL:
-            return None
+            return _lost_before_retry(home, run, view.status, reason)
         leaders = attempt_leaders(view.status)  # before the event marks the attempts interrupted
         event: dict[str, Any] = {"ev": "interrupted", "at": time.time(), "reason": reason}
         journal = Journal(run.journal, view.status.seq)
@@ -208,6 +217,25 @@ def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> str | None:
         return f"run {dag}/{run_id} failed: {reason}" + (f"; {retry}" if retry else "")
     finally:
         run.release()
+
+
+def _lost_before_retry(home: str, run: Any, status: Any, reason: str) -> str | None:
+    """A retry whose message the lost worker took but never claimed: record that attempt
+    refused with the reason, and let the policy schedule the next one (run's lock held)."""
+    from dagu.distributed import retries
+
+    attempt = retries.awaited(home, status)
+    if attempt is None:
+        return None
+    journal = Journal(run.journal, status.seq)
+    event = {"ev": "retry_refused", "at": time.time(), "attempt": attempt,
+             "reason": f"{reason}, after it took retry {attempt} and before it started it"}
+    journal.add(event)
+    apply(status, event)
+    retry = retries.schedule(home, run, status, journal, reason)
+    journal.close()
+    run.write_snapshot(status)
+    return f"run {status.dag}/{status.run_id}: retry {attempt} lost with its worker" + (f"; {retry}" if retry else "")
 
 
 def sweep_lost(home: str, me: str | None = None, now: float | None = None) -> list[str]:
@@ -232,7 +260,7 @@ def sweep_lost(home: str, me: str | None = None, now: float | None = None) -> li
             for key in record.running:
                 dag, _, run_id = key.partition("/")
                 owner = read_claim(home, dag, run_id)
-                if owner is not None and owner.get("worker") != record.id:
+                if owner is not None and owner.get("worker") != record.id and not _awaits_retry(home, dag, run_id):
                     continue
                 note = fail_lost_run(home, dag, run_id, reason)
                 if note:
@@ -243,6 +271,14 @@ def sweep_lost(home: str, me: str | None = None, now: float | None = None) -> li
     finally:
         os.close(fd)
     return notes
+
+
+def _awaits_retry(home: str, dag: str, run_id: str) -> bool:
+    """The run waits for a retry nobody claimed (its latest claim is then an earlier worker's)."""
+    from dagu.distributed import retries
+
+    run = Store(home).run(dag, run_id)
+    return os.path.isdir(run.path) and retries.awaited(home, run.read().status) is not None
 
 
 def is_queued(home: str, dag: str, run_id: str) -> bool:

@@ -158,6 +158,30 @@ def send_due(home: str, send: Send, now: float | None = None) -> list[str]:
     return notes
 
 
+def awaited(home: str, status: RunStatus) -> int | None:
+    """The attempt a retry message was sent for and nobody has claimed yet (None: no such).  A
+    worker lost between taking that message and claiming it leaves this: its sweep records the
+    attempt refused and schedules the next one (records.fail_lost_run)."""
+    from dagu.distributed.records import claim_path
+    from dagu.store.state import retry_pending
+
+    if not retry_pending(status):
+        return None
+    attempt = int(status.retries[-1].get("attempt") or 0)
+    return None if os.path.exists(claim_path(home, status.dag, status.run_id, attempt)) else attempt
+
+
+def is_current(run: RunDir, attempt: int) -> bool:
+    """Whether a retry message for `attempt` is the one the run's records wait for: a stale one
+    (its attempt was given up, or the run moved on) is dropped by the worker that takes it."""
+    from dagu.store.state import retry_pending
+
+    if not os.path.isdir(run.path):
+        return False
+    status = run.read().status
+    return retry_pending(status) and status.retries[-1].get("attempt") == attempt
+
+
 def record_refused(run: RunDir, attempt: int, why: str) -> None:
     """The retry's supervisor exited without taking the run (the DAG at max_active_runs, ...): say
     so in the run's records, so nobody waits for that retry any longer."""

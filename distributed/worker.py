@@ -145,6 +145,9 @@ class Worker:
                 owner = (records.read_claim(home, dag, run_id) or {}).get("worker", "?")
                 self.log(f"run {key}: delivered again, already taken by worker {owner}: dropped")
                 return "duplicate"
+            if op == RETRY and not retries.is_current(Store(home).run(dag, run_id), attempt):
+                self.log(f"run {key}: retry {attempt} is not the one its records wait for: dropped")
+                return "stale"
             if op == START:
                 request = RunRequest(START, dag, run_id, plan_path=plan, params=tuple(message.get("params") or ()),
                                      parent=message.get("parent"))
