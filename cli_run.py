@@ -157,7 +157,8 @@ def stop_cmd(args: argparse.Namespace) -> int:
     if not stopped:
         sys.stderr.write(f"dagu stop: no active run of {name!r}\n")
     for s in stopped:
-        sys.stderr.write(f"dagu stop: stopped run {s.run_id} of {name!r}\n")
+        sys.stderr.write(f"dagu stop: stopped run {s.run_id} of {name!r}\n" if s.ended else
+                         f"dagu stop: asked run {s.run_id} of {name!r} to stop; it had not ended when we stopped waiting\n")
     return EXIT_OK
 
 

@@ -198,6 +198,7 @@ def compile_document(ctx: DocContext, default_name: str, base_dir: str) -> Compi
         hist_retention_days=_int(data.get("hist_retention_days"), None),
         hist_retention_runs=_int(data.get("hist_retention_runs"), None),
         handlers=handlers,
+        retry_policy=defaults.retry_policy,
         settings=settings,
         source_map=source_map,
     )

@@ -21,7 +21,7 @@ from dagu.distributed.routing import queue_for, selector_of
 from dagu.launch.base import START, START_QUEUED, LaunchedRun, Launcher, RunRequest
 from dagu.spec.plan import PlanError, load_plan
 from dagu.store.runs import Store
-from dagu.store.state import RUN_FINAL, RunStatus
+from dagu.store.state import RUN_FINAL, RunStatus, retry_pending
 
 REMOTE_OPS = (START, START_QUEUED)
 DEAD_GRACE_SEC = 3.0
@@ -67,6 +67,8 @@ class RemoteRun:
         view = run.read()
         if view.status.status not in RUN_FINAL:
             return None
+        if retry_pending(view.status):
+            return None  # a lost worker's run waits for its retry (distributed/retries.py)
         if not view.dead:
             return view.status
         now = time.monotonic()
@@ -100,7 +102,7 @@ class RemoteLauncher:
     def send(self, request: RunRequest, queue: str, plan_text: str) -> RemoteRun:
         from dagu.distributed.app import send
 
-        send(self.app(), queue, message_for(self.home, request, plan_text))
+        send(self.app(), queue, {**message_for(self.home, request, plan_text), "queue": queue})
         return RemoteRun(self.home, request.dag, request.run_id, queue)
 
     def close(self) -> None:

@@ -19,14 +19,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from dagu.process.tree import attempt_leaders, reap_run
 from dagu.store.journal import Journal
-from dagu.store.runs import Store, StoreError, write_atomic
+from dagu.store.runs import Store, StoreError, hostname, write_atomic
 from dagu.store.state import QUEUED, RUN_FINAL, apply
 
 DEFAULT_HEARTBEAT_SEC = 5.0
@@ -100,9 +99,13 @@ def read_workers(home: str) -> list[WorkerRecord]:
     return [r for r in (read_worker(os.path.join(folder, n)) for n in names) if r is not None]
 
 
-def claim_path(home: str, dag: str, run_id: str) -> str:
+def claim_path(home: str, dag: str, run_id: str, attempt: int = 0) -> str:
+    """The claim of the run's first start (attempt 0) or of its n-th retry after a lost worker
+    (`<run_id>.r<n>.json`): one claim per attempt, so a retry is not blocked by the first start's
+    claim and still starts at most once."""
     Store(home).run(dag, run_id)  # checks both names (BadName) before they become a path
-    return os.path.join(base(home), "claims", dag, f"{run_id}.json")
+    suffix = f".r{attempt}" if attempt else ""
+    return os.path.join(base(home), "claims", dag, f"{run_id}{suffix}.json")
 
 
 def plan_path(home: str, dag: str, run_id: str) -> str:
@@ -110,17 +113,20 @@ def plan_path(home: str, dag: str, run_id: str) -> str:
     return os.path.join(base(home), "plans", dag, f"{run_id}.json")
 
 
-def claim(home: str, dag: str, run_id: str, worker_id: str, op: str) -> bool:
-    """Take the run for this worker; False when someone already took it (a second delivery)."""
-    path = claim_path(home, dag, run_id)
+def claim(home: str, dag: str, run_id: str, worker_id: str, op: str, attempt: int = 0,
+          extra: dict[str, Any] | None = None) -> bool:
+    """Take the run (its first start, or retry `attempt`) for this worker; False when someone
+    already took it (a second delivery).  `extra` (the queue and env the message came with) lets a
+    retry go where the run went."""
+    path = claim_path(home, dag, run_id, attempt)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         return False
     try:
-        os.write(fd, json.dumps({"worker": worker_id, "host": os.uname().nodename, "op": op,
-                                 "at": time.time()}).encode() + b"\n")
+        os.write(fd, json.dumps({**(extra or {}), "worker": worker_id, "host": hostname(), "op": op,
+                                 "attempt": attempt, "at": time.time()}).encode() + b"\n")
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -146,21 +152,40 @@ def read_end(home: str, dag: str, run_id: str) -> dict[str, Any] | None:
         return None
 
 
+CLAIM_GAP = 3  # retries given up before they were claimed, in a row, that read_claim looks past
+
+
 def read_claim(home: str, dag: str, run_id: str) -> dict[str, Any] | None:
-    """Which worker took the run ({"worker", "host", "op", "at"}); None for a local run."""
-    try:
-        with open(claim_path(home, dag, run_id), encoding="utf-8") as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
+    """Which worker took the run last ({"worker", "host", "op", "attempt", "at", ...}: a retry's
+    claim when it was retried); None for a local run (one stat: no first claim, no retry claims).
+    A retry whose worker was lost before it claimed leaves a gap in the attempts; up to CLAIM_GAP
+    in a row are looked past."""
+    found = None
+    attempt, missed = 0, 0
+    while missed <= CLAIM_GAP:
+        try:
+            with open(claim_path(home, dag, run_id, attempt), encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            if attempt == 0:
+                return None
+            missed += 1
+            data = None
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict):
+            found, missed = data, 0
+        attempt += 1
+    return found
 
 
-def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> bool:
+def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> str | None:
     """Record a run of a lost worker failed, with the reason, unless its supervisor still holds the
     run's lock (alive after all) or it already ended.  A run that never got its folder (the worker
     died between claim and supervisor) is created from the message's plan, so it is not lost
-    silently.  True when something was written."""
+    silently.  Then the DAG's retry_policy applies (distributed/retries.py), under the same lock.
+    Returns what was done (None: nothing was written)."""
+    from dagu.distributed import retries
     store = Store(home)
     run = store.run(dag, run_id)
     if not os.path.isdir(run.path):
@@ -168,29 +193,49 @@ def fail_lost_run(home: str, dag: str, run_id: str, reason: str) -> bool:
             with open(plan_path(home, dag, run_id), encoding="utf-8") as fh:
                 text = fh.read()
         except OSError:
-            return False  # a queued run's folder always exists; no plan: nothing to record against
+            return None  # a queued run's folder always exists; no plan: nothing to record against
         try:
             run = store.create(dag, run_id, text)
         except StoreError:
             run = store.run(dag, run_id)  # its supervisor created it meanwhile
     if not run.acquire():
-        return False  # a live supervisor: the run is not lost
+        return None  # a live supervisor: the run is not lost
     try:
         view = run.read()
         if view.status.status in RUN_FINAL:
-            return False
+            return _lost_before_retry(home, run, view.status, reason)
         leaders = attempt_leaders(view.status)  # before the event marks the attempts interrupted
         event: dict[str, Any] = {"ev": "interrupted", "at": time.time(), "reason": reason}
         journal = Journal(run.journal, view.status.seq)
         journal.add(event)
-        journal.close()
         apply(view.status, event)
+        retry = retries.schedule(home, run, view.status, journal, reason)
+        journal.close()
         run.write_snapshot(view.status)
-        if view.status.host in (None, socket.gethostname()):  # what the run's steps left, on this host
+        if view.status.host in (None, hostname()):  # what the run's steps left, on this host
             reap_run(run.path, leaders)
-        return True
+        return f"run {dag}/{run_id} failed: {reason}" + (f"; {retry}" if retry else "")
     finally:
         run.release()
+
+
+def _lost_before_retry(home: str, run: Any, status: Any, reason: str) -> str | None:
+    """A retry whose message the lost worker took but never claimed: record that attempt
+    refused with the reason, and let the policy schedule the next one (run's lock held)."""
+    from dagu.distributed import retries
+
+    attempt = retries.awaited(home, status)
+    if attempt is None:
+        return None
+    journal = Journal(run.journal, status.seq)
+    event = {"ev": "retry_refused", "at": time.time(), "attempt": attempt,
+             "reason": f"{reason}, after it took retry {attempt} and before it started it"}
+    journal.add(event)
+    apply(status, event)
+    retry = retries.schedule(home, run, status, journal, reason)
+    journal.close()
+    run.write_snapshot(status)
+    return f"run {status.dag}/{status.run_id}: retry {attempt} lost with its worker" + (f"; {retry}" if retry else "")
 
 
 def sweep_lost(home: str, me: str | None = None, now: float | None = None) -> list[str]:
@@ -215,16 +260,25 @@ def sweep_lost(home: str, me: str | None = None, now: float | None = None) -> li
             for key in record.running:
                 dag, _, run_id = key.partition("/")
                 owner = read_claim(home, dag, run_id)
-                if owner is not None and owner.get("worker") != record.id:
+                if owner is not None and owner.get("worker") != record.id and not _awaits_retry(home, dag, run_id):
                     continue
-                if fail_lost_run(home, dag, run_id, reason):
-                    notes.append(f"run {key} failed: {reason}")
+                note = fail_lost_run(home, dag, run_id, reason)
+                if note:
+                    notes.append(note)
             record.state, record.reason, record.running = LOST, reason, []
             write_worker(home, record)
             notes.append(reason)
     finally:
         os.close(fd)
     return notes
+
+
+def _awaits_retry(home: str, dag: str, run_id: str) -> bool:
+    """The run waits for a retry nobody claimed (its latest claim is then an earlier worker's)."""
+    from dagu.distributed import retries
+
+    run = Store(home).run(dag, run_id)
+    return os.path.isdir(run.path) and retries.awaited(home, run.read().status) is not None
 
 
 def is_queued(home: str, dag: str, run_id: str) -> bool:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,11 +28,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from dagu.distributed import records
+from dagu.distributed import records, retries, stops
 from dagu.distributed.app import ENV_BROKER, TASK, make_app, safe_url
 from dagu.distributed.routing import worker_queues
-from dagu.launch.base import START, START_QUEUED, RunRequest, request_argv
-from dagu.store.runs import Store, write_atomic
+from dagu.launch.base import RETRY, START, START_QUEUED, RunRequest, request_argv
+from dagu.store.runs import Store, hostname, write_atomic
 
 ENV_WORKER_ID = "DAGU_WORKER_ID"
 ENV_HEARTBEAT = "DAGU_WORKER_HEARTBEAT_SEC"
@@ -64,7 +63,7 @@ class WorkerConfig:
 
 
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return f"{hostname()}-{os.getpid()}"
 
 
 @dataclass
@@ -77,11 +76,12 @@ class Worker:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _arm: Callable[[], None] | None = field(default_factory=_arm_pdeathsig)
+    _app: Any = None  # the Celery app, once serving: the heartbeat sends due retries through it
 
     def __post_init__(self) -> None:
         c = self.config
         now = time.time()
-        self.record = records.WorkerRecord(id=c.worker_id, host=socket.gethostname(), pid=os.getpid(),
+        self.record = records.WorkerRecord(id=c.worker_id, host=hostname(), pid=os.getpid(),
                                            labels=dict(c.labels), max_active_runs=c.max_active_runs,
                                            heartbeat_sec=c.heartbeat_sec, started_at=now, heartbeat_at=now)
 
@@ -106,15 +106,28 @@ class Worker:
                 self._write()
                 for note in records.sweep_lost(self.config.home, me=self.config.worker_id):
                     self.log(note)
+                self._send_retries()
             except Exception as exc:  # noqa: BLE001 - a full disk must not end the heartbeat
                 self.log(f"heartbeat: {type(exc).__name__}: {exc}")
+
+    def _send_retries(self) -> None:
+        """Send the lost runs' retries that are due (retries.py) through this worker's broker."""
+        from dagu.distributed.app import send
+
+        app = self._app
+        if app is None:
+            return
+        for note in retries.send_due(self.config.home, lambda queue, message: send(app, queue, message)):
+            self.log(note)
 
     # -- one run --------------------------------------------------------------------
 
     def take(self, message: dict[str, Any]) -> str:
         """The task body: claim the run, supervise it, return how it went (a word for the log)."""
         op, dag, run_id = message.get("op"), message.get("dag"), message.get("run_id")
-        if op not in (START, START_QUEUED) or not isinstance(dag, str) or not isinstance(run_id, str):
+        attempt = message.get("attempt") if op == RETRY else 0
+        if op not in (START, START_QUEUED, RETRY) or not isinstance(dag, str) or not isinstance(run_id, str) \
+                or not isinstance(attempt, int) or (op == RETRY and attempt < 1):
             self.log(f"dropped a message that is not a run: {str(message)[:200]}")
             return "refused"
         key = f"{dag}/{run_id}"
@@ -127,31 +140,47 @@ class Worker:
                 plan = records.plan_path(home, dag, run_id)
                 if not os.path.exists(plan):
                     write_atomic(plan, str(message.get("plan") or ""), make_dirs=True)
-            if not records.claim(home, dag, run_id, self.config.worker_id, op):
+            extra = {"queue": message.get("queue"), "env": message.get("env") or []}
+            if not records.claim(home, dag, run_id, self.config.worker_id, op, attempt, extra):
                 owner = (records.read_claim(home, dag, run_id) or {}).get("worker", "?")
                 self.log(f"run {key}: delivered again, already taken by worker {owner}: dropped")
                 return "duplicate"
+            if op == RETRY and not retries.is_current(Store(home).run(dag, run_id), attempt):
+                self.log(f"run {key}: retry {attempt} is not the one its records wait for: dropped")
+                return "stale"
             if op == START:
                 request = RunRequest(START, dag, run_id, plan_path=plan, params=tuple(message.get("params") or ()),
                                      parent=message.get("parent"))
+            elif op == RETRY:  # a lost worker's run, resumed as `dagu retry` does (retries.py)
+                request = RunRequest(RETRY, dag, run_id)
             else:
                 request = RunRequest(START_QUEUED, dag, run_id)
-            code = self._supervise(request, message)
+            code, tail = self._supervise(request, message)
             self.log(f"run {key}: supervisor exited {code}")
+            if op == RETRY:
+                retries.record_refused(Store(home).run(dag, run_id), attempt,
+                                       tail.strip() or f"its supervisor exited {code}")
             return "done"
         finally:
             if not mine:
                 self._running(key, add=False)
 
-    def _supervise(self, request: RunRequest, message: dict[str, Any]) -> int:
+    def _supervise(self, request: RunRequest, message: dict[str, Any]) -> tuple[int, str]:
+        """Run the supervisor to its end: its exit code and the tail of what it said."""
         env = {k: v for k, v in self.config.environ.items() if k != ENV_BROKER}  # the run is local here
         env.update({k: v for k, v in (message.get("env") or [])})
         env.update({"DAGU_HOME": self.config.home, ENV_WORKER_ID: self.config.worker_id})
+        run = Store(self.config.home).run(request.dag, request.run_id)
+        stops.clear(run)  # a request left from an earlier supervisor of this run is not for this one
         proc = subprocess.Popen(request_argv(self.config.self_argv, request), env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                                 close_fds=True, preexec_fn=self._arm)
         self.log(f"run {request.dag}/{request.run_id}: supervisor pid {proc.pid}")
         assert proc.stdout is not None
+        ended = threading.Event()
+        watch = threading.Thread(target=self._watch_stop, args=(proc, run, request.dag, ended),
+                                 name=f"dagu-stop-{request.run_id}", daemon=True)
+        watch.start()
         tail = b""
         for chunk in iter(lambda: proc.stdout.read1(65536), b""):  # type: ignore[union-attr]
             tail = (tail + chunk)[-4096:]  # the supervisor says little (-q): its refusal, if any
@@ -159,8 +188,30 @@ class Worker:
                 out.write(chunk)
         proc.stdout.close()
         code = proc.wait()
-        records.write_end(self.config.home, request.dag, request.run_id, code, tail.decode("utf-8", "replace"))
-        return code
+        ended.set()
+        watch.join()
+        stops.clear(run)
+        text = tail.decode("utf-8", "replace")
+        if request.op != RETRY:  # a retry's refusal goes into the run's records (retries.record_refused)
+            records.write_end(self.config.home, request.dag, request.run_id, code, text)
+        return code, text
+
+    def _watch_stop(self, proc: subprocess.Popen, run: Any, dag: str, ended: threading.Event) -> None:
+        """Poll the run's folder for a stop request (`dagu stop` from any host, stops.py) until the
+        supervisor ends; on one, stop it as a local stop would: SIGTERM, and SIGKILL if it is still
+        there after the DAG's grace period and a margin."""
+        while not ended.wait(stops.STOP_POLL_SEC):
+            request = stops.read_request(run)
+            if request is None:
+                continue
+            self.log(f"run {dag}/{run.run_id}: stop requested by {request.get('by', '?')} on "
+                     f"{request.get('host', '?')}: SIGTERM to its supervisor (pid {proc.pid})")
+            proc.send_signal(signal.SIGTERM)
+            limit = stops.grace_of(run, dag) + stops.KILL_MARGIN_SEC
+            if not ended.wait(limit):
+                self.log(f"run {dag}/{run.run_id}: supervisor still running {limit:g} s after the stop: SIGKILL")
+                proc.kill()
+            return
 
     # -- the process ------------------------------------------------------------------
 
@@ -170,6 +221,7 @@ class Worker:
         queues = worker_queues(c.labels)
         app = make_app(c.broker, c.environ)
         app.task(name=TASK, ignore_result=True, acks_late=False)(self.take)
+        self._app = app
         for note in self._previous_runs():
             self.log(note)
         self._write(state=records.RUNNING)
@@ -179,7 +231,7 @@ class Worker:
         beat.start()
         self.log(f"worker {c.worker_id}: labels {_labels(c.labels)}, {len(queues)} queue(s), "
                  f"{c.max_active_runs} run(s) at a time, broker {safe_url(c.broker)}, data {c.home}")
-        worker = app.Worker(hostname=f"{c.worker_id}@{socket.gethostname()}", queues=queues,
+        worker = app.Worker(hostname=f"{c.worker_id}@{hostname()}", queues=queues,
                             concurrency=c.max_active_runs, pool="threads", loglevel="WARNING",
                             without_mingle=True, without_gossip=True, optimization="fair", quiet=True)
         try:
@@ -202,9 +254,10 @@ class Worker:
         for key in old.running:
             dag, _, run_id = key.partition("/")
             owner = records.read_claim(self.config.home, dag, run_id)
-            if (owner is None or owner.get("worker") == old.id) and \
-                    records.fail_lost_run(self.config.home, dag, run_id, reason):
-                notes.append(f"run {key} failed: {reason}")
+            if owner is None or owner.get("worker") == old.id:
+                note = records.fail_lost_run(self.config.home, dag, run_id, reason)
+                if note:
+                    notes.append(note)
         return notes
 
 

@@ -45,9 +45,17 @@ class Decision:
 
 
 def _signal(launcher: Launcher, run: RunDir) -> bool:
+    """SIGTERM to the run's supervisor by its pid when it runs on this host; on another host (a
+    distributed worker's, in shared data dir mode) a stop request in the run's folder, which the
+    worker supervising it acts on (distributed/stops.py): a pid means nothing there."""
     view = run.read()
     if not view.live or view.status.pid is None:
         return False
+    from dagu.distributed.stops import is_remote, request_stop
+
+    if is_remote(view.status.host):
+        request_stop(run)
+        return True
     return launcher.stop(view.status.pid)
 
 

@@ -273,6 +273,7 @@ class Dag:
     hist_retention_days: int | None = None  # None: the data dir's default (settings.py)
     hist_retention_runs: int | None = None
     handlers: dict[str, Step] = field(default_factory=dict)
+    retry_policy: RetryPolicy | None = None  # the DAG-level one (also each step's default): a lost worker's run
     settings: dict[str, Any] = field(default_factory=dict)
     source_map: dict[str, SourceRef] = field(default_factory=dict)
 

@@ -114,6 +114,8 @@ _EVENT_FIELDS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "output": ({"name": STR, "value": STR}, {"step": OPT_STR}),
     "run_finished": ({"status": STR}, {"error": OPT_STR}),
     "interrupted": ({}, {"reason": OPT_STR}),
+    "retry_scheduled": ({"attempt": INT}, {"due_at": OPT_NUM, "reason": OPT_STR}),
+    "retry_refused": ({"attempt": INT}, {"reason": OPT_STR}),
 }
 
 
@@ -143,7 +145,7 @@ _STEP_STATE = ({"id": STR, "name": STR},
 _RUN = ({"dag": STR, "run_id": STR},
         {"status": STR, "started_at": OPT_NUM, "finished_at": OPT_NUM, "params": STRS, "pid": OPT_INT,
          "host": OPT_STR, "parent": OPT_STR, "error": OPT_STR, "interrupted": BOOL, "steps": DICT,
-         "handlers": DICT, "outputs": STR_MAP, "pushback": OPT_DICT, "seq": INT})
+         "handlers": DICT, "outputs": STR_MAP, "pushback": OPT_DICT, "retries": DICTS, "seq": INT})
 
 
 def _known_only(record: Mapping[str, Any], fields: tuple[dict, dict], where: str) -> dict[str, Any]:

@@ -495,5 +495,11 @@ class Slot:
         os.close(self.fd)
 
 
+ENV_HOST_NAME = "DAGU_HOST_NAME"
+
+
 def hostname() -> str:
-    return socket.gethostname()
+    """The name this host goes by in the (possibly shared) data dir: DAGU_HOST_NAME, else the
+    hostname.  Runs record it; a stop of a run recorded on another name goes through a stop
+    request (distributed/stops.py) instead of a pid, which means nothing there."""
+    return os.environ.get(ENV_HOST_NAME) or socket.gethostname()

@@ -84,6 +84,9 @@ class RunStatus:
     # the latest approval push-back: {"iteration", "step", "by", "at", "inputs", "rewind_to",
     # "reset": [step ids run again], "history": [{"iteration", "by", "at", "inputs"}, ...]}
     pushback: dict[str, Any] | None = None
+    # retries of the whole run after its distributed worker was lost, oldest first:
+    # {"attempt", "at", "due_at", "reason", "started_at" (once it started), "refused" (why it did not)}
+    retries: list[dict[str, Any]] = field(default_factory=list)
     seq: int = 0  # the last journal sequence number folded in
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,6 +100,7 @@ class RunStatus:
         out["handlers"] = {k: step(v) for k, v in self.handlers.items()}
         out["params"] = list(self.params)
         out["outputs"] = dict(self.outputs)
+        out["retries"] = [dict(r) for r in self.retries]
         return out
 
     @staticmethod
@@ -136,6 +140,8 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
         status.parent = event.get("parent", status.parent)
         for sid, name in event.get("steps", []):
             status.steps.setdefault(sid, StepState(id=sid, name=name))
+        if retry_pending(status):
+            status.retries[-1]["started_at"] = event["at"]
     elif kind == "queued":
         status.status = QUEUED
         status.params = list(event.get("params", []))
@@ -206,6 +212,19 @@ def apply(status: RunStatus, event: dict[str, Any]) -> None:
         status.error = event.get("error")
     elif kind == "interrupted":  # written by whoever finds a dead supervisor's run
         mark_interrupted(status, event["at"], event.get("reason"))
+    elif kind == "retry_scheduled":  # a lost worker's run goes to another worker (distributed/retries.py)
+        status.retries.append({"attempt": event["attempt"], "at": event["at"], "due_at": event.get("due_at"),
+                               "reason": event.get("reason")})
+    elif kind == "retry_refused":  # that retry's supervisor did not take the run
+        if retry_pending(status):
+            status.retries[-1]["refused"] = event.get("reason") or "refused"
+
+
+def retry_pending(status: RunStatus) -> bool:
+    """A retry of the run is scheduled and has neither started nor been refused: the run's end is
+    not its final word yet (a waiting `dagu start`, the queue dispatcher keep waiting)."""
+    last = status.retries[-1] if status.retries else None
+    return last is not None and "started_at" not in last and "refused" not in last
 
 
 def mark_interrupted(status: RunStatus, at: float, reason: str | None) -> None:

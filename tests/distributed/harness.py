@@ -78,10 +78,13 @@ class Cluster:
 
     # -- workers ----------------------------------------------------------------------
 
-    def worker(self, worker_id: str, labels: str = "", max_active_runs: int = 1) -> subprocess.Popen:
+    def worker(self, worker_id: str, labels: str = "", max_active_runs: int = 1,
+               env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A `dagu worker`; `env` adds variables (DAGU_HOST_NAME: a worker on "another host")."""
         log = open(self.tmp / f"{worker_id}.stderr", "ab")
         proc = subprocess.Popen([*DAGU, "worker", "--labels", labels, "--id", worker_id,
-                                 "--max-active-runs", str(max_active_runs)], cwd=self.dir, env=self.env,
+                                 "--max-active-runs", str(max_active_runs)], cwd=self.dir,
+                                env={**self.env, **(env or {})},
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         self.workers[worker_id] = proc

@@ -106,6 +106,7 @@ def test_a_worker_killed_mid_run_fails_its_run_with_the_reason_and_nothing_runs_
     assert "worker doomed" in status["error"] and "lost" in status["error"]
     assert status["worker"] == "doomed"
     assert c.started_count("long", "k1") == 1
+    assert status["retries"] == []  # no retry_policy: not retried
     proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert c.record("doomed")["state"] == "lost"
@@ -404,3 +405,55 @@ def test_stopping_a_caller_stops_its_sub_run_on_a_worker(cluster: Cluster) -> No
     child = c.final("slowchild", "b1.delegate", 20)
     assert child["status"] == "aborted" and child["worker"] == "subw"
     assert c.status("boss", "b1")["status"] == "aborted"
+
+
+def test_a_lost_workers_run_is_retried_by_the_dags_retry_policy_on_another_worker(cluster: Cluster) -> None:
+    c = cluster
+    c.worker("fragile", "pool=r")
+    c.write("again.yaml", """\
+        worker_selector: {pool: r}
+        retry_policy: {limit: 1, interval_sec: 1}
+        steps:
+          - name: first
+            command: sh -c 'echo once >> first.txt'
+          - name: slow
+            command: sh -c 'if [ -f marker ]; then echo second; else touch marker; sleep 30; fi'
+            depends: first
+        """)
+    proc = c.popen("start", "again.yaml", "--run-id", "a1", "-q")
+    c.running("again", "a1", "slow")
+    c.worker("sturdy", "pool=r")  # only now: the first attempt must be fragile's
+    c.kill9("fragile")
+    _, err = proc.communicate(timeout=60)  # `dagu start` waits through the retry to its end
+    assert proc.returncode == 0, err
+    status = c.status("again", "a1")
+    assert status["status"] == "succeeded" and status["worker"] == "sturdy"
+    assert c.started_count("again", "a1") == 2  # the first start and the one retry, from the journal
+    [retry] = status["retries"]
+    assert retry["attempt"] == 1 and "worker fragile" in retry["reason"] and "lost" in retry["reason"]
+    assert retry["started_at"] >= retry["due_at"]
+    assert (c.dir / "first.txt").read_text() == "once\n"  # the succeeded step did not run again
+    assert "retried:" in c.run("status", "again", "--run-id", "a1").stdout
+    assert len(status["steps"]["slow"]["attempts"]) == 2
+
+
+def test_dagu_stop_reaches_a_run_on_another_host_through_a_stop_request(cluster: Cluster) -> None:
+    c = cluster
+    c.worker("far", "role=far", env={"DAGU_HOST_NAME": "elsewhere-host"})  # its runs record another host
+    _dag(c, "remote", "{role: far}", "sleep 30", extra="max_clean_up_time_sec: 5\n")
+    proc = c.popen("start", "remote.yaml", "--run-id", "r1", "-q")
+    c.running("remote", "r1", "s")
+    assert c.status("remote", "r1")["host"] == "elsewhere-host"
+    began = time.monotonic()
+    res = c.run("stop", "remote.yaml", "--run-id", "r1")
+    took = time.monotonic() - began
+    assert res.returncode == 0, res.stderr
+    assert took < 5, f"stopped after {took:.1f}s"  # within the grace period
+    proc.communicate(timeout=30)
+    status = c.status("remote", "r1")
+    assert status["status"] == "aborted" and status["worker"] == "far"
+    # the worker stopped it on the request: the stopping process sent no signal to a pid
+    log = c.worker_log("far")
+    assert "run remote/r1: stop requested by dagu stop on" in log and "SIGTERM to its supervisor" in log, log
+    assert not (c.home / "runs" / "remote" / "r1" / "stop-request.json").exists()  # no request outlives it
+    assert c.record("far")["running"] == [] and c.workers["far"].poll() is None
