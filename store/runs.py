@@ -65,11 +65,12 @@ def rotate_if_large(path: str, max_bytes: int) -> bool:
     return True
 
 
-def write_atomic(path: str, text: str, make_dirs: bool = False) -> None:
+def write_atomic(path: str, text: str, make_dirs: bool = False, mode: int = 0o644) -> None:
     """Write temp, fsync, rename, fsync the directory: all or nothing, even on power loss.
 
-    The one atomic write of dagu (plans, snapshots, queue entries, scheduler state);
-    `make_dirs` creates the directory first (`dagu compile -o DIR`)."""
+    The one atomic write of dagu (plans, snapshots, queue entries, scheduler state, the users
+    file); `make_dirs` creates the directory first (`dagu compile -o DIR`); `mode` is the file's
+    mode from its creation (0600 for credentials: never readable by others, not even briefly)."""
     directory = os.path.dirname(path) or "."
     if make_dirs:
         try:
@@ -78,8 +79,10 @@ def write_atomic(path: str, text: str, make_dirs: bool = False) -> None:
             raise _storage_error(directory, exc) from None
     tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
+            if mode != 0o644:
+                os.fchmod(fd, mode)  # a temp file left by a crash keeps its old bits otherwise
             write_all(fd, text.encode("utf-8"))
             os.fsync(fd)
         finally:

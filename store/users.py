@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from dagu.store.journal import StoreError, storage_error, write_all
+from dagu.store.runs import write_atomic
 
 USERS_FILE = "users.json"
 SECRET_FILE = "web-secret"
@@ -96,30 +97,8 @@ def stat_key(home: str) -> tuple:
 
 
 def write_private(path: str, text: str) -> None:
-    """Write temp (0600 from its creation), fsync, rename, fsync the directory."""
-    directory = os.path.dirname(path) or "."
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE)
-        try:
-            os.fchmod(fd, PRIVATE)  # an old temp file left with other bits
-            write_all(fd, text.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise storage_error(path, exc) from None
+    """The users file's write: the one atomic write, 0600 from the temp file's creation."""
+    write_atomic(path, text, make_dirs=True, mode=PRIVATE)
 
 
 @contextmanager
