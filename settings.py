@@ -16,8 +16,9 @@ notices it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Mapping
+
+from dagu.spec.records import dataclass
 
 
 CONFIG_FILE = "config.yaml"

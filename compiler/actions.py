@@ -12,9 +12,10 @@ same plan.  A name that is one of our step types (`action: docker`) or a
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable
 
+from dagu.spec.records import dataclass
 from dagu.compiler.step_types import is_known
 
 Rel = tuple[Any, ...]  # a place inside the step, e.g. ("with", "url")

@@ -42,9 +42,10 @@ reported and rewritten once, when it is read, before any merge.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Iterable, Iterator, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.compiler.codes import CODES
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import Diagnostic, Reporter

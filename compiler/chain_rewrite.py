@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.compiler.loader import Document, SourceFile, Span
 from dagu.compiler.steps import StepDraft, flatten
 

@@ -8,8 +8,9 @@ filled by the reporter) and a one-line explanation shown by ``dagu explain``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+
+from dagu.spec.records import dataclass
 
 @dataclass(frozen=True)
 class Code:

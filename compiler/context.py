@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.compiler.diagnostics import Reporter, span_of
 from dagu.compiler.expressions import is_plain, parse_template
 from dagu.compiler.loader import Document, SourceFile

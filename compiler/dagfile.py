@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.bounded_read import read_regular
 from dagu.compiler import values
 from dagu.compiler.context import DocContext, scalar_text

@@ -7,9 +7,10 @@ positions it lacks).  Messages come only from the catalogue in `codes.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from dagu.spec.records import dataclass
 from dagu.compiler.codes import CODES
 
 if TYPE_CHECKING:

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 from typing import TYPE_CHECKING, Any
+
+from dagu.spec.records import dataclass
 
 if TYPE_CHECKING:
     from lark import Lark

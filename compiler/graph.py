@@ -13,9 +13,9 @@ which alone would break the 250 ms budget of `dagu compile` on a small file.
 from __future__ import annotations
 
 import graphlib
-from dataclasses import dataclass
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import span_of
 from dagu.compiler.legacy import LEGACY_CODES

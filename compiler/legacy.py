@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.compiler.loader import Document, Span
 from dagu.compiler.schema_check import is_simple_step, load_schema
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Iterable, NamedTuple
 
 import yaml
 
+from dagu.spec.records import dataclass
 from dagu.bounded_read import MAX_WORKFLOW_BYTES, read_regular
 from dagu.compiler.diagnostics import Reporter
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from dagu.spec.records import dataclass
 from dagu.bounded_read import read_regular
 from dagu.compiler.chain_rewrite import chain_with_depends, rewrite_chain
 from dagu.compiler.diagnostics import Diagnostic, Reporter

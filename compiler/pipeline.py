@@ -13,8 +13,9 @@ from __future__ import annotations
 import gc
 import graphlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from dagu.spec.records import dataclass
 from dagu import __version__
 from dagu.compiler.base_config import BaseConfigs, overlay
 from dagu.compiler.context import DocContext

@@ -11,9 +11,10 @@ runtime does not have to guess what a dotted name means.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Iterable
 
+from dagu.spec.records import dataclass
 from dagu.compiler.context import DocContext, TemplateRef
 from dagu.compiler.graph import suggest
 

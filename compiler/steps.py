@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import re
 import signal
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.compiler.context import DocContext, Path, scalar_text
 from dagu.compiler.expressions import is_plain
 from dagu.compiler.step_checks import (check_call, check_config, check_ignored_keys, check_literal_secrets,

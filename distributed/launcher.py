@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.distributed.routing import queue_for, selector_of
 from dagu.launch.base import START, START_QUEUED, LaunchedRun, Launcher, RunRequest
 from dagu.spec.plan import PlanError, load_plan

@@ -20,9 +20,10 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.process.tree import attempt_leaders, reap_run
 from dagu.store.journal import Journal
 from dagu.store.runs import Store, StoreError, hostname, write_atomic

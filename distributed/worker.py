@@ -25,9 +25,10 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.distributed import records, retries, stops
 from dagu.distributed.app import ENV_BROKER, TASK, make_app, safe_url
 from dagu.distributed.routing import worker_queues

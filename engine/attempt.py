@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.engine.inprocess import Ticket
 from dagu.executors.base import Job, StepResult
 from dagu.process import limits as limits_mod

@@ -10,9 +10,10 @@ output is shown as decided at run time.  It assumes every step succeeds.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Mapping
 
+from dagu.spec.records import dataclass
 from dagu.engine import conditions
 from dagu.engine.evaluate import EvalError, Scope, render
 from dagu.engine.params import ParamError, resolve, split_words

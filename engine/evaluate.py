@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Mapping
+
+from dagu.spec.records import dataclass
 
 
 class EvalError(Exception):

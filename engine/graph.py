@@ -11,9 +11,9 @@ releases nothing until a decision resumes the run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from dagu.spec.records import dataclass
 from dagu.spec.plan import Step
 from dagu.store.state import ABORTED, FAILED, NOT_STARTED, PARTIAL, SKIPPED, SUCCEEDED, WAITING
 

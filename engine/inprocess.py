@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 
 MAX_WORKERS = 8

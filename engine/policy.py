@@ -10,9 +10,9 @@ decision depends on them; everything else is plain data in, a `Decision` out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
+from dagu.spec.records import dataclass
 from dagu.engine.graph import Node
 from dagu.store.state import ABORTED, FAILED, RUNNING, SUCCEEDED, WAITING
 

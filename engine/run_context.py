@@ -7,9 +7,10 @@ and refuses bad params before anything runs); the supervisor only reads it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Mapping
 
+from dagu.spec.records import dataclass
 from dagu.process import sandbox
 from dagu.engine.evaluate import EvalError, Scope, read_dotenv, render, resolve_path
 from dagu.engine.secrets import Masker, resolve_secrets

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Mapping, Sequence
 
+from dagu.spec.records import dataclass
 from dagu.engine.evaluate import EvalError
 from dagu.engine.params import ParamError
 from dagu.store.state import ABORTED, FAILED, PARTIAL, SUCCEEDED, RunStatus

@@ -10,9 +10,9 @@ refusing the run up front means no step has had side effects first.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from dagu.spec.records import dataclass
 from dagu.executors import catalog
 from dagu.spec.plan import Dag, Step
 

@@ -18,8 +18,10 @@ tested against nothing but this module.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Mapping, Protocol, TextIO
+
+from dagu.spec.records import dataclass
 
 
 class ExecutorError(Exception):

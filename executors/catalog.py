@@ -14,8 +14,10 @@ executor module because build/dagu.spec collects all of `dagu.*`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Mapping
+
+from dagu.spec.records import dataclass
 
 PROCESS = "process"  # the executor says which processes to start; the supervisor runs them
 IN_PROCESS = "in_process"  # the executor runs on a worker thread of the supervisor (http, sql, ...)

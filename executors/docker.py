@@ -22,9 +22,10 @@ import codecs
 import os
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Iterable, TextIO
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation, ExecutorError, StepIO, StepRequest, StepResult
 from dagu.executors.docker_spec import ContainerSpec, build_spec, daemon_host, describe_host
 

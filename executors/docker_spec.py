@@ -10,9 +10,10 @@ DAG-level ones (`exec`, `name`, `pull_policy`, `keep_container`, `network: none`
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import ExecutorError, StepRequest
 from dagu.executors.container_args import declared_env, step_argv, words
 

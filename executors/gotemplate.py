@@ -20,9 +20,10 @@ missing map key is an error at run time.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.executors.gotemplate_funcs import FUNCS, TemplateError
 
 

@@ -22,9 +22,10 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation, ExecutorError, StepIO, StepRequest, StepResult
 from dagu.executors.kubernetes_spec import job_body
 

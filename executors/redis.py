@@ -27,10 +27,10 @@ import json
 import os
 import threading
 import uuid
-from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 
 DEFAULT_TIMEOUT = 30

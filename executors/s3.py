@@ -23,10 +23,10 @@ from __future__ import annotations
 import json
 import mimetypes
 import os
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 
 OPERATIONS = {"upload": "upload", "put": "upload", "download": "download", "get": "download", "list": "list",

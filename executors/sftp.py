@@ -21,9 +21,10 @@ import os
 import posixpath
 import secrets
 import stat
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Iterator
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 from dagu.executors.ssh_connect import POOL, ConnectError, settings_from
 

@@ -17,10 +17,12 @@ import mimetypes
 import os
 import socket
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any, Callable, Mapping, Sequence
+
+from dagu.spec.records import dataclass
 
 TLS_MODES = ("auto", "starttls", "ssl", "none")
 DEFAULT_TIMEOUT_SEC = 30.0

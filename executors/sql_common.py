@@ -17,9 +17,9 @@ import decimal
 import json
 import os
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TextIO
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import StepRequest
 
 FORMATS = ("jsonl", "json", "csv")

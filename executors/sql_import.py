@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Iterator, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.executors.sql_common import SqlInputError
 
 DEFAULT_NULLS = ("", "NULL", "null", "\\N")

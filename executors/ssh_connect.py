@@ -28,9 +28,10 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Iterator, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation
 
 DEFAULT_PORT = 22

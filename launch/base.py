@@ -13,8 +13,10 @@ server, or an approver's terminal, never becomes a supervisor.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol, Sequence
+
+from dagu.spec.records import dataclass
 
 START, RESUME, RETRY, START_QUEUED, MISSED, RESTART = "start", "resume", "retry", "start-queued", "missed", "restart"
 OPS = (START, RESUME, RETRY, START_QUEUED, MISSED, RESTART)

@@ -25,9 +25,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Mapping, Sequence
 
+from dagu.spec.records import dataclass
 from dagu.launch.base import LaunchedRun, RunRequest, request_argv
 
 

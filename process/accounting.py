@@ -30,12 +30,13 @@ import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:
     import resource
 
+from dagu.spec.records import dataclass
 from dagu.process.procfs import (_pread, _Stat, children_files_available, parse_stat, proc_available,  # noqa: F401
                                  read_children, read_io, read_stat, scan_processes)
 

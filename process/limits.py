@@ -25,10 +25,11 @@ import re
 import resource
 import signal
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 
 log = logging.getLogger(__name__)

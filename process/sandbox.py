@@ -33,8 +33,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
 from typing import Mapping, Sequence
+
+from dagu.spec.records import dataclass
 
 ALLOWED_ENV: tuple[str, ...] = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_*", "TZ",
                                 "TMPDIR", "TERM")

@@ -28,9 +28,9 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
+from dagu.spec.records import dataclass
 from dagu.process import accounting
 from dagu.process import limits as limits_mod
 from dagu.process import sandbox

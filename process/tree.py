@@ -42,10 +42,11 @@ import re
 import shlex
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dagu.spec.records import dataclass
 from dagu.process.procfs import read_stat, scan_processes
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 from dagu.process.watchdog import Watchdog, kill_leaders

@@ -15,9 +15,9 @@ import fcntl
 import json
 import os
 import time
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from dagu.spec.records import dataclass
 from dagu.launch.base import START_QUEUED, LaunchedRun, Launcher, RunRequest
 from dagu.store.state import ABORTED, QUEUED, RunStatus
 from dagu.store.runs import Journal, RunDir, Store, StoreError, write_atomic

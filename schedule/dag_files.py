@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from typing import Callable
 
+from dagu.spec.records import dataclass
 from dagu.bounded_read import RefusedFile, read_regular
 from dagu.store.runs import write_atomic
 from dagu.spec.plan import Dag, Plan, dump_plan

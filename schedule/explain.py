@@ -11,10 +11,11 @@ Everything is relative to a `now` the caller passes, so tests are exact.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.schedule import cron
 from dagu.spec.plan import CronEntry, Plan
 

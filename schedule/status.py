@@ -22,10 +22,11 @@ import errno
 import fcntl
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timezone
 from typing import Any, Iterable
 
+from dagu.spec.records import dataclass
 from dagu.schedule import cron
 from dagu.schedule.state import Progress
 

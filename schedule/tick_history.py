@@ -12,9 +12,9 @@ When no scheduler is alive, the ticks due since it stopped are added as one
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Sequence, Union
 
+from dagu.spec.records import dataclass
 from dagu.schedule.state import TickJournal
 from dagu.schedule.status import lock_held, overdue_ticks, scheduler_root, utc_text
 from dagu.store.runs import RunView, Store

@@ -9,7 +9,6 @@ Pure: no clock, no time zone, no croniter, so it is exact to test and cheap to c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 SHORTCUTS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -21,6 +20,8 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
 DAY_NAMES = {d[:3].lower(): i for i, d in enumerate(DAYS)}
 MONTH_NAMES = {m[:3].lower(): i + 1 for i, m in enumerate(MONTHS)}
 MAX_TIMES = 4  # more fixed times of day than this read worse than the cron text
+
+from dagu.spec.records import dataclass
 
 
 class Unsaid(ValueError):

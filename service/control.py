@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.launch.base import RESUME, LaunchedRun, Launcher, RunRequest
 from dagu.service import ServiceError
 from dagu.store.runs import RunDir, Store

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
+
+from dagu.spec.records import dataclass
 
 if TYPE_CHECKING:
     from dagu.service.dags import DagEntry

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from dagu.spec.records import dataclass
 from dagu.service import BadRequest, ServiceError
 from dagu.service.overview import DagsFolder, diagnostic_dict, find_entry
 

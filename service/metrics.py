@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from dagu.spec.records import dataclass
 from dagu.service.run_index import RunIndex
 
 RECENT_RUNS = 50  # per DAG, the runs whose step durations the histogram is made of

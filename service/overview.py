@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dagu.spec.records import dataclass
 from dagu.schedule.words import describe
 from dagu.service import ServiceError
 from dagu.service.dags import DagEntry, list_dags

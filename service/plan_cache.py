@@ -31,9 +31,9 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass
 from typing import Mapping
 
+from dagu.spec.records import dataclass
 from dagu import __version__
 from dagu.bounded_read import read_regular
 

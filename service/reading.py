@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Union
 
+from dagu.spec.records import dataclass
 from dagu.process.tree import describe_leftovers
 from dagu.service import ServiceError
 from dagu.store.runs import RunView, Store

@@ -27,9 +27,10 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable
 
+from dagu.spec.records import dataclass
 from dagu.store.runs import RunView, Store
 from dagu.store.state import RUN_FINAL
 

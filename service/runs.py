@@ -11,9 +11,9 @@ import os
 import re
 import shlex
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Mapping, Sequence
 
+from dagu.spec.records import dataclass
 from dagu.service import ServiceError
 from dagu.store.runs import Store, StoreError
 

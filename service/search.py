@@ -12,9 +12,9 @@ status, so a keystroke costs one directory listing per DAG and a string match pe
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from dagu.spec.records import dataclass
 from dagu.service.dags import list_dags
 from dagu.spec.names import run_id_problem
 from dagu.store.runs import Store

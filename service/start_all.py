@@ -30,8 +30,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Mapping, Sequence, TextIO
+
+from dagu.spec.records import dataclass
 
 GRACE_SEC = 10.0  # SIGTERM, then this long before SIGKILL
 EXIT_USAGE = 2  # a child's "bad request": restarting cannot help

@@ -23,8 +23,8 @@ import re
 import secrets
 import threading
 import time
-from dataclasses import dataclass
 
+from dagu.spec.records import dataclass
 from dagu.service import BadRequest, ServiceError
 from dagu.store import users as store
 from dagu.store.journal import StoreError

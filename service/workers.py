@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
+from dagu.spec.records import dataclass
 from dagu.service import BadRequest, ServiceError
 
 if TYPE_CHECKING:

@@ -24,8 +24,10 @@ import gc
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Union
+
+from dagu.spec.records import dataclass
 
 PLAN_VERSION = 1
 """The format this dagu writes."""
@@ -36,49 +38,11 @@ OLDEST_READABLE_VERSION = 1
 Template = list  # a list of template parts, see the module docstring
 
 
-def _quick_init(cls: type) -> type:
-    """Give a frozen dataclass an __init__ that stores its fields straight into __dict__.
-
-    The generated one goes through object.__setattr__ once per field, which
-    made building a Step (30 fields) most of the compiler's per-step cost.
-    Same signature, defaults and factories; the class stays frozen after.
-    """
-    params, lines, names = [], [], {"_MISSING": dataclasses.MISSING}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            names[f"_d_{f.name}"] = f.default
-            params.append(f"{f.name}=_d_{f.name}")
-        elif f.default_factory is not dataclasses.MISSING:
-            names[f"_f_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=_MISSING")
-            lines.append(f"    if {f.name} is _MISSING: {f.name} = _f_{f.name}()")
-        else:
-            params.append(f.name)
-    lines.append("    d = self.__dict__")
-    lines.extend(f"    d[{f.name!r}] = {f.name}" for f in dataclasses.fields(cls))
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(lines), names)
-    init = names["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
-
-
-def _frozen(cls: type) -> type:
-    """`@dataclass(frozen=True)` with the __init__ of `_quick_init`.
-
-    `init=False`: dataclasses would otherwise generate (exec) an __init__ that is
-    replaced at once; skipping it took 4 ms off every `dagu` command that loads a plan.
-    Every class here has a docstring: without one, dataclasses derives it from the
-    __init__ signature through `inspect` (another 5 ms).
-    """
-    return _quick_init(dataclass(frozen=True, init=False)(cls))
-
-
 class PlanError(Exception):
     """A plan file that cannot be used: unreadable, damaged, or from another version."""
 
 
-@_frozen
+@dataclass(frozen=True)
 class SourceRef:
     """Where a plan element came from, so runtime errors point back at the YAML."""
 
@@ -90,7 +54,7 @@ class SourceRef:
         return f"{self.file}:{self.line}:{self.col}"
 
 
-@_frozen
+@dataclass(frozen=True)
 class Matcher:
     """A value to compare against: exact text, a regex (`re:` prefix) searched anywhere, or a
     number (`num:>=0.9`: `compare` holds the operator, `pattern` the threshold)."""
@@ -100,7 +64,7 @@ class Matcher:
     compare: str | None = None
 
 
-@_frozen
+@dataclass(frozen=True)
 class Condition:
     """A precondition: a command that must exit 0, or a value compared with `expected`."""
 
@@ -109,7 +73,7 @@ class Condition:
     negate: bool = False
 
 
-@_frozen
+@dataclass(frozen=True)
 class EnvVar:
     """One environment entry; entries are evaluated in order, so later ones see earlier ones."""
 
@@ -117,7 +81,7 @@ class EnvVar:
     value: Template
 
 
-@_frozen
+@dataclass(frozen=True)
 class Param:
     """A declared parameter.  Positional params have numeric names ("1", "2", ...)."""
 
@@ -130,7 +94,7 @@ class Param:
     description: str | None = None
 
 
-@_frozen
+@dataclass(frozen=True)
 class RetryPolicy:
     """How often and when a failed step is run again."""
 
@@ -141,7 +105,7 @@ class RetryPolicy:
     max_interval_sec: float | None = None
 
 
-@_frozen
+@dataclass(frozen=True)
 class RepeatPolicy:
     """When a step runs again after it finished: `while` a condition holds, or `until` it does."""
 
@@ -154,7 +118,7 @@ class RepeatPolicy:
     limit: int | None = None
 
 
-@_frozen
+@dataclass(frozen=True)
 class ContinueOn:
     """When the run goes on past this step although it did not succeed."""
 
@@ -165,7 +129,7 @@ class ContinueOn:
     mark_success: bool = False
 
 
-@_frozen
+@dataclass(frozen=True)
 class Call:
     """A sub-DAG run: the target is a key of `Plan.dags`."""
 
@@ -173,7 +137,7 @@ class Call:
     params: tuple[EnvVar, ...] = ()
 
 
-@_frozen
+@dataclass(frozen=True)
 class Parallel:
     """Run the called DAG once per item: literal items, or a template that yields a JSON list."""
 
@@ -182,7 +146,7 @@ class Parallel:
     max_concurrent: int = 10
 
 
-@_frozen
+@dataclass(frozen=True)
 class Route:
     """A router branch: when the router's value matches, these steps run."""
 
@@ -190,7 +154,7 @@ class Route:
     targets: tuple[str, ...]
 
 
-@_frozen
+@dataclass(frozen=True)
 class Step:
     """One unit of work, with every default already applied."""
 
@@ -223,7 +187,7 @@ class Step:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-@_frozen
+@dataclass(frozen=True)
 class CronEntry:
     """One cron expression with the time zone it is read in (None: the host's)."""
 
@@ -231,7 +195,7 @@ class CronEntry:
     tz: str | None = None
 
 
-@_frozen
+@dataclass(frozen=True)
 class Schedule:
     """When the scheduler starts, stops and restarts the DAG."""
 
@@ -240,7 +204,7 @@ class Schedule:
     restart: tuple[CronEntry, ...] = ()
 
 
-@_frozen
+@dataclass(frozen=True)
 class Dag:
     """One workflow, resolved.  `order` is a topological order of `steps`."""
 
@@ -278,7 +242,7 @@ class Dag:
     source_map: dict[str, SourceRef] = field(default_factory=dict)
 
 
-@_frozen
+@dataclass(frozen=True)
 class Plan:
     """A compiled file: its main DAG (`root`) and every DAG it can call, by name."""
 

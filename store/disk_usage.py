@@ -12,8 +12,9 @@ removes runs, without opening a snapshot.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from dagu.spec.records import dataclass
 from dagu.store.runs import TOMBSTONE, Store, remove_tree
 
 RunKey = tuple[str, str]  # (dag, run_id)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Callable, Iterable, Mapping
 
+from dagu.spec.records import dataclass
 from dagu.settings import ConfigError, RetentionSettings, load_settings
 from dagu.store.disk_usage import RunKey, Usage, measure, tree_bytes
 from dagu.process.limits import format_size

@@ -23,9 +23,10 @@ import os
 import shutil
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Iterator
 
+from dagu.spec.records import dataclass
 from dagu.settings import dagu_home
 from dagu.spec.names import BadName, check_dag_name, check_run_id, dag_name_problem, run_id_problem
 from dagu.store.journal import (DiskFullError, Journal, StoreError, read_events, read_journal, storage_error,

@@ -9,8 +9,10 @@ journal means.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from dagu.spec.records import dataclass
 
 # Run statuses.  Values match upstream Dagu v2's DAG_RUN_STATUS spelling.
 QUEUED = "queued"

@@ -21,9 +21,10 @@ import json
 import os
 import secrets
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Iterator
 
+from dagu.spec.records import dataclass
 from dagu.store.journal import StoreError, storage_error, write_all
 from dagu.store.runs import write_atomic
 

@@ -26,12 +26,13 @@ import ipaddress
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from typing import Callable
 
 from flask import Flask, current_app, g, redirect, request, session, url_for
 
+from dagu.spec.records import dataclass
 from dagu.service.users import ADMIN, OPERATOR, VIEWER, Directory, Principal, allows, session_key
 from dagu.web.errors import error_response
 

@@ -4,11 +4,12 @@ starts detached supervisors (web requests never supervise a run themselves)."""
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from flask import current_app
 
+from dagu.spec.records import dataclass
 from dagu.service.dag_index import DagIndex
 from dagu.service.overview import DagsFolder
 from dagu.service.run_index import RunIndex

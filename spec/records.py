@@ -1,0 +1,199 @@
+"""`dataclass`, as the standard library's, but cheap to define.
+
+Why this exists: `dataclasses.dataclass` writes the source text of `__init__`,
+`__repr__` and `__eq__` (and, for a frozen class, `__setattr__`, `__delattr__`
+and `__hash__`) for every class and compiles it with `exec` while the module
+is imported: about 0.3 ms for a plain class and 0.5 ms for a frozen one on the
+2-core bench host.  `dagu start` defines some sixty dataclasses before its
+first step runs, so that compiling was a fifth of a small run's start-up
+(issue 17).
+
+This decorator keeps the standard one for what it is good at: it collects the
+fields, so `fields()`, `asdict()`, `replace()` and `is_dataclass()` work
+unchanged, and it is asked for no methods.  `__repr__`, `__eq__`, `__hash__` and
+the frozen guards are then small closures over the field names, which need no
+compiling; only `__init__`, whose speed and signature matter, is still
+generated.  The rules of the standard decorator are kept: methods written in
+the class body win, eq without frozen makes instances unhashable, a frozen
+instance refuses assignment with `FrozenInstanceError`, `__post_init__` runs
+last.  Any option or shape beyond init/repr/eq/frozen on a class with no
+dataclass bases (slots, order, kw_only, InitVar, unsafe_hash, inheritance)
+goes to the standard decorator untouched.
+
+Standard library only: the plan module (which imports nothing else of ours)
+uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import reprlib
+from operator import attrgetter
+from typing import Any, Callable
+
+_CHEAP_OPTIONS = frozenset({"init", "repr", "eq", "frozen"})
+_MISSING = dataclasses.MISSING
+
+
+class _Factory:
+    """The default shown in `__init__`'s signature for a field with a default factory."""
+
+    def __repr__(self) -> str:
+        return "<factory>"
+
+
+_HAS_FACTORY = _Factory()
+
+
+def dataclass(cls: type | None = None, /, **options: Any) -> Any:
+    """Drop-in for `dataclasses.dataclass`; see the module docstring for what differs (only cost)."""
+    if cls is None:
+        return lambda c: dataclass(c, **options)
+    if not _CHEAP_OPTIONS.issuperset(options) or _needs_the_standard_decorator(cls, options):
+        return dataclasses.dataclass(cls, **options)
+    init, with_repr = options.get("init", True), options.get("repr", True)
+    eq, frozen = options.get("eq", True), options.get("frozen", False)
+    doc_missing = cls.__doc__ is None
+    if doc_missing:
+        cls.__doc__ = cls.__name__  # the standard decorator would otherwise run inspect.signature for it
+    dataclasses.dataclass(cls, init=False, repr=False, eq=False)
+    fields = dataclasses.fields(cls)
+    if any(f.kw_only is True for f in fields):
+        raise TypeError(f"{cls.__qualname__}: keyword-only fields need dataclasses.dataclass")
+    params = cls.__dataclass_params__  # type: ignore[attr-defined]
+    params.init, params.repr, params.eq, params.frozen = init, with_repr, eq, frozen
+    if init:
+        signature = _add_init(cls, fields, frozen)
+        if doc_missing:
+            cls.__doc__ = f"{cls.__name__}({signature})"
+    if with_repr:
+        _set_new(cls, "__repr__", _repr_for(cls, tuple(f.name for f in fields if f.repr)))
+    if eq:
+        _set_new(cls, "__eq__", _eq_for(cls, tuple(f.name for f in fields if f.compare)))
+    if frozen:
+        _add_frozen_guards(cls, frozenset(f.name for f in fields))
+    _set_hash(cls, fields, eq, frozen)
+    return cls
+
+
+def _needs_the_standard_decorator(cls: type, options: dict[str, Any]) -> bool:
+    """Shapes whose rules this module does not repeat: they keep the standard decorator."""
+    if any(hasattr(base, "__dataclass_fields__") for base in cls.__mro__[1:]):
+        return True
+    if options.get("frozen") and ("__setattr__" in cls.__dict__ or "__delattr__" in cls.__dict__):
+        return True  # the standard decorator refuses these with a TypeError
+    if "__slots__" in cls.__dict__:
+        return True
+    annotations = cls.__dict__.get("__annotations__", {})
+    if "self" in annotations:
+        return True
+    for annotation in annotations.values():
+        text = annotation if isinstance(annotation, str) else repr(annotation)
+        if "InitVar" in text or "KW_ONLY" in text or annotation is dataclasses.KW_ONLY:
+            return True
+    return False
+
+
+def _set_new(cls: type, name: str, method: Callable[..., Any]) -> None:
+    """Add a method unless the class body wrote its own, as the standard decorator does."""
+    if name not in cls.__dict__:
+        method.__qualname__ = f"{cls.__qualname__}.{name}"
+        setattr(cls, name, method)
+
+
+def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool) -> str:
+    """Compile `__init__`; returns its parameter names for a missing docstring."""
+    names: dict[str, Any] = {"__dataclass_HAS_FACTORY__": _HAS_FACTORY}
+    annotations: dict[str, Any] = {}
+    params, lines = [], []
+    seen_default = None
+    for f in fields:
+        default_name, factory_name = f"__dataclass_dflt_{f.name}__", f"__dataclass_fact_{f.name}__"
+        if f.default_factory is not _MISSING:
+            names[factory_name] = f.default_factory
+        if f.init:
+            if f.default is not _MISSING:
+                names[default_name] = f.default
+                params.append(f"{f.name}={default_name}")
+                seen_default = f.name
+            elif f.default_factory is not _MISSING:
+                params.append(f"{f.name}=__dataclass_HAS_FACTORY__")
+                lines.append(f"    if {f.name} is __dataclass_HAS_FACTORY__: {f.name} = {factory_name}()")
+                seen_default = f.name
+            else:
+                if seen_default is not None:
+                    raise TypeError(f"non-default argument {f.name!r} follows default argument")
+                params.append(f.name)
+            value = f.name
+            annotations[f.name] = f.type
+        elif f.default_factory is not _MISSING:
+            value = f"{factory_name}()"
+        else:
+            continue  # reading it falls back to the class attribute holding the default
+        lines.append(f"    __dataclass_dict__[{f.name!r}] = {value}" if frozen else f"    self.{f.name} = {value}")
+    if frozen:
+        lines.insert(0, "    __dataclass_dict__ = self.__dict__")
+    if hasattr(cls, "__post_init__"):
+        lines.append("    self.__post_init__()")
+    exec(f"def __init__(self{', ' if params else ''}{', '.join(params)}):\n" + ("\n".join(lines) or "    pass"), names)
+    names["__init__"].__annotations__ = {**annotations, "return": None}
+    _set_new(cls, "__init__", names["__init__"])
+    return ", ".join(annotations)
+
+
+def _repr_for(cls: type, names: tuple[str, ...]) -> Callable[[Any], str]:
+    def __repr__(self: Any) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in names)
+        return f"{type(self).__qualname__}({shown})"
+    return reprlib.recursive_repr()(__repr__)
+
+
+def _values_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A getter of the field values as one tuple (tuples compare items by identity, then ==)."""
+    if not names:
+        return lambda instance: ()
+    if len(names) == 1:
+        only = names[0]
+        return lambda instance: (getattr(instance, only),)
+    return attrgetter(*names)
+
+
+def _eq_for(cls: type, names: tuple[str, ...]) -> Callable[[Any, Any], Any]:
+    values = _values_of(names)
+
+    def __eq__(self: Any, other: Any) -> Any:
+        if other.__class__ is self.__class__:
+            return values(self) == values(other)
+        return NotImplemented
+    return __eq__
+
+
+def _add_frozen_guards(cls: type, names: frozenset[str]) -> None:
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)
+
+    def __delattr__(self: Any, name: str) -> None:
+        if type(self) is cls or name in names:
+            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)
+    _set_new(cls, "__setattr__", __setattr__)
+    _set_new(cls, "__delattr__", __delattr__)
+
+
+def _set_hash(cls: type, fields: tuple[dataclasses.Field, ...], eq: bool, frozen: bool) -> None:
+    """The standard table for unsafe_hash=False: eq+frozen hashes the fields, eq alone is unhashable."""
+    class_hash = cls.__dict__.get("__hash__", _MISSING)
+    explicit = not (class_hash is _MISSING or (class_hash is None and "__eq__" in cls.__dict__))
+    if not eq or explicit:
+        return
+    if not frozen:
+        cls.__hash__ = None  # type: ignore[assignment]
+        return
+    values = _values_of(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
+
+    def __hash__(self: Any) -> int:
+        return hash(values(self))
+    __hash__.__qualname__ = f"{cls.__qualname__}.__hash__"
+    cls.__hash__ = __hash__  # type: ignore[assignment]

@@ -1,0 +1,182 @@
+"""dagu.spec.records.dataclass behaves as dataclasses.dataclass: each shape is built by both and compared."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import pickle
+from dataclasses import field
+from typing import Any, Callable
+
+import pytest
+
+from dagu.spec import records
+
+
+@records.dataclass(frozen=True)
+class Pickled:
+    """At module level, so pickle finds it."""
+    name: str
+    parts: tuple = ()
+
+
+def shapes(decorate: Callable[..., Any]) -> dict[str, type]:
+    """The same class bodies, decorated by `decorate`."""
+
+    @decorate
+    class Plain:
+        """A plain one."""
+        name: str
+        count: int = 0
+        tags: list = field(default_factory=list)
+
+    @decorate(frozen=True)
+    class Frozen:
+        """A frozen one."""
+        name: str
+        parts: tuple = ()
+        hidden: str = field(default="x", repr=False, compare=False)
+
+    @decorate(eq=False)
+    class ByIdentity:
+        """Compared by identity."""
+        value: int = 1
+
+    @decorate
+    class WithPostInit:
+        """Derives a field."""
+        first: str
+        second: str = "b"
+        both: str = field(init=False, default="")
+        log: list = field(init=False, default_factory=list)
+
+        def __post_init__(self) -> None:
+            self.both = self.first + self.second
+
+    @decorate
+    class OwnRepr:
+        """Writes its own repr and hash."""
+        value: int
+
+        def __repr__(self) -> str:
+            return "own"
+
+        def __hash__(self) -> int:
+            return 7
+
+    @decorate
+    class NoDoc:
+        value: int
+        other: str = "o"
+
+    @decorate(frozen=True)
+    class Empty:
+        """No fields."""
+
+    return {c.__name__: c for c in (Plain, Frozen, ByIdentity, WithPostInit, OwnRepr, NoDoc, Empty)}
+
+
+OURS = shapes(records.dataclass)
+THEIRS = shapes(dataclasses.dataclass)
+
+
+def both(name: str) -> tuple[type, type]:
+    return OURS[name], THEIRS[name]
+
+
+def test_init_signature_repr_and_fields_match() -> None:
+    for name in OURS:
+        ours, theirs = both(name)
+        assert str(inspect.signature(ours)) == str(inspect.signature(theirs)), name
+        assert [f.name for f in dataclasses.fields(ours)] == [f.name for f in dataclasses.fields(theirs)]
+        assert dataclasses.is_dataclass(ours)
+        assert ours.__match_args__ == theirs.__match_args__
+    ours, theirs = both("Plain")
+    assert repr(ours("a", 2)).split("(", 1)[1] == repr(theirs("a", 2)).split("(", 1)[1] == "name='a', count=2, tags=[])"
+    assert ours("a").tags is not ours("a").tags, "a default factory runs per instance"
+    assert repr(both("Frozen")[0]("n")).endswith("Frozen(name='n', parts=())"), "repr=False fields are left out"
+    assert repr(both("OwnRepr")[0](1)) == "own"
+    assert OURS["NoDoc"].__doc__ == "NoDoc(value, other)", "a class without a docstring is described by its fields"
+
+
+def test_equality_and_hashing_follow_the_standard_table() -> None:
+    for name in ("Plain", "Frozen", "ByIdentity", "WithPostInit", "OwnRepr", "Empty"):
+        ours, theirs = both(name)
+        assert (ours.__hash__ is None) == (theirs.__hash__ is None), name
+    plain = OURS["Plain"]
+    assert plain("a", 1) == plain("a", 1) and plain("a", 1) != plain("a", 2)
+    assert plain("a") != THEIRS["Plain"]("a"), "another class is never equal"
+    with pytest.raises(TypeError):
+        hash(plain("a"))
+    frozen = OURS["Frozen"]
+    assert frozen("n", (1,), hidden="y") == frozen("n", (1,), hidden="z"), "compare=False fields are not compared"
+    assert hash(frozen("n", (1,))) == hash(THEIRS["Frozen"]("n", (1,)))
+    assert len({frozen("n"), frozen("n"), frozen("m")}) == 2
+    by_identity = OURS["ByIdentity"]
+    assert by_identity() != by_identity() and hash(by_identity()) != hash(by_identity())
+    assert hash(OURS["OwnRepr"](3)) == 7
+    nan = float("nan")
+    assert (plain("a", nan) == plain("a", nan)) == (THEIRS["Plain"]("a", nan) == THEIRS["Plain"]("a", nan))
+
+
+def test_frozen_instances_refuse_assignment_and_deletion() -> None:
+    value = OURS["Frozen"]("n")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.name = "m"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del value.parts
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        value.anything_else = 1
+    assert dataclasses.replace(value, name="m").name == "m"
+    assert pickle.loads(pickle.dumps(Pickled("n", (1,)))) == Pickled("n", (1,))
+
+
+def test_post_init_and_init_false_fields() -> None:
+    ours, theirs = both("WithPostInit")
+    assert ours("a").both == theirs("a").both == "ab"
+    assert ours("a").log == [] and ours("a").log is not ours("a").log
+    with pytest.raises(TypeError):
+        ours("a", "b", "c")
+    assert dataclasses.asdict(ours("x", "y")) == dataclasses.asdict(theirs("x", "y"))
+
+
+def test_other_options_and_shapes_go_to_the_standard_decorator() -> None:
+    @records.dataclass(order=True)
+    class Ordered:
+        """Sortable."""
+        rank: int
+
+    assert sorted([Ordered(2), Ordered(1)])[0].rank == 1
+
+    @records.dataclass(frozen=True, slots=True)
+    class Slotted:
+        """Slots."""
+        a: int
+
+    assert Slotted.__slots__ == ("a",)
+
+    @records.dataclass(frozen=True)
+    class Base:
+        """A base."""
+        a: int
+
+    @records.dataclass(frozen=True)
+    class Child(Base):
+        """Inherits a field."""
+        b: int = 0
+
+    assert Child(1, 2).a == 1 and [f.name for f in dataclasses.fields(Child)] == ["a", "b"]
+    with pytest.raises(TypeError):
+        @records.dataclass
+        class NotFrozenChild(Base):
+            """The standard rule: a non-frozen class cannot inherit from a frozen one."""
+            c: int = 0
+
+
+def test_a_field_without_default_after_one_with_is_refused_as_the_standard_does() -> None:
+    with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+        @records.dataclass
+        class Wrong:
+            """Bad order."""
+            a: int = 0
+            b: int
