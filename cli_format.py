@@ -6,7 +6,6 @@ Only text for a terminal lives here; what is printed comes from the service
 
 from __future__ import annotations
 
-import datetime
 import re
 import time
 from typing import Any, Sequence
@@ -38,6 +37,7 @@ def fmt_bytes(n: int | None) -> str:
 def fmt_time(ts: float | None) -> str:
     if ts is None:
         return "-"
+    import datetime  # here only: most commands print no time
     return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -56,7 +56,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     (None: every one, for `dagu --help` and for a word that is no command)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="dagu", description="Compile, check and run Dagu v2 workflows.")
+    formatter = _formatter_class()
+    p = argparse.ArgumentParser(prog="dagu", description="Compile, check and run Dagu v2 workflows.",
+                                formatter_class=formatter)
     p.add_argument("--version", action="version", version=f"dagu {__version__}")
     p.add_argument("--debug", action="store_true", help="show Python tracebacks of internal errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -64,7 +66,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     def add(name: str, **kwargs: object) -> "argparse.ArgumentParser | _Unbuilt":
         if command is not None and name != command:
             return _Unbuilt()
-        return sub.add_parser(name, **kwargs)
+        return sub.add_parser(name, formatter_class=formatter, **kwargs)
 
     c = add("compile", help="check workflow files and write their plans")
     c.add_argument("paths", nargs="+", metavar="PATH", help="workflow files, or directories of *.yaml/*.yml")
@@ -260,6 +262,36 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     m.add_argument("--write", action="store_true", help="edit the files in place (comments and layout are kept)")
     m.add_argument("--check", action="store_true", help="exit 1 when a file would change (for CI)")
     return p
+
+
+def _terminal_columns() -> int:
+    """What shutil.get_terminal_size() answers: $COLUMNS, else the terminal's width, else 80."""
+    import os
+    import sys
+
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _formatter_class() -> "type[argparse.HelpFormatter]":
+    """argparse's help formatter, told the width.  Left to itself it imports shutil (with bz2 and
+    lzma, 3 ms) on every add_argument, for the width that only --help and errors print."""
+    import argparse
+
+    class WidthKnown(argparse.HelpFormatter):
+        def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                     width: int | None = None) -> None:
+            super().__init__(prog, indent_increment, max_help_position,
+                             width if width is not None else _terminal_columns() - 2)
+    return WidthKnown
 
 
 def _after_dash_only() -> "type[argparse.Action]":

@@ -12,13 +12,13 @@ overwritten.
 from __future__ import annotations
 
 import bisect
-import hashlib
 import re
 from dataclasses import field
 from typing import Any, Iterable, NamedTuple
 
 import yaml
 
+from dagu.spec.digest import sha256_hex
 from dagu.spec.records import dataclass
 from dagu.bounded_read import MAX_WORKFLOW_BYTES, read_regular
 from dagu.compiler.diagnostics import Reporter
@@ -402,7 +402,7 @@ def load_source(path: str, text: str, reporter: Reporter) -> SourceFile:
     source = SourceFile(
         path=path,
         text=text,
-        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        sha256=sha256_hex(text.encode("utf-8")),
         documents=[],
         line_starts=_line_starts(text),
     )

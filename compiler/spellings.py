@@ -17,7 +17,6 @@ diagnostics point at what the user wrote.
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -223,6 +222,7 @@ def _report_unknown_action(ctx: DocContext, path: Path, name: str, custom: froze
     elif name in UPSTREAM_ONLY:
         notes.append(f"upstream Dagu has '{name}', but this dagu has no step type for it yet")
     else:
+        import difflib  # here only: a misspelling needs it
         close = difflib.get_close_matches(name, known + sorted(custom), n=1, cutoff=0.6)
         if close:
             notes.append(f"did you mean '{close[0]}'?")
@@ -260,6 +260,7 @@ def inline_consts(ctx: DocContext, path: Path, text: str) -> str:
             return ctx.consts[name]
         source, doc, where = ctx.where(path)
         line, col = source.locate_in_scalar(span_of(doc, where), text, match.start(), len(match.group(0)))
+        import difflib  # here only: a misspelling needs it
         close = difflib.get_close_matches(name, list(ctx.consts), n=1, cutoff=0.6)
         notes = [f"did you mean '{close[0]}'?"] if close else [
             f"declare it: consts: [{{{name}: value}}]" if not ctx.consts

@@ -9,7 +9,6 @@ accepts comes from its catalogue line (dagu.executors.catalog).
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Any, Mapping
 
@@ -41,6 +40,7 @@ def runs_here_note() -> str:
 def report_type(ctx: DocContext, path: Path, declared: Any, stype: str) -> bool:
     """Report a type this build cannot run at its `type:` (or `action:`) line; True when it runs here."""
     if not is_known(stype):
+        import difflib  # here only: a misspelling needs it
         close = difflib.get_close_matches(stype, known_names(), n=1, cutoff=0.6)
         notes = [f"did you mean '{close[0]}'?"] if close else []
         ctx.report(path, "unknown-step-type", value=repr(declared), notes=notes + [runs_here_note()])
@@ -92,6 +92,7 @@ def check_config(ctx: DocContext, path: Path, raw: Mapping[str, Any], schema: Ma
             if code == "unknown-key":
                 fields["where"] = f"'{with_key}' of step '{step_id}'"
                 allowed = sorted(schema.get("properties") or {})
+                import difflib  # here only: a misspelling needs it
                 close = difflib.get_close_matches(str(fields["key"]), allowed, n=1, cutoff=0.6)
                 fields["notes"] = [f"did you mean '{close[0]}'?"] if close else \
                     [f"type {type_name} takes {', '.join(allowed)} under {with_key}:"]

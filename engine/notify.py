@@ -11,7 +11,6 @@ files it attaches were masked when their attempts ended.
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 import sys
@@ -164,10 +163,12 @@ def _tail(path: str) -> bytes:
 
 
 def _now() -> str:
+    import datetime  # here only: mail needs it
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
 def _when(at: float | None) -> str:
+    import datetime  # here only: mail needs it
     return datetime.datetime.fromtimestamp(at).astimezone().isoformat(timespec="seconds") if at else "-"
 
 

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import subprocess
-import tempfile
 from typing import Mapping, Sequence
 
 from dagu.spec.records import dataclass
@@ -163,12 +161,14 @@ def probe_sandbox(mechanism: str) -> StrictSandbox | str:
     tool = {"bwrap": "bwrap", "unshare": "unshare"}.get(mechanism)
     if tool is None:
         raise ValueError(f"unknown sandbox mechanism {mechanism!r}")
+    import shutil  # here only: probing is once per host
     executable = shutil.which(tool)
     if executable is None:
         return "bubblewrap is not installed" if tool == "bwrap" else "unshare (util-linux) is not installed"
     if mechanism == "unshare" and shutil.which("mount") is None:
         return "mount (util-linux) is not installed"
     sandbox = StrictSandbox(mechanism, executable)
+    import tempfile  # here only: probing is once per host
     with tempfile.TemporaryDirectory(prefix="dagu-sandbox-probe-") as workdir:
         try:
             proc = subprocess.run(sandbox.wrap(["true"], workdir, []), capture_output=True,

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
 import logging
 import os
 import re
@@ -46,6 +45,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dagu.spec.digest import sha1_hex
 from dagu.spec.records import dataclass
 from dagu.process.procfs import read_stat, scan_processes
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
@@ -73,7 +73,7 @@ def safe_name(text: str) -> str:
     """A directory name for `text`: readable (its last 60 characters), and unique even when two
     texts differ only in characters a directory name cannot hold."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", text)[-60:].lstrip(".")
-    return f"{safe}-{hashlib.sha1(text.encode()).hexdigest()[:8]}"
+    return f"{safe}-{sha1_hex(text.encode())[:8]}"
 
 
 def _probe_dir(base: Path) -> Path | str:

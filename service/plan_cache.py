@@ -27,12 +27,12 @@ never an error, and a failed write only loses the reuse.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
 from typing import Mapping
 
+from dagu.spec.digest import sha256_hex
 from dagu.spec.records import dataclass
 from dagu import __version__
 from dagu.bounded_read import read_regular
@@ -57,7 +57,7 @@ class CachedPlan:
 
 def entry_path(home: str, file: str) -> str:
     """Where the entry for a workflow file lives (one per absolute path)."""
-    key = hashlib.sha256(os.path.abspath(file).encode("utf-8", "surrogateescape")).hexdigest()
+    key = sha256_hex(os.path.abspath(file).encode("utf-8", "surrogateescape"))
     return os.path.join(home, "plans", "cache", f"{key}.json")
 
 
@@ -130,14 +130,14 @@ def _changed_since(path: str, started_ns: int) -> bool:
 def text_sha256(path: str) -> str | None:
     """The SHA-256 the compiler records for a file it read (of its text, a BOM dropped); None if unreadable."""
     try:
-        return hashlib.sha256(read_regular(path).decode("utf-8-sig").encode("utf-8")).hexdigest()
+        return sha256_hex(read_regular(path).decode("utf-8-sig").encode("utf-8"))
     except (OSError, UnicodeDecodeError):
         return None
 
 
 def bytes_sha256(path: str) -> str | None:
     try:
-        return hashlib.sha256(read_regular(path)).hexdigest()
+        return sha256_hex(read_regular(path))
     except OSError:
         return None
 
@@ -148,7 +148,7 @@ def yaml_names(directory: str) -> str | None:
         names = sorted(n for n in os.listdir(directory) if n.endswith(YAML_SUFFIXES))
     except OSError:
         return None
-    return hashlib.sha256("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+    return sha256_hex("\0".join(names).encode("utf-8", "surrogateescape"))
 
 
 def compiler_fingerprint() -> str:

@@ -20,8 +20,6 @@ import errno
 import fcntl
 import json
 import os
-import shutil
-import socket
 import time
 from dataclasses import field
 from typing import Any, Callable, Iterator
@@ -108,6 +106,7 @@ def remove_tree(path: str) -> None:
         if not isinstance(exc_info[1], FileNotFoundError):
             raise exc_info[1]
 
+    import shutil  # here only: deleting is rare
     shutil.rmtree(path, onerror=gone_already)
 
 
@@ -506,4 +505,4 @@ def hostname() -> str:
     """The name this host goes by in the (possibly shared) data dir: DAGU_HOST_NAME, else the
     hostname.  Runs record it; a stop of a run recorded on another name goes through a stop
     request (distributed/stops.py) instead of a pid, which means nothing there."""
-    return os.environ.get(ENV_HOST_NAME) or socket.gethostname()
+    return os.environ.get(ENV_HOST_NAME) or os.uname().nodename  # socket.gethostname(), without socket
