@@ -8,8 +8,10 @@ to a small pool and is woken (through its self-pipe) when one is decided.
 from __future__ import annotations
 
 import queue
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 from dagu.engine import conditions
 from dagu.engine.evaluate import Scope
@@ -25,6 +27,8 @@ class PreconditionChecker:
 
     def submit(self, node: Node, scope: Scope) -> None:
         if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # here only: most runs have no preconditions
+
             self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="precondition")
         key, checks = node.key, node.step.preconditions
         self.pending[key] = node

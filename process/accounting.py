@@ -25,7 +25,6 @@ Linux only: elsewhere the sampler records nothing and the supervisor falls back 
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -40,7 +39,11 @@ from dagu.spec.records import dataclass
 from dagu.process.procfs import (_pread, _Stat, children_files_available, parse_stat, proc_available,  # noqa: F401
                                  read_children, read_io, read_stat, scan_processes)
 
-log = logging.getLogger(__name__)
+def _log() -> "logging.Logger":
+    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MAX_SHARE = 0.02
@@ -367,7 +370,7 @@ class Sampler:
                 try:
                     tree.sample((), self._index())
                 except Exception:  # never fail the supervisor over accounting
-                    log.exception("sampling process tree %d failed", pid)
+                    _log().exception("sampling process tree %d failed", pid)
             tree.release()
             tree.done = True
             return tree.stats()
@@ -421,7 +424,7 @@ class Sampler:
                     sweep = self._sweep(trees)
                 index = self._index()
             except Exception:  # the thread must outlive any surprise in /proc
-                log.exception("scanning /proc failed")
+                _log().exception("scanning /proc failed")
             alerts = []
             for tree in trees:
                 with tree.lock:
@@ -441,7 +444,7 @@ class Sampler:
         try:
             rss = tree.sample(extra, index)
         except Exception:
-            log.exception("sampling process tree %d failed", tree.leader)
+            _log().exception("sampling process tree %d failed", tree.leader)
             return []
         alerts: list[tuple[Callable[[int, Any], None], int, Any]] = []
         if tree.rss_limit is not None and rss > tree.rss_limit and not tree.fired:
@@ -484,4 +487,4 @@ class Sampler:
             try:
                 callback(pid, rss)
             except Exception:
-                log.exception("on_over_limit callback for pid %d failed", pid)
+                _log().exception("on_over_limit callback for pid %d failed", pid)

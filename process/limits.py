@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import hashlib
-import logging
 import os
 import re
 import resource
@@ -29,10 +27,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Mapping
 
+from dagu.spec.digest import sha1_hex
 from dagu.spec.records import dataclass
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 
-log = logging.getLogger(__name__)
+def _log() -> "logging.Logger":
+    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGTkmgt])(?:[iI])?)?[Bb]?$")
@@ -292,7 +295,7 @@ class MemoryGuard:
         """A directory name for `key` (a run id / step / attempt): readable, and unique even
         when two keys differ only in characters a directory name cannot hold."""
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key)[:80]
-        return f"dagu-{safe}-{hashlib.sha1(key.encode()).hexdigest()[:8]}"
+        return f"dagu-{safe}-{sha1_hex(key.encode())[:8]}"
 
     def start(self, key: str, limit_bytes: int, pid: int) -> None:
         """Put `pid` (and its descendants so far) in a fresh cgroup limited to limit_bytes."""
@@ -381,7 +384,7 @@ class MemoryGuard:
                 return
             except OSError as exc:
                 if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                    log.warning("could not remove cgroup %s: %s", path, exc.strerror)
+                    _log().warning("could not remove cgroup %s: %s", path, exc.strerror)
                     return
             if not self._write_kill(path):
                 try:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import errno
 import functools
-import logging
 import os
 import re
 import shlex
@@ -51,7 +50,11 @@ from dagu.process.procfs import read_stat, scan_processes
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 from dagu.process.watchdog import Watchdog, kill_leaders
 
-log = logging.getLogger(__name__)
+def _log() -> "logging.Logger":
+    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 MECHANISMS = ("cgroup-v2", "cgroup-v1", "session")
 _V1_CONTROLLERS = ("cpuacct", "pids", "freezer")
@@ -116,7 +119,7 @@ def choose(mechanism: str | None = None) -> tuple[str, Path | None]:
         found = probe(candidate)
         if not isinstance(found, str):
             return candidate, found
-        log.debug("process tree mechanism %s unavailable: %s", candidate, found)
+        _log().debug("process tree mechanism %s unavailable: %s", candidate, found)
     return "session", None
 
 
@@ -193,7 +196,7 @@ class TreeTracker:
             path.mkdir()
             tree.cgroup = path
         except OSError as exc:
-            log.warning("cannot create cgroup %s (%s): the step is tracked by its session", path, exc.strerror)
+            _log().warning("cannot create cgroup %s (%s): the step is tracked by its session", path, exc.strerror)
         return tree
 
     def preexec(self, tree: StepTree, then: Callable[[], None] | None) -> Callable[[], None] | None:
@@ -350,7 +353,7 @@ def kill_cgroup(path: Path, timeout: float = 2.0) -> int:
             return killed
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                log.warning("could not remove cgroup %s: %s", path, exc.strerror)
+                _log().warning("could not remove cgroup %s: %s", path, exc.strerror)
                 return killed
         time.sleep(0.01)
 

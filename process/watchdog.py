@@ -17,13 +17,16 @@ with cgroups the run's cgroup directory says what to kill).
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from pathlib import Path
 from typing import Callable
 
-log = logging.getLogger(__name__)
+def _log() -> "logging.Logger":
+    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
+    import logging
+
+    return logging.getLogger(__name__)
 
 _BYE = b"bye\n"
 
@@ -50,7 +53,7 @@ class Watchdog:
             read_end, write_end = os.pipe()
         except OSError as exc:
             self._failed = True
-            log.warning("no watchdog for this run (%s)", exc.strerror)
+            _log().warning("no watchdog for this run (%s)", exc.strerror)
             return
         try:
             pid = os.fork()
@@ -58,7 +61,7 @@ class Watchdog:
             os.close(read_end)
             os.close(write_end)
             self._failed = True
-            log.warning("no watchdog for this run (%s)", exc.strerror)
+            _log().warning("no watchdog for this run (%s)", exc.strerror)
             return
         if pid == 0:  # pragma: no cover - the watchdog process
             _watch(read_end, write_end, self._kill_run)
