@@ -364,7 +364,7 @@ def _supervise(ctx: RunContext, status: RunStatus, run: RunDir, problems: list[s
         raise RunRefused(f"run {run.run_id!r} is locked by a live supervisor ({run.lock})")
     reserve = SpaceReserve(run.path)
     try:
-        journal = Journal(run.journal, status.seq)
+        journal = Journal(run.journal, status.seq, sync_behind=True)  # the next step need not wait for the disk
         supervisor = Supervisor(ctx, status, journal)
         for hook in hooks:
             supervisor.hooks.subscribe(hook)

@@ -74,6 +74,62 @@ def cut_torn_tail(fd: int, path: str) -> int:
     return len(torn)
 
 
+class _Syncer:
+    """fdatasync of one file on a thread of its own, so the writer does not wait for the disk.
+
+    Each `request` asks for everything written so far to reach the disk; requests
+    that pile up while a sync runs are served by the next single sync.  The first
+    failure is kept in `error` for the writer to raise."""
+
+    def __init__(self, fd: int) -> None:
+        import threading
+
+        self._fd = fd
+        self._cond = threading.Condition()
+        self._wanted = 0
+        self._done = 0
+        self._stopping = False
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._serve, name="journal-sync", daemon=True)
+        self._thread.start()
+
+    def request(self) -> None:
+        with self._cond:
+            self._wanted += 1
+            self._cond.notify_all()
+
+    def wait(self) -> None:
+        """Until every requested sync has been done."""
+        with self._cond:
+            while self._done < self._wanted:
+                self._cond.wait()
+
+    def stop(self) -> None:
+        """Do what was requested, then end the thread (before the file is closed)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+
+    def _serve(self) -> None:
+        while True:
+            with self._cond:
+                while self._done == self._wanted and not self._stopping:
+                    self._cond.wait()
+                if self._done == self._wanted:
+                    return
+                target = self._wanted
+            error = None
+            try:
+                os.fdatasync(self._fd)
+            except OSError as exc:
+                error = exc
+            with self._cond:
+                self.error = self.error or error
+                self._done = target
+                self._cond.notify_all()
+
+
 class Journal:
     """The append-only event log of one run.  `add` buffers; `flush` writes and fsyncs once.
 
@@ -81,11 +137,20 @@ class Journal:
     supervisor flushes once per turn of its loop, before it blocks, so a
     100-step chain costs about one fsync per step however many events a
     step produces.
+
+    With `sync_behind` (the supervisor's journal), `flush` writes at once but leaves
+    the fdatasync to a thread, so the next step starts while the disk catches up:
+    a killed supervisor loses nothing (the kernel has the bytes), and power lost
+    in that moment loses at most the events of the last turn, which is what power
+    lost a moment earlier would have cost anyway.  A failed sync is raised by the
+    next `flush`, and `close` returns only when everything is on disk.
     """
 
-    def __init__(self, path: str, seq: int = 0) -> None:
+    def __init__(self, path: str, seq: int = 0, sync_behind: bool = False) -> None:
         self.path = path
         self.seq = seq
+        self._sync_behind = sync_behind
+        self._syncer: _Syncer | None = None
         self._pending: list[bytes] = []
         self.error: StoreError | None = None  # the first write that failed, until one succeeds
         self._held: StoreError | None = None
@@ -121,6 +186,7 @@ class Journal:
         stays in the file, they stay pending, and the error is raised (and kept in `error`)."""
         if self._held is not None:
             raise self._held
+        self._raise_sync_error()
         if not self._pending:
             return
         data = b"".join(self._pending)
@@ -131,7 +197,8 @@ class Journal:
                 self._tail_checked = True
             start = os.fstat(self._fd).st_size
             write_all(self._fd, data)
-            os.fdatasync(self._fd)  # the data and the file size; not the mtime
+            if not self._sync_behind:
+                os.fdatasync(self._fd)  # the data and the file size; not the mtime
         except OSError as exc:
             if start is not None:
                 try:
@@ -143,11 +210,31 @@ class Journal:
             raise error from None
         self._pending.clear()
         self.error = None
+        if self._sync_behind:
+            if self._syncer is None:
+                self._syncer = _Syncer(self._fd)
+            self._syncer.request()
+
+    def sync(self) -> None:
+        """Return once everything flushed is on disk; raise a sync that failed."""
+        if self._syncer is not None:
+            self._syncer.wait()
+        self._raise_sync_error()
+
+    def _raise_sync_error(self) -> None:
+        if self._syncer is not None and self._syncer.error is not None:
+            error = storage_error(self.path, self._syncer.error)
+            self._syncer.error = None
+            self.error = self.error or error
+            raise error
 
     def close(self) -> None:
         try:
             self.flush()
+            self.sync()
         finally:
+            if self._syncer is not None:
+                self._syncer.stop()
             os.close(self._fd)
 
 
