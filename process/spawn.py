@@ -198,7 +198,7 @@ class Children:
         tree = self.trees.prepare(f"{memory_key}.{self._launches}")
         then = limits_mod.preexec_for(limits) if limits is not None else None
         joined = None if then is not None or entry is not None else self.trees.joining(tree, argv, env)
-        if joined is not None:
+        if joined is not None and joined[0] != argv[0]:  # a shim runs argv: Popen cannot check its program
             _resolvable(argv[0], env, cwd)  # as Popen would: a missing program fails the start, not the shell
         preexec = None if joined is not None else self.trees.preexec(tree, then)
         out = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
