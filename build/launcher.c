@@ -58,6 +58,7 @@ struct trailer {
 };
 
 static void remove_tree(const char *dir);
+static uid_t owner;  /* geteuid(), asked once: the check compares it with every file's owner */
 static char unpacking[PATH_MAX];  /* the temporary directory being filled, removed if we die */
 
 static void die(const char *fmt, ...) {
@@ -88,7 +89,7 @@ static uint64_t le64(const uint8_t *p) {
 }
 
 static int safe_dir(const struct stat *st) {
-    return S_ISDIR(st->st_mode) && st->st_uid == geteuid() && (st->st_mode & 022) == 0;
+    return S_ISDIR(st->st_mode) && st->st_uid == owner && (st->st_mode & 022) == 0;
 }
 
 /* mkdir -p with mode 0700 for the parts it creates. */
@@ -134,7 +135,7 @@ static int entry_matches(const char *root, char kind, unsigned long long ino, un
     struct stat st;
     join(path, root, rel);
     if (lstat(path, &st) != 0) return 0;
-    if (st.st_uid != geteuid() || st.st_mode != mode || (!S_ISLNK(st.st_mode) && (st.st_mode & 022))) return 0;
+    if (st.st_uid != owner || st.st_mode != mode || (!S_ISLNK(st.st_mode) && (st.st_mode & 022))) return 0;
     if ((unsigned long long)st.st_ino != ino || st.st_ctim.tv_sec != ctime_s || st.st_ctim.tv_nsec != ctime_ns)
         return 0;
     if (kind != 'd' && (unsigned long long)st.st_size != size) return 0;
@@ -149,7 +150,7 @@ static int copy_is_intact(const char *root, uint64_t file_count) {
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return 0;
     FILE *fh = fdopen(fd, "r");
-    if (!fh || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)) {
+    if (!fh || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != owner || (st.st_mode & 022)) {
         if (fh) fclose(fh); else close(fd);
         return 0;
     }
@@ -350,7 +351,7 @@ static void sweep(const char *root) {
         struct stat st;
         if (strncmp(e->d_name, ".unpack-", 8) && strncmp(e->d_name, ".stale-", 7) && strncmp(e->d_name, ".manifest-", 10))
             continue;
-        if (lstat(join(path, root, e->d_name), &st) == 0 && st.st_uid == geteuid() && now - st.st_mtime > 3600)
+        if (lstat(join(path, root, e->d_name), &st) == 0 && st.st_uid == owner && now - st.st_mtime > 3600)
             remove_tree(path);
     }
     closedir(d);
@@ -393,6 +394,7 @@ static int open_self(const char *argv0) {
 
 int main(int argc, char **argv) {
     (void)argc;
+    owner = geteuid();
     int self = open_self(argv[0]);
     struct stat st;
     uint8_t raw[sizeof(struct trailer)];
