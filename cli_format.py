@@ -85,7 +85,7 @@ def status_text(report: Any) -> str:
         out.append(f"parent:   {st.parent}")
     if st.error:
         out.append(f"error:    {st.error}")
-    for retry in getattr(st, "retries", []):  # a lost worker's run, retried by the DAG's retry_policy
+    for retry in st.retries:  # a lost worker's run, retried by the DAG's retry_policy
         state = (f"started {fmt_time(retry['started_at'])}" if retry.get("started_at")
                  else f"refused: {retry['refused']}" if retry.get("refused") else f"due {fmt_time(retry.get('due_at'))}")
         out.append(f"retried:  {fmt_time(retry.get('at'))} ({state}): {retry.get('reason')}")

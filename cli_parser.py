@@ -286,11 +286,12 @@ def _formatter_class() -> "type[argparse.HelpFormatter]":
     lzma, 3 ms) on every add_argument, for the width that only --help and errors print."""
     import argparse
 
+    columns = _terminal_columns() - 2  # argparse's own margin
+
     class WidthKnown(argparse.HelpFormatter):
         def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
                      width: int | None = None) -> None:
-            super().__init__(prog, indent_increment, max_help_position,
-                             width if width is not None else _terminal_columns() - 2)
+            super().__init__(prog, indent_increment, max_help_position, columns if width is None else width)
     return WidthKnown
 
 

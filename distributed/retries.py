@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator
 from dagu.launch.base import RETRY
 from dagu.store.journal import Journal
 from dagu.store.runs import RunDir, write_atomic
-from dagu.store.state import RunStatus, apply
+from dagu.store.state import RunStatus, apply, retry_pending
 
 Send = Callable[[str, dict[str, Any]], None]  # (queue, message)
 
@@ -163,7 +163,6 @@ def awaited(home: str, status: RunStatus) -> int | None:
     worker lost between taking that message and claiming it leaves this: its sweep records the
     attempt refused and schedules the next one (records.fail_lost_run)."""
     from dagu.distributed.records import claim_path
-    from dagu.store.state import retry_pending
 
     if not retry_pending(status):
         return None
@@ -174,8 +173,6 @@ def awaited(home: str, status: RunStatus) -> int | None:
 def is_current(run: RunDir, attempt: int) -> bool:
     """Whether a retry message for `attempt` is the one the run's records wait for: a stale one
     (its attempt was given up, or the run moved on) is dropped by the worker that takes it."""
-    from dagu.store.state import retry_pending
-
     if not os.path.isdir(run.path):
         return False
     status = run.read().status
@@ -185,8 +182,6 @@ def is_current(run: RunDir, attempt: int) -> bool:
 def record_refused(run: RunDir, attempt: int, why: str) -> None:
     """The retry's supervisor exited without taking the run (the DAG at max_active_runs, ...): say
     so in the run's records, so nobody waits for that retry any longer."""
-    from dagu.store.state import retry_pending
-
     if not run.acquire():
         return  # a live supervisor holds it after all
     try:

@@ -35,15 +35,12 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 if TYPE_CHECKING:
     import resource
 
+from dagu.process.lazy_log import LazyLogger
 from dagu.spec.records import dataclass
 from dagu.process.procfs import (_pread, _Stat, children_files_available, parse_stat, proc_available,  # noqa: F401
                                  read_children, read_io, read_stat, scan_processes)
 
-def _log() -> "logging.Logger":
-    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
-    import logging
-
-    return logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MAX_SHARE = 0.02
@@ -370,7 +367,7 @@ class Sampler:
                 try:
                     tree.sample((), self._index())
                 except Exception:  # never fail the supervisor over accounting
-                    _log().exception("sampling process tree %d failed", pid)
+                    log.exception("sampling process tree %d failed", pid)
             tree.release()
             tree.done = True
             return tree.stats()
@@ -424,7 +421,7 @@ class Sampler:
                     sweep = self._sweep(trees)
                 index = self._index()
             except Exception:  # the thread must outlive any surprise in /proc
-                _log().exception("scanning /proc failed")
+                log.exception("scanning /proc failed")
             alerts = []
             for tree in trees:
                 with tree.lock:
@@ -444,7 +441,7 @@ class Sampler:
         try:
             rss = tree.sample(extra, index)
         except Exception:
-            _log().exception("sampling process tree %d failed", tree.leader)
+            log.exception("sampling process tree %d failed", tree.leader)
             return []
         alerts: list[tuple[Callable[[int, Any], None], int, Any]] = []
         if tree.rss_limit is not None and rss > tree.rss_limit and not tree.fired:
@@ -487,4 +484,4 @@ class Sampler:
             try:
                 callback(pid, rss)
             except Exception:
-                _log().exception("on_over_limit callback for pid %d failed", pid)
+                log.exception("on_over_limit callback for pid %d failed", pid)

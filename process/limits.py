@@ -27,15 +27,12 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Callable, Mapping
 
+from dagu.process.lazy_log import LazyLogger
 from dagu.spec.digest import sha1_hex
 from dagu.spec.records import dataclass
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 
-def _log() -> "logging.Logger":
-    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
-    import logging
-
-    return logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(?:([KMGTkmgt])(?:[iI])?)?[Bb]?$")
@@ -384,7 +381,7 @@ class MemoryGuard:
                 return
             except OSError as exc:
                 if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                    _log().warning("could not remove cgroup %s: %s", path, exc.strerror)
+                    log.warning("could not remove cgroup %s: %s", path, exc.strerror)
                     return
             if not self._write_kill(path):
                 try:

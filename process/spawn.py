@@ -117,7 +117,7 @@ def _resolvable(program: str, env: dict[str, str], cwd: str) -> None:
         path = program if os.path.isabs(program) else os.path.join(cwd, program)
         if not os.path.exists(path):
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
-        if not os.access(path, os.X_OK) or os.path.isdir(path):
+        if not _executable(path):
             raise PermissionError(errno.EACCES, "Permission denied", program)
         return
     if not any(_executable(os.path.join(folder or os.curdir, program)) for folder in os.get_exec_path(env)):

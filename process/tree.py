@@ -44,17 +44,14 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from dagu.process.lazy_log import LazyLogger
 from dagu.spec.digest import sha1_hex
 from dagu.spec.records import dataclass
 from dagu.process.procfs import read_stat, scan_processes
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 from dagu.process.watchdog import Watchdog, kill_leaders
 
-def _log() -> "logging.Logger":
-    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
-    import logging
-
-    return logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 MECHANISMS = ("cgroup-v2", "cgroup-v1", "session")
 _V1_CONTROLLERS = ("cpuacct", "pids", "freezer")
@@ -119,7 +116,7 @@ def choose(mechanism: str | None = None) -> tuple[str, Path | None]:
         found = probe(candidate)
         if not isinstance(found, str):
             return candidate, found
-        _log().debug("process tree mechanism %s unavailable: %s", candidate, found)
+        log.debug("process tree mechanism %s unavailable: %s", candidate, found)
     return "session", None
 
 
@@ -196,7 +193,7 @@ class TreeTracker:
             path.mkdir()
             tree.cgroup = path
         except OSError as exc:
-            _log().warning("cannot create cgroup %s (%s): the step is tracked by its session", path, exc.strerror)
+            log.warning("cannot create cgroup %s (%s): the step is tracked by its session", path, exc.strerror)
         return tree
 
     def preexec(self, tree: StepTree, then: Callable[[], None] | None) -> Callable[[], None] | None:
@@ -353,7 +350,7 @@ def kill_cgroup(path: Path, timeout: float = 2.0) -> int:
             return killed
         except OSError as exc:
             if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                _log().warning("could not remove cgroup %s: %s", path, exc.strerror)
+                log.warning("could not remove cgroup %s: %s", path, exc.strerror)
                 return killed
         time.sleep(0.01)
 

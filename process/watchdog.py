@@ -22,11 +22,9 @@ import signal
 from pathlib import Path
 from typing import Callable
 
-def _log() -> "logging.Logger":
-    """This module's logger.  logging is imported on the first message, not by every run (4 ms)."""
-    import logging
+from dagu.process.lazy_log import LazyLogger
 
-    return logging.getLogger(__name__)
+log = LazyLogger(__name__)
 
 _BYE = b"bye\n"
 
@@ -53,7 +51,7 @@ class Watchdog:
             read_end, write_end = os.pipe()
         except OSError as exc:
             self._failed = True
-            _log().warning("no watchdog for this run (%s)", exc.strerror)
+            log.warning("no watchdog for this run (%s)", exc.strerror)
             return
         try:
             pid = os.fork()
@@ -61,7 +59,7 @@ class Watchdog:
             os.close(read_end)
             os.close(write_end)
             self._failed = True
-            _log().warning("no watchdog for this run (%s)", exc.strerror)
+            log.warning("no watchdog for this run (%s)", exc.strerror)
             return
         if pid == 0:  # pragma: no cover - the watchdog process
             _watch(read_end, write_end, self._kill_run)

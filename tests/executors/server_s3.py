@@ -43,3 +43,17 @@ def s3_client(server: Server):  # noqa: ANN201 (a boto3 client, imported lazily)
 
     return boto3.client("s3", endpoint_url=f"http://127.0.0.1:{server.port}", region_name="us-east-1",
                         aws_access_key_id="test", aws_secret_access_key="test")
+
+
+def s3_defaults(server: Server, bucket: str) -> str:
+    """The top of a workflow whose s3 steps talk to `server` (8-space indented, for dedent)."""
+    return f"""
+        s3:
+          endpoint: http://127.0.0.1:{server.port}
+          region: us-east-1
+          bucket: {bucket}
+          force_path_style: true
+        env:
+          - DUMMY_KEY: s  # moto checks no signature: a dummy credential, not a secret
+          - AWS_ACCESS_KEY_ID: AKIAEXAMPLE
+        """

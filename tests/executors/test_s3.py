@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.executors.server_s3 import s3_auth_server, s3_client, s3_server  # noqa: F401
+from tests.executors.server_s3 import s3_auth_server, s3_client, s3_defaults, s3_server  # noqa: F401
 from tests.runtime.conftest import Env
 from tests.servers import Server, free_port
 
@@ -40,24 +40,11 @@ def _no_traceback(env: Env, res: subprocess.CompletedProcess) -> None:
             assert b"Traceback" not in path.read_bytes(), path
 
 
-def _defaults(server: Server, bucket: str) -> str:
-    return f"""
-        s3:
-          endpoint: http://127.0.0.1:{server.port}
-          region: us-east-1
-          bucket: {bucket}
-          force_path_style: true
-        env:
-          - DUMMY_KEY: s  # moto checks no signature: a dummy credential, not a secret
-          - AWS_ACCESS_KEY_ID: AKIAEXAMPLE
-        """
-
-
 def test_a_large_upload_is_multipart_and_comes_back_byte_identical(env: Env, s3_server: Server) -> None:
     _bucket(s3_server, "big")
     data = os.urandom(12 * 1024 * 1024 + 123)
     (env.dir / "big.bin").write_bytes(data)
-    env.write("up.yaml", _defaults(s3_server, "big") + """
+    env.write("up.yaml", s3_defaults(s3_server, "big") + """
         secrets:
           - name: AWS_SECRET_ACCESS_KEY
             provider: env
@@ -118,7 +105,7 @@ def test_get_to_output_and_list_capped(env: Env, s3_server: Server) -> None:
         client.put_object(Bucket="many", Key=f"logs/{i:03d}.txt", Body=b"line\n" * i)
     client.put_object(Bucket="many", Key="config.json", Body=b'{"mode": "fast", "n": 3}')
     client.put_object(Bucket="many", Key="large.txt", Body=b"x" * 50_000)
-    env.write("get.yaml", _defaults(s3_server, "many") + """
+    env.write("get.yaml", s3_defaults(s3_server, "many") + """
         max_output_size: 20000
         steps:
           - id: cfg
@@ -238,7 +225,7 @@ def test_refused_dns_and_auth_failures_name_the_endpoint(env: Env, s3_auth_serve
 
 
 def test_retry_policy_retries_a_failing_s3_step(env: Env, s3_server: Server) -> None:
-    env.write("retry.yaml", _defaults(s3_server, "no-such-bucket") + """
+    env.write("retry.yaml", s3_defaults(s3_server, "no-such-bucket") + """
         steps:
           - id: flaky
             type: s3
@@ -256,7 +243,7 @@ def test_stop_during_a_large_upload_aborts_the_multipart_upload(env: Env, s3_ser
     _bucket(s3_server, "slow")
     with open(env.dir / "huge.bin", "wb") as fh:
         fh.truncate(40 * 1024 * 1024)  # sparse: cheap to make, 40 MB to send
-    env.write("slow.yaml", _defaults(s3_server, "slow") + """
+    env.write("slow.yaml", s3_defaults(s3_server, "slow") + """
         steps:
           - id: up
             type: s3
@@ -283,7 +270,7 @@ def test_stop_during_a_large_upload_aborts_the_multipart_upload(env: Env, s3_ser
 def test_timeout_during_a_download_leaves_no_partial_file(env: Env, s3_server: Server) -> None:
     _bucket(s3_server, "dl-bucket")
     s3_client(s3_server).put_object(Bucket="dl-bucket", Key="blob", Body=b"\0" * (30 * 1024 * 1024))
-    env.write("dl.yaml", _defaults(s3_server, "dl-bucket") + """
+    env.write("dl.yaml", s3_defaults(s3_server, "dl-bucket") + """
         steps:
           - id: down
             type: s3

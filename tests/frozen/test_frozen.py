@@ -318,34 +318,27 @@ def test_the_frozen_server_serves_a_page_its_assets_and_the_api(host: Host) -> N
 def test_the_frozen_s3_step_type_puts_and_gets_an_object(host: Host, tmp_path: Path) -> None:
     """The binary carries only the botocore models dagu calls (build/dagu.spec): S3's is enough for a
     round trip, against the moto S3 server (tests/executors/server_s3.py)."""
-    from tests.executors.server_s3 import s3_client, start_moto
+    from tests.executors.server_s3 import s3_client, s3_defaults, start_moto
 
     server = start_moto(tmp_path / "moto")
     try:
         s3_client(server).create_bucket(Bucket="frozen")
         (host.dir / "in.txt").write_text("carried by a frozen dagu\n")
-        host.write("s3.yaml", f"""
-            s3:
-              endpoint: http://127.0.0.1:{server.port}
-              region: us-east-1
-              bucket: frozen
-              force_path_style: true
-            env:
-              - AWS_ACCESS_KEY_ID: AKIAEXAMPLE
-            secrets:
-              - name: AWS_SECRET_ACCESS_KEY
-                provider: env
-                key: MY_SECRET
-            steps:
-              - id: up
-                type: s3
-                command: upload
-                with: {{key: a/in.txt, source: in.txt}}
-              - id: down
-                type: s3
-                command: download
-                with: {{key: a/in.txt, destination: out.txt}}
-            """)
+        host.write("s3.yaml", s3_defaults(server, "frozen") + """
+        secrets:
+          - name: AWS_SECRET_ACCESS_KEY
+            provider: env
+            key: MY_SECRET
+        steps:
+          - id: up
+            type: s3
+            command: upload
+            with: {key: a/in.txt, source: in.txt}
+          - id: down
+            type: s3
+            command: download
+            with: {key: a/in.txt, destination: out.txt}
+        """)
         res = host.run("start", "s3.yaml", env={"MY_SECRET": "moto-checks-no-signature"})
         assert res.returncode == 0, res.stdout + res.stderr
         assert (host.dir / "out.txt").read_text() == "carried by a frozen dagu\n"
