@@ -184,7 +184,7 @@ def call_overhead(e: Engine, repeat: int, scratch: Path) -> float:
 def running(e: Engine, repeat: int, floor: float, work: Path) -> list[Row]:
     scratch = work / f"run-{e.name}"
     scratch.mkdir()
-    per = run_bench.per_step(e.argv, [PER_STEP_SIZE], repeat, floor, str(scratch), e.upstream)
+    per = run_bench.per_step({e.name: e.argv}, [PER_STEP_SIZE], repeat, floor, str(scratch), e.upstream)[e.name]
     call = call_overhead(e, repeat, scratch)
     sec, rss = run_bench.big_output(e.argv, str(scratch))
     return [Row(f"per step above floor, chain of {PER_STEP_SIZE}", "ms", {e.name: per["chain"][PER_STEP_SIZE]}),

@@ -65,34 +65,42 @@ def timed(argv: list[str], env: dict[str, str], cwd: str) -> tuple[float, int]:
     return took, usage.ru_maxrss * 1024
 
 
-def run_case(dagu: list[str], shape: str, n: int, repeat: int, work: str, upstream: bool = False) -> float:
+def run_cases(columns: dict[str, list[str]], shape: str, n: int, repeat: int, work: str,
+              upstream: bool = False) -> dict[str, float]:
+    """Best wall time of each column for one case.  The columns take turns, run by run, so a
+    machine that speeds up or slows down during the benchmark (they do, by up to 1.5x within
+    minutes) moves every column alike instead of favouring whichever ran last."""
     path = os.path.join(work, f"{shape}{n}{'_up' if upstream else ''}.yaml")
     write_dag(path, shape, n, legacy=upstream)
-    best = float("inf")
+    best = {name: float("inf") for name in columns}
     for r in range(repeat):
-        home = tempfile.mkdtemp(dir=work)
-        env = {**os.environ, "DAGU_HOME": home}
-        argv = [*dagu, "start", path] if upstream else [*dagu, "start", "-q", path]
-        if not upstream:
-            plan = os.path.join(work, f"{shape}{n}.plan.json")
-            if r == 0:
-                subprocess.run([*dagu, "compile", path, "-o", plan], env=env, check=True, capture_output=True)
-            argv = [*dagu, "start", "-q", plan]
-        best = min(best, timed(argv, env, work)[0])
+        for name, dagu in columns.items():
+            home = tempfile.mkdtemp(dir=work)
+            env = {**os.environ, "DAGU_HOME": home}
+            argv = [*dagu, "start", path]
+            if not upstream:
+                plan = os.path.join(work, f"{shape}{n}.{name}.plan.json")
+                if r == 0:
+                    subprocess.run([*dagu, "compile", path, "-o", plan], env=env, check=True, capture_output=True)
+                argv = [*dagu, "start", "-q", plan]
+            best[name] = min(best[name], timed(argv, env, work)[0])
     return best
 
 
-def per_step(dagu: list[str], sizes: list[int], repeat: int, floor: float, work: str,
-             upstream: bool = False) -> dict[str, dict[int, float]]:
-    out: dict[str, dict[int, float]] = {}
+def per_step(columns: dict[str, list[str]], sizes: list[int], repeat: int, floor: float, work: str,
+             upstream: bool = False) -> dict[str, dict[str, dict[int, float]]]:
+    """column -> shape -> size -> ms per step above the floor."""
+    out: dict[str, dict[str, dict[int, float]]] = {name: {} for name in columns}
     for shape in ("chain", "fanout"):
-        base = run_case(dagu, shape, 1, repeat, work, upstream)
-        out[shape] = {}
+        base = run_cases(columns, shape, 1, repeat, work, upstream)
+        for name in columns:
+            out[name][shape] = {}
         for n in sizes:
             if upstream and n > 500:
                 continue  # upstream rewrites its whole status per change: 1,000 steps take minutes
-            total = run_case(dagu, shape, n, repeat, work, upstream)
-            out[shape][n] = ((total - base) / (n - 1) - floor) * 1000
+            total = run_cases(columns, shape, n, repeat, work, upstream)
+            for name in columns:
+                out[name][shape][n] = ((total[name] - base[name]) / (n - 1) - floor) * 1000
     return out
 
 
@@ -119,9 +127,10 @@ def main() -> int:
     columns = {"this": shlex.split(args.dagu)}
     if args.compare:
         columns["compare"] = shlex.split(args.compare)
-    results = {name: per_step(cmd, sizes, args.repeat, floor, work) for name, cmd in columns.items()}
+    results = per_step(columns, sizes, args.repeat, floor, work)
     if args.upstream:
-        results["upstream"] = per_step([args.upstream], [s for s in sizes if s <= 500], 1, floor, work, True)
+        upstream = {"upstream": [args.upstream]}
+        results.update(per_step(upstream, [s for s in sizes if s <= 500], 1, floor, work, True))
     big = {name: big_output(cmd, work) for name, cmd in columns.items()}
     if args.json:
         print(json.dumps({"floor_ms": floor * 1000, "per_step_ms": results,
