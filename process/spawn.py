@@ -108,9 +108,15 @@ def parse_signal(name: str | None) -> int:
         return signal.SIGTERM
 
 
-def _resolvable(program: str, env: dict[str, str], cwd: str) -> None:
-    """Raise what Popen would for a program that cannot be executed: the step then fails to
-    start with the usual message, instead of the cgroup-joining shell exiting 127."""
+def _program(program: str, env: dict[str, str], cwd: str) -> str:
+    """The file that exec'ing `program` runs, found as Popen would (in the PATH of `env`, a
+    relative entry taken from `cwd`), or the OSError Popen would raise for it.
+
+    Handing Popen the file saves what its own search costs per step: a candidate path built in
+    Python for every PATH entry, and a failed execve in the child for each entry before the
+    right one (eight on a PATH like a CI runner's).  And the cgroup-joining shell, which runs the
+    program itself, can be refused a missing one before it starts: the step then fails to start
+    with the usual message instead of the shell exiting 127."""
     if not os.path.isdir(cwd):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", cwd)
     if os.sep in program:
@@ -119,9 +125,12 @@ def _resolvable(program: str, env: dict[str, str], cwd: str) -> None:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
         if not _executable(path):
             raise PermissionError(errno.EACCES, "Permission denied", program)
-        return
-    if not any(_executable(os.path.join(folder or os.curdir, program)) for folder in os.get_exec_path(env)):
-        raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
+        return program
+    for folder in os.get_exec_path(env):
+        path = os.path.join(cwd, folder or os.curdir, program)  # an absolute folder replaces cwd
+        if _executable(path):
+            return path
+    raise FileNotFoundError(errno.ENOENT, "No such file or directory", program)
 
 
 def _executable(path: str) -> bool:
@@ -169,7 +178,6 @@ class Children:
         self.wake = wake
         self.grace = grace  # between SIGTERM and SIGKILL of what a step left behind
         self.trees = TreeTracker(run_path)
-        self._launches = 0
         self.procs: dict[int, Child] = {}
         self.escalating: dict[int, Child] = {}  # children with a pending SIGKILL
         self.polled: set[int] = set()  # children without a pidfd (old kernels)
@@ -194,12 +202,13 @@ class Children:
             if parent and not os.path.isdir(parent):
                 os.makedirs(parent, exist_ok=True)
         check_spawnable(argv, env)
-        self._launches += 1  # one attempt may start several processes (a call's parallel runs)
-        tree = self.trees.prepare(f"{memory_key}.{self._launches}")
+        program = _program(argv[0], env, cwd) if entry is None else ""
+        tree = self.trees.prepare()
         then = limits_mod.preexec_for(limits) if limits is not None else None
         joined = None if then is not None or entry is not None else self.trees.joining(tree, argv, env)
-        if joined is not None and joined[0] != argv[0]:  # a shim runs argv: Popen cannot check its program
-            _resolvable(argv[0], env, cwd)  # as Popen would: a missing program fails the start, not the shell
+        words = joined or argv
+        if words[0] != argv[0]:  # the joining shell runs argv
+            program = words[0]
         preexec = None if joined is not None else self.trees.preexec(tree, then)
         out = os.open(stdout, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
@@ -209,8 +218,9 @@ class Children:
                 if entry is not None:
                     popen: subprocess.Popen | ForkedProcess = fork_child(entry, env, cwd, out, err, preexec)
                 else:
-                    popen = subprocess.Popen(joined or argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd,
-                                             env=env, start_new_session=True, close_fds=True, preexec_fn=preexec)
+                    popen = subprocess.Popen(words, executable=program, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=err, cwd=cwd, env=env, start_new_session=True, close_fds=True,
+                                             preexec_fn=preexec)
             except BaseException:
                 self.trees.release(tree)
                 raise
@@ -354,7 +364,7 @@ class Children:
         assert child.tree is not None
         if child.tree.cgroup is None:  # the sampler saw the tree whole, before anyone was reparented
             child.tree.known.update(self.sampler.members(child.pid))
-        alive = set(self.trees.members(child.tree))
+        alive = set(self.trees.left_behind(child.tree))
         if not alive:
             return False
         if child.leftovers is None:

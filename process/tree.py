@@ -26,9 +26,10 @@ When the supervisor dies (even by SIGKILL), the run's watchdog (process/watchdog
 every step tree; if the watchdog died too, what is left is still in the run's cgroups, which
 the next start of the DAG (or `dagu retry`) kills with `reap_run` before it takes the run slot.
 
-Cgroups are named after the run and the step, `<base>/dagu-run-<run>/<step>.<attempt>`, where
-<run> is the run folder's path made safe (readable tail + hash: run ids repeat across data
-dirs), so a later process can find a dead run's leftovers from the run folder alone.
+Cgroups are named after the run, `<base>/dagu-run-<run>/step-<n>`, where <run> is the run
+folder's path made safe (readable tail + hash: run ids repeat across data dirs), so a later
+process can find a dead run's leftovers from the run folder alone.  A step cgroup that an
+attempt left empty is used again by a later attempt of the run.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ class StepTree:
     leader: int = 0
     leader_start: int = 0  # start ticks of the leader: a reused pid is not ours
     known: dict[int, int] = field(default_factory=dict)  # pid -> start ticks, session mechanism
+    emptied: bool = False  # its cgroup was found empty once the leader ended: nothing of it is left
 
 
 def _shell_script_index(argv: list[str]) -> int | None:
@@ -153,12 +155,35 @@ def _alive(pid: int, start: int | None = None) -> bool:
     return stat is not None and stat.state != "Z" and (start is None or stat.start == start)
 
 
+def _read_all(path: str) -> bytes:
+    """A cgroup file, os-level: read once per step, where pathlib and a text wrapper would cost
+    more than the read (raises OSError)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        text = os.read(fd, 1 << 16)
+        if len(text) == 1 << 16:  # a member list of over ~9,000 processes: read the rest
+            while more := os.read(fd, 1 << 16):
+                text += more
+        return text
+    finally:
+        os.close(fd)
+
+
 def _cgroup_members(path: Path) -> list[int]:
     try:
-        text = (path / "cgroup.procs").read_text()
+        text = _read_all(os.path.join(path, "cgroup.procs"))
     except OSError:
         return []
     return [pid for pid in map(int, text.split()) if _alive(pid)]
+
+
+def _populated(path: Path) -> bool | None:
+    """Whether any process is in the cgroup or below it (v2 `cgroup.events`; zombies do not
+    count), or None where the file is missing (v1)."""
+    try:
+        return b"populated 1" in _read_all(os.path.join(path, "cgroup.events"))
+    except OSError:
+        return None
 
 
 class TreeTracker:
@@ -169,6 +194,8 @@ class TreeTracker:
         self.run_dir = base / run_cgroup_name(run_path) if base is not None else None
         self.watchdog = Watchdog(self._kill_run)
         self._run_dir_made = False
+        self._made = 0  # step cgroups made so far: they are named step-1, step-2, ...
+        self._idle: list[Path] = []  # step cgroups an attempt left empty, for the next ones
 
     def _kill_run(self, leaders: dict[int, int]) -> None:
         """In the watchdog, once the supervisor died: every step tree of the run."""
@@ -176,21 +203,31 @@ class TreeTracker:
             kill_cgroup(self.run_dir)
         kill_leaders(leaders, lambda pid: getattr(read_stat(pid), "start", None))
 
-    def prepare(self, key: str) -> StepTree:
+    def prepare(self) -> StepTree:
         """A tree for one attempt, before its leader is started.  A cgroup that cannot be made
-        leaves the step to the session mechanism rather than failing it."""
+        leaves the step to the session mechanism rather than failing it.
+
+        The cgroup is one an earlier attempt of this run left empty, when there is one: making
+        and removing a cgroup costs the kernel ~60 us each, and a step's cgroup is only ever
+        read for who is in it now, so an empty one is as good as new."""
         tree = StepTree()
         self.watchdog.ensure()
         if self.run_dir is None:
             return tree
-        path = self.run_dir / safe_name(key)
+        if self._idle:
+            tree.cgroup = self._idle.pop()
+            return tree
+        self._made += 1
+        path = self.run_dir / f"step-{self._made}"
         try:
             if not self._run_dir_made:
                 self.run_dir.mkdir(exist_ok=True)
                 self._run_dir_made = True
-            if path.exists():
+            try:
+                os.mkdir(path)
+            except FileExistsError:
                 kill_cgroup(path)  # left by a supervisor of this run that crashed mid-step
-            path.mkdir()
+                os.mkdir(path)
             tree.cgroup = path
         except OSError as exc:
             log.warning("cannot create cgroup %s (%s): the step is tracked by its session", path, exc.strerror)
@@ -230,15 +267,32 @@ class TreeTracker:
         return [_SHELL, "-c", _JOIN_NO_PWD, procs, *argv]
 
     def started(self, tree: StepTree, pid: int) -> None:
-        stat = read_stat(pid)
-        tree.leader, tree.leader_start = pid, stat.start if stat is not None else 0
-        if tree.cgroup is None:  # with a cgroup, the watchdog finds the tree in the run's directory
+        tree.leader = pid
+        if tree.cgroup is None:  # a cgroup needs neither: its membership is exact, and the watchdog
+            stat = read_stat(pid)  # finds the tree in the run's directory
+            tree.leader_start = stat.start if stat is not None else 0
             self.watchdog.leader(pid, tree.leader_start)
 
     def members(self, tree: StepTree) -> list[int]:
         """The tree's live processes (zombies left out: they hold nothing and cannot be killed)."""
         if tree.cgroup is not None:
             return _cgroup_members(tree.cgroup)
+        if tree.emptied:
+            return []
+        return self._session_members(tree)
+
+    def left_behind(self, tree: StepTree) -> list[int]:
+        """`members`, once the leader is reaped.  An empty cgroup is kept for the next attempt
+        (`prepare`), and the tree is over."""
+        if tree.cgroup is not None:
+            populated = _populated(tree.cgroup)
+            alive = [] if populated is False else _cgroup_members(tree.cgroup)
+            if populated is False or (populated is None and not alive):
+                self._idle.append(tree.cgroup)
+                tree.cgroup, tree.emptied = None, True
+            return alive  # populated with no member of its own: a sub-run's cgroup under it, see release
+        if tree.emptied:
+            return []
         return self._session_members(tree)
 
     def _session_members(self, tree: StepTree) -> list[int]:
@@ -272,29 +326,23 @@ class TreeTracker:
                 pass
         return len(pids)
 
-    def cpu_sec(self, tree: StepTree) -> float | None:
-        """CPU time of every process the tree ever held, when its cgroup counts it."""
-        if tree.cgroup is None:
-            return None
-        return cgroup_cpu_sec(tree.cgroup)
-
     def release(self, tree: StepTree) -> None:
         """The attempt is over: kill anything left (there should be nothing) and remove the cgroup."""
         if tree.cgroup is not None:
             kill_cgroup(tree.cgroup)
             tree.cgroup = None
-        elif tree.leader:
+        elif tree.leader and not tree.emptied:
             self.watchdog.gone(tree.leader)
 
     def close(self) -> None:
-        """The run is over: stop the watchdog and remove the run's cgroup directory (empty by now)."""
+        """The run is over: stop the watchdog and remove the run's cgroup directory with the step
+        cgroups in it (empty by now: every attempt was reaped; were one not, what it left dies
+        here, as it would with the watchdog)."""
         self.watchdog.close()
+        self._idle.clear()
+        if self._run_dir_made and self.run_dir is not None:
+            kill_cgroup(self.run_dir)
         self._run_dir_made = False
-        if self.run_dir is not None:
-            try:
-                self.run_dir.rmdir()
-            except OSError:
-                pass
 
 
 def _write(path: Path, value: str) -> bool:
@@ -303,21 +351,6 @@ def _write(path: Path, value: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def cgroup_cpu_sec(path: Path) -> float | None:
-    """CPU seconds a cgroup has used: v2 `cpu.stat` usage_usec, or v1 `cpuacct.usage` (ns)."""
-    try:
-        for line in (path / "cpu.stat").read_text().splitlines():
-            key, _, value = line.partition(" ")
-            if key == "usage_usec":
-                return int(value) / 1e6
-    except (OSError, ValueError):
-        pass
-    try:
-        return int((path / "cpuacct.usage").read_text()) / 1e9
-    except (OSError, ValueError):
-        return None
 
 
 def kill_cgroup(path: Path, timeout: float = 2.0) -> int:

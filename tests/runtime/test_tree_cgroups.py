@@ -1,0 +1,92 @@
+"""Step cgroups of one run: an empty one serves the next attempt, one with a process in it never does.
+
+Against the host's real cgroup hierarchy (skipped where none is writable)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dagu.process.tree import TreeTracker
+
+
+@pytest.fixture
+def tracker(tmp_path: Path):
+    found = TreeTracker(str(tmp_path / "run"))
+    if found.run_dir is None:
+        found.close()
+        pytest.skip("no writable cgroup on this host")
+    yield found
+    found.close()
+
+
+def _sleeper_in(cgroup: Path) -> subprocess.Popen:
+    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    (cgroup / "cgroup.procs").write_text(str(proc.pid))
+    return proc
+
+
+def _end(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait()
+
+
+def test_an_emptied_cgroup_serves_the_next_attempt_and_a_busy_one_does_not(tracker: TreeTracker) -> None:
+    first, second = tracker.prepare(), tracker.prepare()
+    assert first.cgroup is not None and second.cgroup is not None and first.cgroup != second.cgroup
+    leader = _sleeper_in(first.cgroup)
+    tracker.started(first, leader.pid)
+    _end(leader)
+    used = first.cgroup
+    assert tracker.left_behind(first) == [] and first.emptied and first.cgroup is None
+    assert tracker.prepare().cgroup == used  # nothing was left in it
+
+    leader, stray = _sleeper_in(second.cgroup), _sleeper_in(second.cgroup)
+    tracker.started(second, leader.pid)
+    _end(leader)
+    try:
+        assert tracker.left_behind(second) == [stray.pid]
+        assert tracker.prepare().cgroup not in (second.cgroup, used)  # still holds the stray
+        busy = second.cgroup
+        tracker.release(second)  # kills the stray and removes the cgroup
+        assert stray.wait(timeout=5) == -signal.SIGKILL
+        assert not busy.exists()
+    finally:
+        if stray.poll() is None:
+            _end(stray)
+
+
+def test_close_removes_every_step_cgroup_and_the_runs(tracker: TreeTracker) -> None:
+    trees = [tracker.prepare() for _ in range(3)]
+    for tree in trees:
+        assert tracker.left_behind(tree) == []  # never used: empty, kept for later
+    run_dir = tracker.run_dir
+    assert run_dir is not None and len(os.listdir(run_dir)) > 3  # step-1..3 and the cgroup files
+    tracker.close()
+    assert not run_dir.exists()
+
+
+def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: TreeTracker) -> None:
+    """A forked sub-DAG supervisor makes its own run's cgroups under its step's: a process alive
+    down there (its supervisor gone) keeps the step's cgroup from serving another attempt, and
+    releasing the step kills it."""
+    tree = tracker.prepare()
+    assert tree.cgroup is not None
+    nested = tree.cgroup / "dagu-run-sub" / "step-1"
+    nested.mkdir(parents=True)
+    orphan = _sleeper_in(nested)
+    try:
+        assert tracker.left_behind(tree) == []  # none of the step's own
+        assert not tree.emptied and tree.cgroup is not None
+        assert tracker.prepare().cgroup != tree.cgroup
+        used = tree.cgroup
+        tracker.release(tree)
+        assert orphan.wait(timeout=5) == -signal.SIGKILL
+        assert not used.exists()
+    finally:
+        if orphan.poll() is None:
+            _end(orphan)
