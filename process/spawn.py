@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from dagu.spec.records import dataclass
 from dagu.process import accounting
+from dagu.process import exec_child
 from dagu.process import limits as limits_mod
 from dagu.process import sandbox
 from dagu.process.fork import ForkedProcess, fork_child
@@ -217,6 +218,8 @@ class Children:
             try:
                 if entry is not None:
                     popen: subprocess.Popen | ForkedProcess = fork_child(entry, env, cwd, out, err, preexec)
+                elif preexec is None:
+                    popen = exec_child.start(words, program, env, cwd, out, err)
                 else:
                     popen = subprocess.Popen(words, executable=program, stdin=subprocess.DEVNULL, stdout=out,
                                              stderr=err, cwd=cwd, env=env, start_new_session=True, close_fds=True,
