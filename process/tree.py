@@ -66,6 +66,9 @@ _JOIN_NO_PWD = _JOIN.format(pwd="unset PWD; ")
 _POSIX_SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"})
 _JOIN_LINE = 'echo $$ 2>/dev/null >{procs} || {{ echo "dagu: cannot join the step\'s cgroup" >&2; exit 125; }}; '
 
+# Empty step cgroups kept for later attempts: enough for the steps a run usually has running at
+# once; the end of a wide fan-out removes the rest as they empty, not all at the run's end.
+_IDLE_KEPT = 16
 _JOIN_PWD = _JOIN.format(pwd='PWD=$1; export PWD; shift; ')
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -288,7 +291,10 @@ class TreeTracker:
             populated = _populated(tree.cgroup)
             alive = [] if populated is False else _cgroup_members(tree.cgroup)
             if populated is False or (populated is None and not alive):
-                self._idle.append(tree.cgroup)
+                if len(self._idle) < _IDLE_KEPT:
+                    self._idle.append(tree.cgroup)
+                else:
+                    kill_cgroup(tree.cgroup)
                 tree.cgroup, tree.emptied = None, True
             return alive  # populated with no member of its own: a sub-run's cgroup under it, see release
         if tree.emptied:
@@ -339,6 +345,11 @@ class TreeTracker:
         cgroups in it (empty by now: every attempt was reaped; were one not, what it left dies
         here, as it would with the watchdog)."""
         self.watchdog.close()
+        for path in self._idle:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass  # whatever is in it: the next line kills it
         self._idle.clear()
         if self._run_dir_made and self.run_dir is not None:
             kill_cgroup(self.run_dir)

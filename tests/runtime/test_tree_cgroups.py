@@ -90,3 +90,14 @@ def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: Tr
     finally:
         if orphan.poll() is None:
             _end(orphan)
+
+
+def test_only_a_few_emptied_cgroups_are_kept(tracker: TreeTracker) -> None:
+    """A wide fan-out removes its cgroups as they empty, instead of keeping them all to the end."""
+    trees = [tracker.prepare() for _ in range(40)]
+    paths = [tree.cgroup for tree in trees]
+    for tree in trees:
+        assert tracker.left_behind(tree) == []
+    kept = [path for path in paths if path is not None and path.exists()]
+    assert 0 < len(kept) < 40
+    assert {tracker.prepare().cgroup for _ in kept} == set(kept)
