@@ -1,5 +1,5 @@
 """`python -m dagu` is the same entry point as the `dagu` command."""
 
-from dagu.cli import main
+from dagu.cli import run
 
-raise SystemExit(main())
+run()

@@ -406,6 +406,31 @@ COMMANDS = {
 }
 
 
+def run() -> None:
+    """The `dagu` command: `main`, then an exit without the interpreter's teardown.
+
+    Tearing down every module and collecting every object costs 15-30 ms at the end of each
+    command (a fifth of a `dagu validate`), and none of it matters once a command is done:
+    what it wrote is closed, and synced where that matters.  What a normal exit does first
+    still happens: the exit handlers run and the standard streams are flushed.  While a
+    non-daemon thread still runs (it may hold work a normal exit would wait for), the exit is
+    the normal one."""
+    code = main()
+    threading = sys.modules.get("threading")
+    if threading is not None and any(thread.is_alive() and not thread.daemon and thread is not threading.main_thread()
+                                     for thread in threading.enumerate()):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
+            pass
+    os._exit(code)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv == ["--version"]:  # answered before argparse is even imported

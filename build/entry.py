@@ -29,6 +29,6 @@ def restore_environment(environ=os.environ) -> None:
 restore_environment()
 sys.path.append(os.path.join(getattr(sys, "_MEIPASS", ""), "tzdata.zip"))
 
-from dagu.cli import main  # noqa: E402  (after the environment is restored)
+from dagu.cli import run  # noqa: E402  (after the environment is restored)
 
-raise SystemExit(main())
+run()
