@@ -365,8 +365,7 @@ def test_compile_imports_no_client_and_the_example_compiles(env: Env) -> None:
     example = ROOT / "examples" / "http.yaml"
     res = env.run("compile", str(example))
     assert res.returncode == 0, res.stdout + res.stderr
-    probe = ("import sys, runpy; sys.argv = ['dagu', 'compile', sys.argv[1]]\n"
-             "try:\n    runpy.run_module('dagu', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+    probe = ("import sys\nfrom dagu.cli import main\nmain(['compile', sys.argv[1]])\n"  # main: `dagu` itself exits at once
              "print(sorted(m for m in ('requests', 'urllib3', 'jq', 'jinja2') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe, str(example)], capture_output=True, text=True,
                          env=env.env, cwd=env.dir, timeout=60)
