@@ -66,11 +66,11 @@ _JOIN_NO_PWD = _JOIN.format(pwd="unset PWD; ")
 _POSIX_SHELLS = frozenset({"sh", "bash", "dash", "ash", "ksh", "mksh", "zsh"})
 _JOIN_LINE = 'echo $$ 2>/dev/null >{procs} || {{ echo "dagu: cannot join the step\'s cgroup" >&2; exit 125; }}; '
 
+_JOIN_PWD = _JOIN.format(pwd='PWD=$1; export PWD; shift; ')
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 # Empty step cgroups kept for later attempts: enough for the steps a run usually has running at
 # once; the end of a wide fan-out removes the rest as they empty, not all at the run's end.
 _IDLE_KEPT = 16
-_JOIN_PWD = _JOIN.format(pwd='PWD=$1; export PWD; shift; ')
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def safe_name(text: str) -> str:
