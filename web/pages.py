@@ -8,10 +8,15 @@ what a page shows and what /api/v1 returns cannot disagree.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, redirect, render_template, url_for
 
-from dagu.service import overview
+from dagu.service import overview, reading
+from dagu.service import ServiceError
 from dagu.web.context import web_context
+
+LOG_PAGE_BYTES = 64 * 1024  # as web/static/run.js's LOG_PAGE
 
 bp = Blueprint("pages", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static")
@@ -34,8 +39,24 @@ def dag(name: str):
 
 @bp.get("/runs/<dag>/<run_id>")
 def run(dag: str, run_id: str):
+    home = web_context().home
+    detail = overview.run_detail(home, dag, run_id)
     return render_template("run.html", dag=dag, run_id=run_id,
-                           initial=overview.run_detail(web_context().home, dag, run_id))
+                           initial={**detail, "log": _first_log(home, dag, run_id, detail)})
+
+
+def _first_log(home: str, dag: str, run_id: str, detail: dict[str, Any]) -> dict[str, Any] | None:
+    """The tail of the log the page shows first (the first step with an attempt, stdout), so its
+    first paint has it rather than a fetch after the paint; the JSON API serves the rest."""
+    step = next((sid for sid, state in detail["steps"].items() if state["attempts"]), None)
+    if step is None:
+        return None
+    try:
+        chunk = reading.tail(home, dag, run_id, step, reading.STDOUT, limit=LOG_PAGE_BYTES)
+    except (OSError, ServiceError):
+        return None  # the page fetches it, and shows why it cannot
+    return {"step": step, "stream": reading.STDOUT, "offset": chunk.offset, "next_offset": chunk.next_offset,
+            "size": chunk.size, "text": chunk.data.decode("utf-8", errors="replace")}
 
 
 @bp.get("/queues")

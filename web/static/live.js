@@ -80,7 +80,7 @@ dagu.live = function (topics, onChange) {
         if (last) {
           const changed = topics.filter((t) => res.fingerprints[t] !== last[t]);
           if (changed.length) onChange(changed);
-        }
+        } else onChange(topics);  /* as on "hello": catch up with what changed before the first look */
         last = res.fingerprints;
       } catch (e) { show("offline", "off"); }
       setTimeout(tick, 1000);
@@ -89,7 +89,9 @@ dagu.live = function (topics, onChange) {
   }
   if (!window.EventSource) { poll(); return; }
   const source = new EventSource("/api/v1/events?" + query);
-  source.addEventListener("hello", () => show("live", "on"));
+  /* "hello" opens (and reopens) the stream: what changed since the page's data was read, before
+   * the stream watched, would otherwise never be told, so the page reads its topics once more. */
+  source.addEventListener("hello", () => { show("live", "on"); onChange(topics); });
   source.addEventListener("change", (ev) => onChange(JSON.parse(ev.data).topics));
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED) poll(); else show("reconnecting", "off");

@@ -102,11 +102,11 @@
     return dagu.api(`${base}/steps/${encodeURIComponent(log.step)}/log?stream=${log.stream}&offset=${offset}&limit=${limit}`);
   }
 
-  async function openLog(step) {
+  async function openLog(step, given) {
     log.step = step;
     document.getElementById("log-which").textContent = step;
     try {
-      const chunk = await dagu.api(`${base}/steps/${encodeURIComponent(step)}/log?stream=${log.stream}&tail=${LOG_PAGE}`);
+      const chunk = given || await dagu.api(`${base}/steps/${encodeURIComponent(step)}/log?stream=${log.stream}&tail=${LOG_PAGE}`);
       log.start = chunk.offset; log.end = chunk.next_offset; log.size = chunk.size;
       document.getElementById("log").textContent = chunk.text;
     } catch (e) { document.getElementById("log").textContent = e.message; log.start = log.end = 0; }
@@ -150,7 +150,8 @@
   render();
   showRange();
   const first = Object.values(run.steps).find((s) => s.attempts.length);
-  if (first) openLog(first.id);
+  const given = run.log && first && run.log.step === first.id && run.log.stream === log.stream ? run.log : undefined;
+  if (first) openLog(first.id, given);  // the page came with that log's tail: no fetch for the first paint
   dagu.live([`run:${dagName}/${runId}`, `logs:${dagName}/${runId}`], async (changed) => {
     if (changed.includes(`run:${dagName}/${runId}`)) { run = await dagu.api(base); render(); }
     if (changed.includes(`logs:${dagName}/${runId}`)) follow();
