@@ -98,3 +98,14 @@ def test_search_never_shows_a_folder_whose_name_is_not_a_run_id(client, data: Da
     (data.home / "runs" / "hello" / ".h1-hidden").mkdir()
     runs = body(client.get("/api/v1/search?q=h1"))["runs"]
     assert [r["run_id"] for r in runs if r["dag"] == "hello"] == ["h1"]
+
+
+def test_a_run_page_comes_with_the_tail_of_the_log_it_shows_first(client) -> None:
+    html = client.get("/runs/hello/h1").get_data(as_text=True)
+    initial = json.loads(html.split('id="initial-data">', 1)[1].split("</script>", 1)[0])
+    log = initial["log"]
+    assert (log["step"], log["stream"], log["offset"]) == ("greet", "stdout", 0)
+    assert log["text"].startswith("hello world\n1\n2\n") and log["next_offset"] == log["size"] == len(log["text"])
+    api = client.get("/api/v1/runs/hello/h1/steps/greet/log?stream=stdout&tail=65536").get_json()
+    assert {k: api[k] for k in ("offset", "next_offset", "size", "text")} == \
+        {k: log[k] for k in ("offset", "next_offset", "size", "text")}  # what the API would have sent
