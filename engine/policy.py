@@ -6,6 +6,7 @@ succeeds, fails or is aborted because the run is stopping.  The two questions
 that need I/O, whether a repeat condition holds and whether a stdout line
 matches continue_on.output, are asked through callables, only when the
 decision depends on them; everything else is plain data in, a `Decision` out.
+And once no step can start: the run's final status, and which handlers run after it.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ from typing import Callable
 
 from dagu.spec.records import dataclass
 from dagu.engine.graph import Node
-from dagu.store.state import ABORTED, FAILED, RUNNING, SUCCEEDED, WAITING
+from dagu.store.state import ABORTED, FAILED, PARTIAL, RUNNING, SUCCEEDED, WAITING
 
 REPEAT, RETRY, SUCCEED, WAIT, CONTINUE, ABORT, FAIL = "repeat", "retry", "succeed", "wait", "continue", "abort", "fail"
+# The handler_on entries that run, in order, after a run ends with each status.
+HANDLERS_AFTER = {SUCCEEDED: ("success", "exit"), PARTIAL: ("success", "exit"), FAILED: ("failure", "exit"),
+                  ABORTED: ("abort", "exit"), WAITING: ("wait",)}
 
 
 @dataclass(frozen=True)
@@ -111,3 +115,18 @@ def decide(node: Node, end: AttemptEnd, condition_holds: Callable[[], bool | Non
         return Decision(CONTINUE, SUCCEEDED if mark else FAILED, reason=why + "; the run continues (continue_on)",
                         tolerated=not mark)
     return Decision(FAIL, FAILED, reason=why)
+
+
+def run_outcome(stop_reason: str | None, timeout_sec: float | None, outcome: tuple[str, list[str]],
+                run_id: str) -> tuple[str, str | None]:
+    """The run's final status and the error that says why, from why it was stopped (a signal,
+    its timeout) if it was, else from its steps' outcome (`StepGraph.outcome`)."""
+    if stop_reason == "signal":
+        return ABORTED, None
+    if stop_reason == "timeout":
+        return FAILED, f"the DAG ran over its timeout_sec of {timeout_sec or 0:g} s"
+    final, waiting = outcome
+    if waiting:
+        return final, (f"waiting for approval of step(s) {', '.join(waiting)}: "
+                       f"dagu approve {run_id} STEP, or dagu reject {run_id} STEP")
+    return final, None

@@ -43,7 +43,7 @@ from dagu.executors.base import ExecutorError, StepResult
 from dagu.process import limits as limits_mod
 from dagu.process.spawn import Children, Reaped, parse_signal
 from dagu.store.runs import Journal, hostname
-from dagu.store.state import ABORTED, FAILED, MISSED, NOT_STARTED, PARTIAL, SKIPPED, SUCCEEDED, WAITING, RunStatus
+from dagu.store.state import ABORTED, FAILED, MISSED, NOT_STARTED, SKIPPED, SUCCEEDED, WAITING, RunStatus
 
 DEFAULT_GRACE_SEC = 5.0
 SNAPSHOT_EVERY_SEC = 2.0
@@ -190,8 +190,7 @@ class Supervisor:
 
     def _finish(self, final: str, handlers: tuple[str, ...] | None = None) -> RunStatus:
         if handlers is None:
-            handlers = {SUCCEEDED: ("success", "exit"), PARTIAL: ("success", "exit"), FAILED: ("failure", "exit"),
-                        ABORTED: ("abort", "exit"), WAITING: ("wait",)}[final]
+            handlers = policy.HANDLERS_AFTER[final]
         self.status.status = final  # handlers see DAG_RUN_STATUS
         for h in handlers:
             if h not in self.dag.handlers:
@@ -211,15 +210,8 @@ class Supervisor:
         return self.status
 
     def _final_status(self) -> str:
-        if self.stop_reason == "signal":
-            return ABORTED
-        if self.stop_reason == "timeout":
-            self.error = f"the DAG ran over its timeout_sec of {self.dag.timeout_sec:g} s"
-            return FAILED
-        final, waiting = self.graph.outcome()
-        if waiting:
-            self.error = (f"waiting for approval of step(s) {', '.join(waiting)}: "
-                          f"dagu approve {self.ctx.run_id} STEP, or dagu reject {self.ctx.run_id} STEP")
+        final, error = policy.run_outcome(self.stop_reason, self.dag.timeout_sec, self.graph.outcome(), self.ctx.run_id)
+        self.error = error or self.error
         return final
 
     # ------------------------------------------------------------------ the loop

@@ -9,7 +9,7 @@ from dagu.engine import policy
 from dagu.engine.graph import Node
 from dagu.engine.policy import AttemptEnd, backoff_delay, decide
 from dagu.spec.plan import ContinueOn, Matcher, RepeatPolicy, RetryPolicy, Step
-from dagu.store.state import ABORTED, FAILED, RUNNING, SUCCEEDED, WAITING
+from dagu.store.state import ABORTED, FAILED, PARTIAL, RUNNING, SUCCEEDED, WAITING
 
 
 def node(**kw) -> Node:
@@ -111,3 +111,18 @@ def test_a_retry_waits_its_backed_off_interval() -> None:
     n = node(retry_policy=RetryPolicy(limit=5, interval_sec=1, backoff=2))
     n.tries = 2
     assert decide(n, AttemptEnd(1)).delay == 4
+
+
+def test_the_run_outcome_is_the_stop_reason_first_then_the_steps() -> None:
+    succeeded = (SUCCEEDED, [])
+    assert policy.run_outcome("signal", None, (FAILED, []), "r1") == (ABORTED, None)
+    assert policy.run_outcome("timeout", 2.5, succeeded, "r1") == (FAILED, "the DAG ran over its timeout_sec of 2.5 s")
+    assert policy.run_outcome(None, None, succeeded, "r1") == (SUCCEEDED, None)
+    status, error = policy.run_outcome(None, None, (WAITING, ["gate", "ship"]), "r7")
+    assert status == WAITING and "gate, ship" in error and "dagu approve r7 STEP" in error
+
+
+def test_handlers_after_each_final_status() -> None:
+    assert policy.HANDLERS_AFTER[SUCCEEDED] == policy.HANDLERS_AFTER[PARTIAL] == ("success", "exit")
+    assert policy.HANDLERS_AFTER[FAILED] == ("failure", "exit")
+    assert policy.HANDLERS_AFTER[ABORTED] == ("abort", "exit") and policy.HANDLERS_AFTER[WAITING] == ("wait",)
