@@ -7,11 +7,12 @@ bookkeeping a Popen object keeps for its own wait().  On a chain of short steps 
 of the supervisor's time per step.
 
 `start` passes fork_exec exactly what Popen passes for stdin=DEVNULL, two output descriptors,
-`cwd`, `env`, start_new_session=True, close_fds=True and restore_signals=True (so the child is
-the same: a session leader, /dev/null on stdin, no other descriptor, SIGPIPE and SIGXFSZ back to
-their defaults), and raises what Popen raises when the exec fails.  fork_exec is CPython's
-private function, with the arguments of 3.11 (the frozen binary's Python); on any other Python
-`start` is Popen.  tests/runtime/test_exec_child.py holds the two side by side.
+`cwd`, `env`, start_new_session=True, close_fds=True, restore_signals=True and a preexec_fn
+(so the child is the same: a session leader, /dev/null on stdin, no other descriptor, SIGPIPE
+and SIGXFSZ back to their defaults), and raises what Popen raises when the exec fails.
+fork_exec is CPython's private function, with the arguments of 3.11 (the frozen binary's
+Python); on any other Python `start` is Popen.  tests/runtime/test_exec_child.py holds the two
+side by side.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import builtins
 import os
 import subprocess
 import sys
-from typing import Any
+from typing import Any, Callable
 
 from dagu.process.fork import ForkedProcess
 
@@ -31,12 +32,13 @@ else:  # pragma: no cover - the argument list differs elsewhere
 
 
 def start(argv: list[str], program: str, env: dict[str, str], cwd: str, stdout: int, stderr: int,
-          use_popen: bool = False) -> "subprocess.Popen | ForkedProcess":
+          preexec: Callable[[], None] | None = None, use_popen: bool = False) -> "subprocess.Popen | ForkedProcess":
     """Start `program` with `argv` (raises OSError as Popen would); the handle's `pid` and
-    `returncode` are all the caller uses."""
+    `returncode` are all the caller uses.  `preexec` runs in the child before the exec, as
+    Popen's preexec_fn (and, as there, costs a full fork instead of a vfork)."""
     if _fork_exec is None or use_popen:
         return subprocess.Popen(argv, executable=program, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                cwd=cwd, env=env, start_new_session=True, close_fds=True)
+                                cwd=cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=preexec)
     env_list = []
     for key, value in env.items():
         name = os.fsencode(key)
@@ -50,7 +52,7 @@ def start(argv: list[str], program: str, env: dict[str, str], cwd: str, stdout: 
             try:
                 pid = _fork_exec(argv, (os.fsencode(program),), True, (errpipe_write,), cwd, env_list,
                                  devnull, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
-                                 True, True, -1, None, None, None, -1, None, True)
+                                 True, True, -1, None, None, None, -1, preexec, True)
             finally:
                 os.close(errpipe_write)
             failure = _read_failure(errpipe_read)

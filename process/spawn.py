@@ -218,12 +218,8 @@ class Children:
             try:
                 if entry is not None:
                     popen: subprocess.Popen | ForkedProcess = fork_child(entry, env, cwd, out, err, preexec)
-                elif preexec is None:
-                    popen = exec_child.start(words, program, env, cwd, out, err)
                 else:
-                    popen = subprocess.Popen(words, executable=program, stdin=subprocess.DEVNULL, stdout=out,
-                                             stderr=err, cwd=cwd, env=env, start_new_session=True, close_fds=True,
-                                             preexec_fn=preexec)
+                    popen = exec_child.start(words, program, env, cwd, out, err, preexec)
             except BaseException:
                 self.trees.release(tree)
                 raise

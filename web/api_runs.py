@@ -7,6 +7,8 @@ path is built: `../x`, absolute paths and NUL bytes are refused with 400.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 
 from dagu.service import control, overview, reading, runs
@@ -57,8 +59,13 @@ def step_log(dag: str, run_id: str, step: str):
         return Response(chunk.data, mimetype="application/octet-stream",
                         headers={"X-Offset": str(chunk.offset), "X-Next-Offset": str(chunk.next_offset),
                                  "X-Size": str(chunk.size)})
-    return jsonify({"step": step, "stream": stream, "offset": chunk.offset, "next_offset": chunk.next_offset,
-                    "size": chunk.size, "text": chunk.data.decode("utf-8", errors="replace")})
+    return jsonify(log_body(step, stream, chunk))
+
+
+def log_body(step: str, stream: str, chunk: reading.LogChunk) -> dict[str, Any]:
+    """A log chunk as the API sends it (and the run page embeds its first one)."""
+    return {"step": step, "stream": stream, "offset": chunk.offset, "next_offset": chunk.next_offset,
+            "size": chunk.size, "text": chunk.data.decode("utf-8", errors="replace")}
 
 
 @bp.post("/<dag>/<run_id>/stop")

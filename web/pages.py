@@ -14,6 +14,7 @@ from flask import Blueprint, redirect, render_template, url_for
 
 from dagu.service import overview, reading
 from dagu.service import ServiceError
+from dagu.web.api_runs import log_body
 from dagu.web.context import web_context
 
 LOG_PAGE_BYTES = 64 * 1024  # as web/static/run.js's LOG_PAGE
@@ -55,8 +56,7 @@ def _first_log(home: str, dag: str, run_id: str, detail: dict[str, Any]) -> dict
         chunk = reading.tail(home, dag, run_id, step, reading.STDOUT, limit=LOG_PAGE_BYTES)
     except (OSError, ServiceError):
         return None  # the page fetches it, and shows why it cannot
-    return {"step": step, "stream": reading.STDOUT, "offset": chunk.offset, "next_offset": chunk.next_offset,
-            "size": chunk.size, "text": chunk.data.decode("utf-8", errors="replace")}
+    return log_body(step, reading.STDOUT, chunk)
 
 
 @bp.get("/queues")

@@ -45,8 +45,14 @@ def s3_client(server: Server):  # noqa: ANN201 (a boto3 client, imported lazily)
                         aws_access_key_id="test", aws_secret_access_key="test")
 
 
-def s3_defaults(server: Server, bucket: str) -> str:
-    """The top of a workflow whose s3 steps talk to `server` (8-space indented, for dedent)."""
+def s3_defaults(server: Server, bucket: str, secret_from: str | None = None) -> str:
+    """The top of a workflow whose s3 steps talk to `server` (8-space indented, for dedent);
+    with `secret_from`, the secret key comes from that environment variable as a secret."""
+    secret = f"""secrets:
+          - name: AWS_SECRET_ACCESS_KEY
+            provider: env
+            key: {secret_from}
+        """ if secret_from else ""
     return f"""
         s3:
           endpoint: http://127.0.0.1:{server.port}
@@ -56,4 +62,4 @@ def s3_defaults(server: Server, bucket: str) -> str:
         env:
           - DUMMY_KEY: s  # moto checks no signature: a dummy credential, not a secret
           - AWS_ACCESS_KEY_ID: AKIAEXAMPLE
-        """
+        {secret}"""

@@ -44,11 +44,7 @@ def test_a_large_upload_is_multipart_and_comes_back_byte_identical(env: Env, s3_
     _bucket(s3_server, "big")
     data = os.urandom(12 * 1024 * 1024 + 123)
     (env.dir / "big.bin").write_bytes(data)
-    env.write("up.yaml", s3_defaults(s3_server, "big") + """
-        secrets:
-          - name: AWS_SECRET_ACCESS_KEY
-            provider: env
-            key: MY_SECRET
+    env.write("up.yaml", s3_defaults(s3_server, "big", secret_from="MY_SECRET") + """
         steps:
           - id: up
             type: s3

@@ -324,11 +324,7 @@ def test_the_frozen_s3_step_type_puts_and_gets_an_object(host: Host, tmp_path: P
     try:
         s3_client(server).create_bucket(Bucket="frozen")
         (host.dir / "in.txt").write_text("carried by a frozen dagu\n")
-        host.write("s3.yaml", s3_defaults(server, "frozen") + """
-        secrets:
-          - name: AWS_SECRET_ACCESS_KEY
-            provider: env
-            key: MY_SECRET
+        host.write("s3.yaml", s3_defaults(server, "frozen", secret_from="MY_SECRET") + """
         steps:
           - id: up
             type: s3

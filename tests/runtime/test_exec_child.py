@@ -23,12 +23,12 @@ PROBE = ('echo "env=$(env | sort | tr "\\n" ,)"; echo "cwd=$(pwd -P)"; echo "fds
 
 
 def _run(tmp_path: Path, use_popen: bool, argv: list[str], program: str, env: dict[str, str],
-         cwd: str) -> tuple[int, str, str]:
+         cwd: str, preexec=None) -> tuple[int, str, str]:
     out_path, err_path = tmp_path / f"out{use_popen}", tmp_path / f"err{use_popen}"
     out = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     err = os.open(err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        handle = exec_child.start(argv, program, env, cwd, out, err, use_popen=use_popen)
+        handle = exec_child.start(argv, program, env, cwd, out, err, preexec, use_popen=use_popen)
     finally:
         os.close(out)
         os.close(err)
@@ -82,6 +82,21 @@ def test_a_missing_program_and_a_missing_directory_raise_as_with_popen(tmp_path:
         with pytest.raises(PermissionError) as denied:
             _run(tmp_path, use_popen, ["plain"], str(plain), {}, str(tmp_path))
         assert denied.value.filename == str(plain)
+
+
+def test_a_preexec_runs_in_the_child_before_the_exec(tmp_path: Path) -> None:
+    """What limits a step (its rlimits) is set between fork and exec: the program sees it, the caller does not."""
+    import resource
+
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, before[1]))
+
+    for use_popen in (False, True):
+        code, out, _ = _run(tmp_path, use_popen, ["sh", "-c", "ulimit -n"], "/bin/sh", {}, str(tmp_path), limit)
+        assert (code, out) == (0, "64\n")
+    assert resource.getrlimit(resource.RLIMIT_NOFILE) == before
 
 
 def test_an_equals_sign_in_a_variable_name_is_refused_before_the_fork(tmp_path: Path) -> None:

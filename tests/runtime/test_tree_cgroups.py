@@ -24,10 +24,21 @@ def tracker(tmp_path: Path):
     found.close()
 
 
-def _sleeper_in(cgroup: Path) -> subprocess.Popen:
-    proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
-    (cgroup / "cgroup.procs").write_text(str(proc.pid))
-    return proc
+@pytest.fixture
+def sleeper_in(tracker: TreeTracker):
+    """Start a `sleep` in a cgroup; every one still running is killed when the test ends."""
+    started: list[subprocess.Popen] = []
+
+    def start(cgroup: Path) -> subprocess.Popen:
+        proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
+        started.append(proc)
+        (cgroup / "cgroup.procs").write_text(str(proc.pid))
+        return proc
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
 
 def _end(proc: subprocess.Popen) -> None:
@@ -35,29 +46,26 @@ def _end(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def test_an_emptied_cgroup_serves_the_next_attempt_and_a_busy_one_does_not(tracker: TreeTracker) -> None:
+def test_an_emptied_cgroup_serves_the_next_attempt_and_a_busy_one_does_not(tracker: TreeTracker,
+                                                                          sleeper_in) -> None:
     first, second = tracker.prepare(), tracker.prepare()
     assert first.cgroup is not None and second.cgroup is not None and first.cgroup != second.cgroup
-    leader = _sleeper_in(first.cgroup)
+    leader = sleeper_in(first.cgroup)
     tracker.started(first, leader.pid)
     _end(leader)
     used = first.cgroup
     assert tracker.left_behind(first) == [] and first.emptied and first.cgroup is None
     assert tracker.prepare().cgroup == used  # nothing was left in it
 
-    leader, stray = _sleeper_in(second.cgroup), _sleeper_in(second.cgroup)
+    leader, stray = sleeper_in(second.cgroup), sleeper_in(second.cgroup)
     tracker.started(second, leader.pid)
     _end(leader)
-    try:
-        assert tracker.left_behind(second) == [stray.pid]
-        assert tracker.prepare().cgroup not in (second.cgroup, used)  # still holds the stray
-        busy = second.cgroup
-        tracker.release(second)  # kills the stray and removes the cgroup
-        assert stray.wait(timeout=5) == -signal.SIGKILL
-        assert not busy.exists()
-    finally:
-        if stray.poll() is None:
-            _end(stray)
+    assert tracker.left_behind(second) == [stray.pid]
+    assert tracker.prepare().cgroup not in (second.cgroup, used)  # still holds the stray
+    busy = second.cgroup
+    tracker.release(second)  # kills the stray and removes the cgroup
+    assert stray.wait(timeout=5) == -signal.SIGKILL
+    assert not busy.exists()
 
 
 def test_close_removes_every_step_cgroup_and_the_runs(tracker: TreeTracker) -> None:
@@ -70,7 +78,7 @@ def test_close_removes_every_step_cgroup_and_the_runs(tracker: TreeTracker) -> N
     assert not run_dir.exists()
 
 
-def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: TreeTracker) -> None:
+def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: TreeTracker, sleeper_in) -> None:
     """A forked sub-DAG supervisor makes its own run's cgroups under its step's: a process alive
     down there (its supervisor gone) keeps the step's cgroup from serving another attempt, and
     releasing the step kills it."""
@@ -78,18 +86,14 @@ def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: Tr
     assert tree.cgroup is not None
     nested = tree.cgroup / "dagu-run-sub" / "step-1"
     nested.mkdir(parents=True)
-    orphan = _sleeper_in(nested)
-    try:
-        assert tracker.left_behind(tree) == []  # none of the step's own
-        assert not tree.emptied and tree.cgroup is not None
-        assert tracker.prepare().cgroup != tree.cgroup
-        used = tree.cgroup
-        tracker.release(tree)
-        assert orphan.wait(timeout=5) == -signal.SIGKILL
-        assert not used.exists()
-    finally:
-        if orphan.poll() is None:
-            _end(orphan)
+    orphan = sleeper_in(nested)
+    assert tracker.left_behind(tree) == []  # none of the step's own
+    assert not tree.emptied and tree.cgroup is not None
+    assert tracker.prepare().cgroup != tree.cgroup
+    used = tree.cgroup
+    tracker.release(tree)
+    assert orphan.wait(timeout=5) == -signal.SIGKILL
+    assert not used.exists()
 
 
 def test_only_a_few_emptied_cgroups_are_kept(tracker: TreeTracker) -> None:
