@@ -79,18 +79,14 @@ def read_text(path: str) -> str:
 
 
 def write_migration(migration: Migration) -> None:
-    """Replace the file with its migrated text: same line endings, BOM and permissions; atomic."""
+    """Replace the file with its migrated text: same line endings, BOM and permissions, by the
+    store's one atomic write (imported here: only `dagu migrate --write` writes)."""
+    from dagu.store.runs import write_atomic
+
     path = migration.path
     with open(path, "rb") as fh:
-        bom = fh.read(3) == b"\xef\xbb\xbf"
-    mode = os.stat(path).st_mode & 0o7777
-    tmp = f"{path}.migrate.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
-        fh.write(migration.after)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+        bom = "\ufeff" if fh.read(3) == b"\xef\xbb\xbf" else ""
+    write_atomic(path, bom + migration.after, mode=os.stat(path).st_mode & 0o7777)
 
 
 def migrate_file(path: str) -> Migration:
