@@ -29,7 +29,11 @@ from __future__ import annotations
 import dataclasses
 import reprlib
 from operator import attrgetter
-from typing import Any, Callable
+from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 _CHEAP_OPTIONS = frozenset({"init", "repr", "eq", "frozen"})
 _MISSING = dataclasses.MISSING
@@ -102,7 +106,15 @@ def _set_new(cls: type, name: str, method: Callable[..., Any]) -> None:
 
 
 def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool) -> str:
-    """Compile `__init__`; returns its parameter names for a missing docstring."""
+    """Give the class an `__init__` that is compiled when it is first called; returns the
+    parameter names, for a missing docstring.
+
+    Compiling an `__init__` costs ~90 us, and most plan, state and engine classes are never
+    instantiated by a given command (a plain `dagu start` makes a third of the ones it
+    imports), so each is compiled by its first call instead.  Until then the class carries a
+    `__signature__` hook that compiles it, so `inspect.signature` sees the real one."""
+    if "__init__" in cls.__dict__:
+        return ", ".join(f.name for f in fields if f.init)
     names: dict[str, Any] = {"__dataclass_HAS_FACTORY__": _HAS_FACTORY}
     annotations: dict[str, Any] = {}
     params, lines = [], []
@@ -135,10 +147,43 @@ def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool) ->
         lines.insert(0, "    __dataclass_dict__ = self.__dict__")
     if hasattr(cls, "__post_init__"):
         lines.append("    self.__post_init__()")
-    exec(f"def __init__(self{', ' if params else ''}{', '.join(params)}):\n" + ("\n".join(lines) or "    pass"), names)
-    names["__init__"].__annotations__ = {**annotations, "return": None}
-    _set_new(cls, "__init__", names["__init__"])
+    source = f"def __init__(self{', ' if params else ''}{', '.join(params)}):\n" + ("\n".join(lines) or "    pass")
+    compiled: list[Callable[..., None]] = []
+
+    def compile_init() -> Callable[..., None]:
+        if not compiled:
+            exec(source, names)
+            real = names["__init__"]
+            real.__annotations__ = {**annotations, "return": None}
+            real.__qualname__ = f"{cls.__qualname__}.__init__"
+            compiled.append(real)
+            if cls.__dict__.get("__init__") is __init__:
+                cls.__init__ = real  # type: ignore[misc]
+            if isinstance(cls.__dict__.get("__signature__"), _CompilesInit):
+                delattr(cls, "__signature__")
+        return compiled[0]
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        compile_init()(self, *args, **kwargs)
+
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = __init__  # type: ignore[misc]
+    if "__signature__" not in cls.__dict__:
+        cls.__signature__ = _CompilesInit(compile_init)  # type: ignore[attr-defined]
     return ", ".join(annotations)
+
+
+class _CompilesInit:
+    """`__signature__` of a class whose `__init__` is not compiled yet: reading it (as
+    `inspect.signature` does first) compiles it and gives None, so inspect goes on to the real
+    `__init__`, exactly as for the standard decorator's classes."""
+
+    def __init__(self, compile_init: Callable[[], Any]) -> None:
+        self._compile_init = compile_init
+
+    def __get__(self, instance: Any, owner: type) -> None:
+        self._compile_init()
+        return None
 
 
 def _repr_for(cls: type, names: tuple[str, ...]) -> Callable[[Any], str]:

@@ -180,3 +180,32 @@ def test_a_field_without_default_after_one_with_is_refused_as_the_standard_does(
             """Bad order."""
             a: int = 0
             b: int
+
+
+def test_init_is_compiled_at_first_use_and_behaves_the_same_before() -> None:
+    """The __init__ is compiled by the first call (or the first inspect.signature), not by the decorator."""
+
+    def make(decorate: Callable[..., Any]) -> type:
+        @decorate(frozen=True)
+        class Late:
+            """Never instantiated until the test says so."""
+            name: str
+            parts: tuple = ()
+            tags: list = field(default_factory=list)
+        return Late
+
+    ours, theirs = make(records.dataclass), make(dataclasses.dataclass)
+    assert "name" not in ours.__init__.__code__.co_varnames, "not compiled by the decorator"
+
+    class Sub(ours):  # a plain subclass made before the first instance inherits the same __init__
+        pass
+
+    assert Sub("s").name == "s" and Sub("s") != ours("s"), "eq compares the class, as the standard one does"
+    assert "name" in ours.__init__.__code__.co_varnames, "the first call compiled it into the class"
+    assert ours("a", (1,)) == ours("a", (1,)) and ours("a").tags == []
+    with pytest.raises(TypeError):
+        ours()  # the compiled __init__ checks its arguments as the standard one does
+    fresh = make(records.dataclass)
+    assert str(inspect.signature(fresh)) == str(inspect.signature(theirs)), "signature compiles it first"
+    assert "name" in fresh.__init__.__code__.co_varnames
+    assert "__signature__" not in fresh.__dict__, "the hook goes once the __init__ is compiled"
