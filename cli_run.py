@@ -13,9 +13,12 @@ import json
 import os
 import sys
 import time
-from typing import Any
 
 from dagu.settings import dagu_home
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 EXIT_OK, EXIT_FAILED = 0, 1
 

@@ -16,9 +16,13 @@ notices it.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.spec.records import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 CONFIG_FILE = "config.yaml"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import field
-from typing import Any
 
 from dagu.spec.records import dataclass
 from dagu.engine.inprocess import Ticket
@@ -19,6 +18,10 @@ from dagu.process import limits as limits_mod
 from dagu.process.accounting import Usage
 from dagu.process.spawn import signal_name
 from dagu.spec.plan import Dag, Step
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(eq=False)

@@ -9,11 +9,14 @@ a worker thread when a condition runs a command (see Supervisor._check_on_thread
 from __future__ import annotations
 
 import subprocess
-from typing import Any
 
 from dagu.engine.evaluate import Scope, render
 from dagu.executors.matching import matches_text, number
 from dagu.spec.plan import Condition, Matcher
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["matches", "number", "runs_commands", "unmet"]
 

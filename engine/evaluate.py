@@ -16,9 +16,13 @@ import json
 import os
 import subprocess
 from dataclasses import field
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from dagu.spec.records import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class EvalError(Exception):

@@ -11,7 +11,7 @@ releases nothing until a decision resumes the run.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from dagu.spec.records import dataclass
 from dagu.spec.plan import Step

@@ -8,11 +8,15 @@ the first subscriber.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
-
 from dagu.engine.secrets import Masker
 from dagu.store.runs import Journal
 from dagu.store.state import RunStatus, apply
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any, Protocol
+else:
+    Protocol = object  # the protocols here are for type checkers: at run time, plain classes
 
 
 class RunHook(Protocol):

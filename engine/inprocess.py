@@ -14,10 +14,14 @@ import os
 import queue
 import threading
 from dataclasses import field
-from typing import Any, Callable
+from collections.abc import Callable
 
 from dagu.spec.records import dataclass
 from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_WORKERS = 8
 

@@ -16,10 +16,14 @@ import re
 import sys
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.engine.run_context import RunContext
 from dagu.store.state import FAILED, PARTIAL, SUCCEEDED, RunStatus
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 SEND_TIMEOUT_SEC = 10.0  # per mail, unless the smtp: block says `timeout`
 ATTACH_TAIL_BYTES = 1 << 20  # of each log file: the end, where the error is

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from dagu.engine.evaluate import EvalError, Scope, render
 from dagu.spec.plan import Param

@@ -11,7 +11,7 @@ And once no step can start: the run's final status, and which handlers run after
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from dagu.spec.records import dataclass
 from dagu.engine.graph import Node

@@ -8,8 +8,9 @@ to a small pool and is woken (through its self-pipe) when one is decided.
 from __future__ import annotations
 
 import queue
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 

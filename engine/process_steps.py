@@ -10,7 +10,7 @@ reason in the step's stderr log.
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from dagu.engine import subrun
 from dagu.engine.attempt import Attempt

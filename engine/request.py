@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
 
 from dagu.engine.evaluate import EvalError, Scope, render, render_value
 from dagu.engine.run_context import RunContext
 from dagu.executors.base import ExecutorError, ResolvedCall, ResolvedRoute, StepRequest
 from dagu.spec.plan import Step
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def item_text(item: Any) -> str:

@@ -8,7 +8,7 @@ approver's inputs as outputs, and a router its choice.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from dagu.engine.evaluate import StepFacts
 from dagu.engine.graph import StepGraph

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import field
-from typing import Mapping
+from collections.abc import Mapping
 
 from dagu.spec.records import dataclass
 from dagu.process import sandbox

@@ -12,7 +12,7 @@ import os
 import re
 import time
 from dataclasses import field
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from dagu.spec.records import dataclass
 from dagu.engine.evaluate import EvalError

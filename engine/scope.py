@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from dagu.engine import conditions
 from dagu.engine.evaluate import EvalError, Scope, StepFacts, render, resolve_path

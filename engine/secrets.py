@@ -20,11 +20,15 @@ runs, with a message naming the secret and never its value.
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.bounded_read import read_regular
 from dagu.engine.evaluate import EvalError, resolve_path
 from dagu.spec.plan import Dag
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 MASK = "*****"
 MAX_SECRET_BYTES = 64 * 1024

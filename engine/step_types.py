@@ -10,11 +10,15 @@ refusing the run up front means no step has had side effects first.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
 
 from dagu.spec.records import dataclass
 from dagu.executors import catalog
 from dagu.spec.plan import Dag, Step
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

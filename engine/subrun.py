@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
 
 from dagu.engine.run_context import RunContext
 from dagu.launch.base import RETRY, START, RunRequest
 from dagu.spec.plan import Plan
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 FORK_SWITCH = "DAGU_SUBRUN_FORK"
 

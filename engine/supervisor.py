@@ -23,7 +23,6 @@ import selectors
 import signal
 import time
 from collections import deque
-from typing import Any
 
 from dagu.engine import conditions, notify, policy
 from dagu.engine.attempt import Attempt, ended_fields
@@ -44,6 +43,10 @@ from dagu.process import limits as limits_mod
 from dagu.process.spawn import Children, Reaped, parse_signal
 from dagu.store.runs import Journal, hostname
 from dagu.store.state import ABORTED, FAILED, MISSED, NOT_STARTED, SKIPPED, SUCCEEDED, WAITING, RunStatus
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_GRACE_SEC = 5.0
 SNAPSHOT_EVERY_SEC = 2.0

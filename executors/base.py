@@ -19,9 +19,15 @@ from __future__ import annotations
 
 import threading
 from dataclasses import field
-from typing import Any, Callable, Mapping, Protocol, TextIO
+from collections.abc import Callable, Mapping
 
 from dagu.spec.records import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any, Protocol, TextIO
+else:
+    Protocol = object  # the protocols here are for type checkers: at run time, plain classes
 
 
 class ExecutorError(Exception):

@@ -15,9 +15,13 @@ executor module because build/dagu.spec collects all of `dagu.*`.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.spec.records import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 PROCESS = "process"  # the executor says which processes to start; the supervisor runs them
 IN_PROCESS = "in_process"  # the executor runs on a worker thread of the supervisor (http, sql, ...)

@@ -9,7 +9,7 @@ the router executor use it without importing the engine.
 from __future__ import annotations
 
 import re
-from typing import Callable
+from collections.abc import Callable
 
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,

@@ -14,9 +14,15 @@ server, or an approver's terminal, never becomes a supervisor.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Protocol, Sequence
+from collections.abc import Sequence
 
 from dagu.spec.records import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Protocol
+else:
+    Protocol = object  # the protocols here are for type checkers: at run time, plain classes
 
 START, RESUME, RETRY, START_QUEUED, MISSED, RESTART = "start", "resume", "retry", "start-queued", "missed", "restart"
 OPS = (START, RESUME, RETRY, START_QUEUED, MISSED, RESTART)

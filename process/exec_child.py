@@ -21,9 +21,13 @@ import builtins
 import os
 import subprocess
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
 
 from dagu.process.fork import ForkedProcess
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 if sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11):
     from _posixsubprocess import fork_exec as _fork_exec

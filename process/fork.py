@@ -39,7 +39,7 @@ import gc
 import os
 import signal
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from dagu.process import limits, tree
 

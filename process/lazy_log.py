@@ -7,7 +7,10 @@ reads as it would with `logging.getLogger(__name__)`.
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+
 
 
 class LazyLogger:

@@ -25,7 +25,7 @@ import signal
 import time
 from dataclasses import fields
 from pathlib import Path
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from dagu.process.lazy_log import LazyLogger
 from dagu.spec.digest import sha1_hex

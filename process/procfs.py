@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 from dagu.spec.records import dataclass
 

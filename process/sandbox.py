@@ -31,7 +31,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from dagu.spec.records import dataclass
 

@@ -27,7 +27,7 @@ import selectors
 import signal
 import subprocess
 import time
-from typing import Any, Callable
+from collections.abc import Callable
 
 from dagu.spec.records import dataclass
 from dagu.process import accounting
@@ -36,6 +36,10 @@ from dagu.process import limits as limits_mod
 from dagu.process import sandbox
 from dagu.process.fork import ForkedProcess, fork_child
 from dagu.process.tree import StepTree, TreeTracker
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass

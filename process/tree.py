@@ -43,7 +43,7 @@ import signal
 import time
 from dataclasses import field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from dagu.process.lazy_log import LazyLogger
 from dagu.spec.digest import sha1_hex
@@ -51,6 +51,10 @@ from dagu.spec.records import dataclass
 from dagu.process.procfs import read_stat, scan_processes
 from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
 from dagu.process.watchdog import Watchdog, kill_leaders
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 log = LazyLogger(__name__)
 

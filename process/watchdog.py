@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 from dagu.process.lazy_log import LazyLogger
 

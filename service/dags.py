@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import field
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
 
 from dagu.spec.records import dataclass
 from dagu.service import BadRequest, ServiceError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
     from dagu.service.dag_index import DagIndex
     from dagu.spec.plan import Plan

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 from dagu.spec.digest import sha256_hex
 from dagu.spec.records import dataclass

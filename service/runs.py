@@ -11,12 +11,13 @@ import os
 import re
 import shlex
 import time
-from typing import TYPE_CHECKING, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from dagu.spec.records import dataclass
 from dagu.service import ServiceError
 from dagu.store.runs import Store, StoreError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:  # launch/ is imported by the detached calls only: `dagu start` does not need it
     from dagu.launch.base import LaunchedRun, Launcher
     from dagu.engine.runner import Outcome

@@ -18,9 +18,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-from typing import Any
 
 from dagu.store.records import RecordError, check_event
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 TORN_SUFFIX = ".torn"
 

@@ -12,16 +12,20 @@ runtime must not load jsonschema): a table of fields and the types they take.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from dagu.store.state import Attempt, RunStatus, StepState
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class RecordError(ValueError):
     """One record is not what the state format says; the message names the field."""
 
 
-Check = Callable[[Any], bool]
+Check = Callable[[object], bool]
 
 
 def _is_int(v: Any) -> bool:

@@ -26,7 +26,7 @@ import json
 import os
 import time
 from dataclasses import asdict, field
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from dagu.spec.records import dataclass
 from dagu.settings import ConfigError, RetentionSettings, load_settings

@@ -22,7 +22,7 @@ import json
 import os
 import time
 from dataclasses import field
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from dagu.spec.records import dataclass
 from dagu.settings import dagu_home
@@ -31,6 +31,10 @@ from dagu.store.journal import (DiskFullError, Journal, StoreError, read_events,
                                 write_all)
 from dagu.store.records import RecordError, status_from_record
 from dagu.store.state import QUEUED, RUN_FINAL, WAITING, RunStatus, apply
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 TOMBSTONE = ".deleting-"  # prefix of a run directory being deleted (see Store.bury)
 STATE_FORMAT = 1

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 LOW_SPACE_BYTES = 16 * 1024  # fewer free bytes than this: the disk counts as full
 RESERVE_BYTES = 64 * 1024  # enough for the final events of a run (a few hundred bytes each)

@@ -10,9 +10,12 @@ journal means.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Any
 
 from dagu.spec.records import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Run statuses.  Values match upstream Dagu v2's DAG_RUN_STATUS spelling.
 QUEUED = "queued"
