@@ -16,7 +16,7 @@ import re
 from dataclasses import field
 from typing import Any, Iterable, NamedTuple
 
-import yaml
+from dagu.compiler.yaml_import import yaml
 
 from dagu.spec.digest import sha256_hex
 from dagu.spec.records import dataclass
