@@ -13,10 +13,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import field
-from typing import Any, Callable
+from collections.abc import Callable
 
 from dagu.spec.records import dataclass
 from dagu.compiler.step_types import is_known
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    Any = object  # the aliases below are built at run time; for type checkers this is typing.Any
 
 Rel = tuple[Any, ...]  # a place inside the step, e.g. ("with", "url")
 Entry = tuple[str, Any, Rel]  # (step key, value, where the value is in the file)

@@ -43,13 +43,19 @@ from __future__ import annotations
 
 import os
 from dataclasses import field
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from dagu.spec.records import dataclass
 from dagu.compiler.codes import CODES
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import Diagnostic, Reporter
 from dagu.compiler.loader import Document, SourceFile, Span, SpanIndex, read_source
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    Any = object  # the aliases below are built at run time; for type checkers this is typing.Any
 
 Path = tuple[Any, ...]
 

@@ -22,11 +22,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import field
-from typing import Any
 
 from dagu.spec.records import dataclass
 from dagu.compiler.loader import Document, SourceFile, Span
 from dagu.compiler.steps import StepDraft, flatten
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 _PLAIN_REF = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_ .@/-]*(?<! )$")
 _FLOW_UNSAFE = re.compile(r"[,\[\]{}]|: | #|^[-?:&*!|>'\"%@`]")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import field
-from typing import Any
 
 from dagu.spec.records import dataclass
 from dagu.compiler.diagnostics import Reporter, span_of
 from dagu.compiler.expressions import is_plain, parse_template
 from dagu.compiler.loader import Document, SourceFile
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    Any = object  # the aliases below are built at run time; for type checkers this is typing.Any
 
 Path = tuple[Any, ...]
 

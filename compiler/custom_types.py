@@ -17,10 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
 
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import span_of
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 _INPUT_PATH = re.compile(r"^\.input((?:\.[A-Za-z_][A-Za-z0-9_-]*)*)$")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import field
-from typing import Any
 
 from dagu.spec.records import dataclass
 from dagu.bounded_read import read_regular
@@ -25,6 +24,10 @@ from dagu.compiler.steps import StepDefaults, StepDraft, build_step, flatten
 from dagu.executors.catalog import TYPE_DEFAULT_KEYS
 from dagu.spec.names import DAG_NAME_MAX, QUEUE_NAME_RULE, dag_name_problem, queue_name_problem
 from dagu.spec.plan import Dag, SourceRef, Step
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 HANDLERS = ("init", "success", "failure", "abort", "exit", "wait")
 

@@ -8,12 +8,14 @@ positions it lacks).  Messages come only from the catalogue in `codes.py`.
 from __future__ import annotations
 
 from dataclasses import field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from dagu.spec.records import dataclass
 from dagu.compiler.codes import CODES
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
+    from typing import Any
     from dagu.compiler.loader import Document, SourceFile, Span
 
 

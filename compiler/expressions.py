@@ -27,9 +27,14 @@ from __future__ import annotations
 import functools
 import re
 
-from typing import TYPE_CHECKING, Any
 
 from dagu.spec.records import dataclass
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    Any = object  # the aliases below are built at run time; for type checkers this is typing.Any
 
 if TYPE_CHECKING:
     from lark import Lark

@@ -13,7 +13,6 @@ which alone would break the 250 ms budget of `dagu compile` on a small file.
 from __future__ import annotations
 
 import graphlib
-from typing import Any
 
 from dagu.spec.records import dataclass
 from dagu.compiler.context import DocContext
@@ -22,6 +21,10 @@ from dagu.compiler.legacy import LEGACY_CODES
 from dagu.compiler.steps import (
     ID_MAX_BYTES, NAME_MAX_BYTES, RESERVED_IDS, STEP_ID, WRITTEN_ID, StepDraft, declares_depends,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Why a DAG has its type (see `dagu explain default-type`).
 WRITTEN, READ_AS_1X, DEFAULT = "written", "1.x", "default"

@@ -21,11 +21,16 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 from dagu.spec.records import dataclass
 from dagu.compiler.loader import Document, Span
 from dagu.compiler.schema_check import is_simple_step, load_schema
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    Any = object  # the aliases below are built at run time; for type checkers this is typing.Any
 
 Path = tuple[Any, ...]
 

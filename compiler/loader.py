@@ -14,7 +14,8 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import field
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from collections import namedtuple
 
 from dagu.compiler.yaml_import import yaml
 
@@ -22,6 +23,12 @@ from dagu.spec.digest import sha256_hex
 from dagu.spec.records import dataclass
 from dagu.bounded_read import MAX_WORKFLOW_BYTES, read_regular
 from dagu.compiler.diagnostics import Reporter
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    Any = object  # the aliases below are built at run time; for type checkers this is typing.Any
 
 Path = tuple[Any, ...]
 
@@ -91,19 +98,17 @@ _SYNTAX_HINTS = {
 }
 
 
-class Span(NamedTuple):
-    """A node's place in the file: 1-based line/column, and character offsets.
+class Span(namedtuple("Span", "line col start end style", defaults=(None,))):
+    """A node's place in the file: 1-based `line`/`col` (ints), `start`/`end` character offsets
+    (ints), and the scalar `style`: None (plain), "'", '"', "|" or ">".
 
     A named tuple rather than a frozen dataclass: the loader makes one per
     node (about 100,000 for a 10,000-step file), and a tuple is built in a
-    fraction of the time.
+    fraction of the time.  collections' rather than typing's: `dagu validate`
+    does not import typing (issue 17).
     """
 
-    line: int
-    col: int
-    start: int
-    end: int
-    style: str | None = None  # scalar style: None (plain), "'", '"', "|", ">"
+    __slots__ = ()
 
 
 class _NodeTree:

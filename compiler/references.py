@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import field
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from dagu.spec.records import dataclass
 from dagu.compiler.context import DocContext, TemplateRef

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
 
 from dagu.compiler.context import DocContext, Path
 from dagu.spec.plan import CronEntry, Schedule
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 SHORTCUTS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
 _FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")

@@ -14,11 +14,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import TYPE_CHECKING, Any, Iterable
+from collections.abc import Iterable
 
 from dagu.compiler.context import DocContext
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
+    from typing import Any
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
 

@@ -18,7 +18,7 @@ diagnostics point at what the user wrote.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
 
 from dagu.compiler.context import DocContext, scalar_text
 from dagu.compiler.diagnostics import span_of
@@ -27,6 +27,12 @@ from dagu.compiler.legacy import (
 )
 from dagu.compiler.loader import SourceFile
 from dagu.compiler.schema_check import show_value, where
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
+else:
+    Any = object  # the aliases below are built at run time; for type checkers this is typing.Any
 
 if TYPE_CHECKING:
     from dagu.compiler.actions import ActionProblem

@@ -10,13 +10,17 @@ accepts comes from its catalogue line (dagu.executors.catalog).
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.compiler.context import DocContext, Path
 from dagu.compiler.step_types import (
     APPROVAL, APPROVAL_TYPES, FORMAT_ONLY_TYPES, is_known, known_names, runnable_names,
 )
 from dagu.executors.catalog import TYPE_SPECIFIC_KEYS, StepType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 _LANDS = "this type becomes valid the day its executor lands (a line in dagu.executors.catalog)"
 

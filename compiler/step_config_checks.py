@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import importlib
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.compiler.context import DocContext, Path
 from dagu.compiler.diagnostics import span_of
 from dagu.executors.catalog import StepProblem, StepType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def run_check(ctx: DocContext, path: Path, raw: Mapping[str, Any], line: StepType, step_id: str) -> None:

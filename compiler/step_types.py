@@ -18,10 +18,14 @@ The catalogue module imports nothing, so reading it loads no executor.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.executors.catalog import FORMAT_ONLY_TYPES, StepType, by_name
 from dagu.executors.catalog import runnable_names as _catalogue_names
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 # Upstream's human-in-the-loop step: waits for a decision, then succeeds (approve) or fails (reject).
 APPROVAL_TYPES = frozenset({"hitl", "approval", "wait"})

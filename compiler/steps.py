@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import signal
 from dataclasses import field
-from typing import Any, Mapping
+from collections.abc import Mapping
 
 from dagu.spec.records import dataclass
 from dagu.compiler.context import DocContext, Path, scalar_text
@@ -21,6 +21,10 @@ from dagu.compiler.step_checks import (check_call, check_config, check_ignored_k
 from dagu.compiler.step_types import APPROVAL, APPROVAL_CONFIG_SCHEMA, entry, is_known, step_type
 from dagu.compiler import values
 from dagu.spec.plan import Call, ContinueOn, EnvVar, Parallel, Route, Step
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 STEP_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")  # a map key, or a name that can stand as the id
 WRITTEN_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")  # an `id:` (spec 009), at most ID_MAX_BYTES

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Any
 
 from dagu.compiler.context import DocContext, Path, scalar_text
 from dagu.spec.plan import (
     Condition, ContinueOn, EnvVar, Matcher, Param, RepeatPolicy, RetryPolicy,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h|d)")
 _UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

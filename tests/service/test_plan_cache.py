@@ -41,19 +41,19 @@ def test_unchanged_file_reuses_its_plan_without_the_compiler_or_yaml(env: Env) -
     assert len(list((env.home / "plans" / "cache").iterdir())) == 1
 
 
-def test_a_reuse_loads_neither_typing_nor_inspect(env: Env) -> None:
-    """What a small run's start-up is kept from (issue 17): typing (the run path's annotations are
-    for type checkers only), inspect with ast, dis and tokenize (dataclasses imports it for a
-    docstring that dagu.spec.records writes itself), ipaddress (urllib.parse's, for URLs with a
-    bracketed host), and the __init__ of every record class the run never makes."""
+def test_a_start_loads_neither_typing_nor_inspect(env: Env) -> None:
+    """What a small run's start-up is kept from (issue 17), whether it compiles or reuses the plan:
+    typing (the annotations are for type checkers only), inspect with ast, dis and tokenize
+    (dataclasses imports it for a docstring that dagu.spec.records writes itself), ipaddress
+    (urllib.parse's, for URLs with a bracketed host)."""
     env.write("main.yaml", MAIN.replace("${GREETING}", "hello"))
-    start(env, "main.yaml")
-    done, compiled = start(env, "main.yaml")
-    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
-    after_site = next(i for i, line in enumerate(lines) if line.endswith("| site")) + 1
-    imported = {line.rsplit("|", 1)[1].strip() for line in lines[after_site:]}  # not an editable install's finder
-    assert not compiled and "dagu.engine.supervisor" in imported, "the probe sees a real run's imports"
-    assert sorted(imported & {"typing", "inspect", "ast", "dis", "tokenize", "ipaddress"}) == []
+    for should_compile in (True, False):
+        done, compiled = start(env, "main.yaml")
+        lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+        after_site = next(i for i, line in enumerate(lines) if line.endswith("| site")) + 1
+        imported = {line.rsplit("|", 1)[1].strip() for line in lines[after_site:]}  # not an editable install's finder
+        assert compiled is should_compile and "dagu.engine.supervisor" in imported, "the probe sees a real run"
+        assert sorted(imported & {"typing", "inspect", "ast", "dis", "tokenize", "ipaddress"}) == []
     assert out(env) == ["hello", "hello"]
 
 
