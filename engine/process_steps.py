@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from dagu.engine import subrun
 from dagu.engine.attempt import Attempt
 from dagu.engine.graph import Node
 from dagu.engine.run_context import RunContext
@@ -39,8 +38,11 @@ class ProcessSteps:
                     env = {**env, "TMPDIR": scratch}  # the root, /tmp included, is read-only in the sandbox
                     argv = self.strict.wrap(argv, launch.cwd, [run.logs, os.path.dirname(launch.stdout), scratch])
                 entry = None  # a sub-DAG run: supervised in a fork of this process when that is safe
-                if launch.run is not None and subrun.fork_allowed(self.ctx, self.busy_threads()):
-                    entry = subrun.entry_for(launch.run, self.ctx)
+                if launch.run is not None:
+                    from dagu.engine import subrun  # sub-DAG calls only (imported before any fork)
+
+                    if subrun.fork_allowed(self.ctx, self.busy_threads()):
+                        entry = subrun.entry_for(launch.run, self.ctx)
                 child = self.children.start((node, att), argv, env, launch.cwd, launch.stdout, launch.stderr,
                                             att.limits if launch.sandboxed else None,
                                             f"{self.ctx.run_id}.{node.key}.{node.attempt}", tag=launch, entry=entry)

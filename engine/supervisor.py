@@ -24,7 +24,7 @@ import signal
 import time
 from collections import deque
 
-from dagu.engine import conditions, notify, policy
+from dagu.engine import conditions, policy
 from dagu.engine.attempt import Attempt, ended_fields
 from dagu.engine.evaluate import EvalError, StepFacts
 from dagu.engine.graph import Node, StepGraph
@@ -34,7 +34,6 @@ from dagu.engine.request import resolve_request
 from dagu.engine.run_context import RunContext
 from dagu.engine.process_steps import ProcessSteps
 from dagu.engine.preconditions import PreconditionChecker
-from dagu.engine.restore import restore
 from dagu.engine.scope import Scopes
 from dagu.engine.step_types import ExecutorLookup, known, load_executor, type_of, unsupported
 from dagu.executors import catalog
@@ -61,8 +60,10 @@ class Supervisor:
         self.dag = ctx.dag
         self.status = status
         self.hooks = Hooks(JournalHook(journal, status, ctx.masker))
-        if notify.wanted(ctx):  # mail_on / mail_on_error: the run's summary by e-mail
-            self.hooks.subscribe(notify.NotifyHook(ctx, status))
+        if ctx.dag.settings.get("error_mail") or ctx.dag.settings.get("info_mail"):
+            from dagu.engine import notify  # only a run that may mail imports it (issue 17)
+            if notify.wanted(ctx):  # mail_on / mail_on_error: the run's summary by e-mail
+                self.hooks.subscribe(notify.NotifyHook(ctx, status))
         self.executors = executors
         self.graph = StepGraph(ctx.dag.steps, ctx.dag.order)
         self.nodes = self.graph.nodes
@@ -150,6 +151,7 @@ class Supervisor:
                   params=[f"{k}={v}" for k, v in ctx.params], retry=retry and not ctx.resume, resume=ctx.resume,
                   steps=[[s.id, s.name] for s in self.dag.steps])
         if retry:
+            from dagu.engine.restore import restore  # a retry or resume only
             restore(self.graph, self.scopes, ctx.retry_of, ctx.resume, lambda sid: self.emit("step_reset", step=sid))
         self.flush(force=True)
         if ctx.missed:  # the scheduler missed ticks: say so where runs are read, and notify
