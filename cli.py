@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from typing import Any, Sequence
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+# commands that serve until stopped: they keep the collector's usual pace from the start (dagu/startup.py)
+LONG_LIVED = frozenset({"scheduler", "server", "start-all", "worker", "zygote"})
 
 
 class UsageError(Exception):
@@ -438,6 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     command = next((word for word in argv if not word.startswith("-")), None)
     _defer_modules()
+    if command not in LONG_LIVED:
+        from dagu.startup import setting_up
+
+        setting_up()
     from dagu.cli_parser import build_parser
 
     parser = build_parser(command if command in COMMANDS else None)

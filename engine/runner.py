@@ -26,6 +26,7 @@ from dagu.engine.leftovers import reap_dead_runs
 from dagu.process.tree import attempt_leaders, reap_run
 from dagu.engine.run_context import RunContext, build_context
 from dagu.engine.supervisor import Supervisor
+from dagu.startup import set_up
 from dagu.spec.plan import Dag, Plan, dump_plan
 
 
@@ -369,6 +370,7 @@ def _supervise(ctx: RunContext, status: RunStatus, run: RunDir, problems: list[s
         for hook in hooks:
             supervisor.hooks.subscribe(hook)
         watch = SpaceWatch(run.path, lambda free: _disk_full(supervisor, journal, run, free)).start()
+        set_up()  # everything the run needs is imported: back to the usual collector (dagu/startup.py)
         try:
             supervisor.run()
         except StoreError as exc:  # the disk is full or the data dir vanished
