@@ -46,7 +46,6 @@ from dataclasses import field
 from collections.abc import Iterable, Iterator, Mapping
 
 from dagu.spec.records import dataclass
-from dagu.compiler.codes import CODES
 from dagu.compiler.context import DocContext
 from dagu.compiler.diagnostics import Diagnostic, Reporter
 from dagu.compiler.loader import Document, SourceFile, Span, SpanIndex, read_source
@@ -122,6 +121,8 @@ class BaseConfigs:
 
     def _read(self, path: str) -> BaseConfig | None:
         if BASE_CONFIG_ENV in self.environ and not os.path.isfile(path):
+            from dagu.compiler.codes import CODES
+
             entry = CODES["base-config-missing"]
             self.reporter.add(Diagnostic(
                 file=path, line=1, col=1, severity=entry.severity, code=entry.name,

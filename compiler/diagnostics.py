@@ -11,7 +11,6 @@ from dataclasses import field
 from collections.abc import Iterable, Sequence
 
 from dagu.spec.records import dataclass
-from dagu.compiler.codes import CODES
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
@@ -59,6 +58,8 @@ class Reporter:
 
     def _make(self, file: str, line: int, col: int, code: str, notes: Iterable[str],
               source_line: str, width: int, severity: str | None, fields: dict[str, Any]) -> None:
+        from dagu.compiler.codes import CODES  # on the first problem: a clean file never loads the catalogue
+
         entry = CODES[code]
         self.add(Diagnostic(
             file=file, line=line, col=col,

@@ -20,7 +20,6 @@ from dagu import __version__
 from dagu.compiler.base_config import BaseConfigs, overlay
 from dagu.compiler.context import DocContext
 from dagu.compiler.dagfile import CompiledDoc, compile_document
-from dagu.compiler.codes import CODES
 from dagu.compiler.diagnostics import Diagnostic, Reporter, span_of
 from dagu.compiler.graph import suggest
 from dagu.compiler.loader import SourceFile, read_source
@@ -57,6 +56,8 @@ def _compile_unit(path: str, reporter: Reporter, bases: BaseConfigs, main: bool,
     """One file's documents; `main`: the file whose first document is the plan's main DAG."""
     base_path = bases.path_for(path)
     if base_path is not None and base_path == os.path.abspath(path):
+        from dagu.compiler.codes import CODES
+
         entry = CODES["base-config-not-a-dag"]
         reporter.add(Diagnostic(
             file=path, line=1, col=1, severity=entry.severity, code=entry.name,

@@ -6,7 +6,6 @@ import json
 from collections.abc import Sequence
 
 from dagu import __version__
-from dagu.compiler.codes import CODES
 from dagu.compiler.diagnostics import Diagnostic
 
 FORMATS = ("text", "json", "github", "sarif")
@@ -74,6 +73,8 @@ def render_github(diags: Sequence[Diagnostic], checked: int) -> str:
 
 def render_sarif(diags: Sequence[Diagnostic], checked: int) -> str:
     """SARIF 2.1.0, the format code-scanning services import."""
+    from dagu.compiler.codes import CODES  # the catalogue is loaded by a report that needs it
+
     used = sorted({d.code for d in diags})
     rules = [
         {
