@@ -28,6 +28,7 @@ def restore_environment(environ=os.environ) -> None:
 
 restore_environment()
 sys.path.append(os.path.join(getattr(sys, "_MEIPASS", ""), "tzdata.zip"))
+sys.path.append(os.path.join(getattr(sys, "_MEIPASS", ""), "late"))  # ctypes: see late_ctypes in dagu.spec
 
 from dagu.cli import run  # noqa: E402  (after the environment is restored)
 
