@@ -129,12 +129,10 @@ static void cache_root(char *out) {
 
 /* ---- checking an unpacked copy against its manifest ---- */
 
-static int entry_matches(const char *root, char kind, unsigned long long ino, unsigned long long size,
+static int entry_matches(int root_fd, char kind, unsigned long long ino, unsigned long long size,
                          long long ctime_s, long ctime_ns, unsigned mode, const char *rel) {
-    char path[PATH_MAX];
     struct stat st;
-    join(path, root, rel);
-    if (lstat(path, &st) != 0) return 0;
+    if (fstatat(root_fd, rel, &st, AT_SYMLINK_NOFOLLOW) != 0) return 0;
     if (st.st_uid != owner || st.st_mode != mode || (!S_ISLNK(st.st_mode) && (st.st_mode & 022))) return 0;
     if ((unsigned long long)st.st_ino != ino || st.st_ctim.tv_sec != ctime_s || st.st_ctim.tv_nsec != ctime_ns)
         return 0;
@@ -157,25 +155,30 @@ static int copy_is_intact(const char *root, uint64_t file_count) {
     int ok = 1;
     uint64_t files = 0, top = 0;
     char line[PATH_MAX + 128];
+    int root_fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (root_fd < 0) ok = 0;
     if (!fgets(line, sizeof line, fh) || strcmp(line, "dagu-manifest 1\n") != 0) ok = 0;
     while (ok && fgets(line, sizeof line, fh)) {
-        char kind, rel[PATH_MAX];
-        unsigned long long ino, size;
-        long long cs;
-        long cns;
-        unsigned mode;
+        /* "K INO SIZE CTIME_S CTIME_NS MODE(octal) REL": parsed by hand, sscanf was most of the check's time */
         size_t n = strlen(line);
-        if (n == 0 || line[n - 1] != '\n') { ok = 0; break; }
+        if (n < 3 || line[n - 1] != '\n' || line[1] != ' ') { ok = 0; break; }
         line[n - 1] = '\0';
-        if (sscanf(line, "%c %llu %llu %lld %ld %o %4095[^\n]", &kind, &ino, &size, &cs, &cns, &mode, rel) != 7) {
-            ok = 0;
-            break;
+        char kind = line[0], *p = line + 2, *end;
+        unsigned long long fields[5];
+        for (int i = 0; ok && i < 5; i++) {
+            errno = 0;
+            fields[i] = i == 2 ? (unsigned long long)strtoll(p, &end, 10) : strtoull(p, &end, i == 4 ? 8 : 10);
+            if (end == p || *end != ' ' || errno) ok = 0;
+            p = end + 1;
         }
-        ok = entry_matches(root, kind, ino, size, cs, cns, mode, rel);
+        if (!ok || *p == '\0') { ok = 0; break; }
+        ok = entry_matches(root_fd, kind, fields[0], fields[1], (long long)fields[2], (long)fields[3],
+                           (unsigned)fields[4], p);
         files += kind == 'f';
-        top += strchr(rel, '/') == NULL;
+        top += strchr(p, '/') == NULL;
     }
     fclose(fh);
+    if (root_fd >= 0) close(root_fd);
     if (!ok || files != file_count) return 0;
     /* Sub-directories are covered by their ctime; the top one was renamed into place (which sets its
      * ctime), so count its entries instead: nothing may have been added beside the copy. */
