@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from typing import Any, Sequence
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
-# commands that serve until stopped: they keep the collector's usual pace from the start (dagu/startup.py)
+# commands that serve until stopped: they keep the collector's usual pace from the start (startup.py)
 LONG_LIVED = frozenset({"scheduler", "server", "start-all", "worker", "zygote"})
 
 
@@ -439,11 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"dagu {__version__}\n")
         return EXIT_OK
     command = next((word for word in argv if not word.startswith("-")), None)
-    _defer_modules()
-    if command not in LONG_LIVED:
-        from dagu.startup import setting_up
+    from dagu import startup
 
-        setting_up()
+    startup.defer_modules()
+    if command not in LONG_LIVED:
+        startup.setting_up()
     from dagu.cli_parser import build_parser
 
     parser = build_parser(command if command in COMMANDS else None)
@@ -483,42 +483,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_INTERNAL
         sys.stderr.write(f"dagu {args.command}: error: {exc}\n")
         return code
-
-
-# Standard library modules that others import at their top but use only in a few functions,
-# which `dagu start` and `dagu compile` never call: `inspect`, imported by `dataclasses` for a
-# docstring that `dagu.spec.records.dataclass` writes itself (with ast, dis, tokenize and
-# linecache it is 3-4 ms of a 10-step `dagu start`), and `ipaddress`, imported by
-# `urllib.parse` (through `pathlib`) to check bracketed hosts in URLs (1-1.5 ms).
-DEFERRED_MODULES = ("inspect", "ipaddress")
-
-
-def _defer_modules(names: Sequence[str] = DEFERRED_MODULES) -> None:
-    """Make each of these modules load on first use instead of when another module imports it.
-
-    Until then the module is a stand-in whose attributes (PEP 562 `__getattr__`) import the
-    real one, so code that does use it (a traceback with --debug, the web server's libraries)
-    gets all of it.  (The standard library's LazyLoader cannot do this on 3.11: the `import`
-    statement reads `__spec__`, which makes it load at once.)"""
-    import types
-
-    for name in names:
-        if name not in sys.modules:
-            sys.modules[name] = _stand_in(types.ModuleType(name, f"the standard library's {name}, imported on first use"))
-
-
-def _stand_in(module: Any) -> Any:
-    name = module.__name__
-
-    def real_attribute(attribute: str) -> Any:
-        if sys.modules.get(name) is module:
-            del sys.modules[name]
-        import importlib
-
-        return getattr(importlib.import_module(name), attribute)
-
-    module.__getattr__ = real_attribute
-    return module
 
 
 def _exit_code_of(exc: Exception) -> int | None:

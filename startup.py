@@ -1,4 +1,5 @@
-"""The garbage collector while a command starts: what `dagu` imports is never garbage.
+"""What a `dagu` command does before it imports anything: defer modules it will not use, and
+hold the garbage collector back, since what it imports is never garbage.
 
 Importing `dagu start`'s modules allocates some 16,000 objects, none of which
 is ever freed, and the cyclic collector walks them again and again as they
@@ -14,6 +15,11 @@ bound.
 from __future__ import annotations
 
 import gc
+import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 START_UP_THRESHOLD = 100_000  # allocations before a young collection, while setting up
 
@@ -28,3 +34,39 @@ def set_up(default_young: int = 700) -> None:
     if gc.get_threshold()[0] == START_UP_THRESHOLD:
         gc.freeze()
         gc.set_threshold(default_young, *gc.get_threshold()[1:])
+
+
+# Standard library modules that others import at their top but use only in a few functions,
+# which `dagu start` and `dagu compile` never call: `inspect`, imported by `dataclasses` for a
+# docstring that `dagu.spec.records.dataclass` writes itself (with ast, dis, tokenize and
+# linecache it is 3-4 ms of a 10-step `dagu start`), and `ipaddress`, imported by
+# `urllib.parse` (through `pathlib`) to check bracketed hosts in URLs (1-1.5 ms).
+DEFERRED_MODULES = ("inspect", "ipaddress")
+
+
+def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
+    """Make each of these modules load on first use instead of when another module imports it.
+
+    Until then the module is a stand-in whose attributes (PEP 562 `__getattr__`) import the
+    real one, so code that does use it (a traceback with --debug, the web server's libraries)
+    gets all of it.  (The standard library's LazyLoader cannot do this on 3.11: the `import`
+    statement reads `__spec__`, which makes it load at once.)"""
+    import types
+
+    for name in names:
+        if name not in sys.modules:
+            sys.modules[name] = _stand_in(types.ModuleType(name, f"the standard library's {name}, imported on first use"))
+
+
+def _stand_in(module: Any) -> Any:
+    name = module.__name__
+
+    def real_attribute(attribute: str) -> Any:
+        if sys.modules.get(name) is module:
+            del sys.modules[name]
+        import importlib
+
+        return getattr(importlib.import_module(name), attribute)
+
+    module.__getattr__ = real_attribute
+    return module
