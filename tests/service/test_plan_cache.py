@@ -17,15 +17,18 @@ MAIN = """
     """
 
 
-def start(env: Env, *args: str, extra: dict | None = None) -> tuple[subprocess.CompletedProcess, bool]:
-    """Run `dagu start -q FILE` for real; (the process, whether it imported the compiler)."""
+def start(env: Env, *args: str, extra: dict | None = None) -> tuple[subprocess.CompletedProcess, bool, set[str]]:
+    """Run `dagu start -q FILE` for real; (the process, whether it imported the compiler, the modules
+    it imported after `site`: an editable install's finder imports pathlib and more there)."""
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "dagu", "start", "-q", *args], cwd=env.dir,
                           env={**env.env, **(extra or {})}, capture_output=True, text=True, timeout=60)
-    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
+    after_site = next(i for i, line in enumerate(lines) if line.endswith("| site")) + 1
+    imported = {line.rsplit("|", 1)[1].strip() for line in lines[after_site:]}
     assert done.returncode == 0, done.stderr[-2000:]
     compiled = "dagu.compiler.pipeline" in imported
     assert compiled == ("yaml" in imported), "YAML is read by the compiler alone"
-    return done, compiled
+    return done, compiled, imported
 
 
 def out(env: Env) -> list[str]:
@@ -48,10 +51,7 @@ def test_a_start_loads_neither_typing_nor_inspect(env: Env) -> None:
     (urllib.parse's, for URLs with a bracketed host)."""
     env.write("main.yaml", MAIN.replace("${GREETING}", "hello"))
     for should_compile in (True, False):
-        done, compiled = start(env, "main.yaml")
-        lines = [line for line in done.stderr.splitlines() if line.startswith("import time:")]
-        after_site = next(i for i, line in enumerate(lines) if line.endswith("| site")) + 1
-        imported = {line.rsplit("|", 1)[1].strip() for line in lines[after_site:]}  # not an editable install's finder
+        _done, compiled, imported = start(env, "main.yaml")
         assert compiled is should_compile and "dagu.engine.supervisor" in imported, "the probe sees a real run"
         assert sorted(imported & {"typing", "inspect", "ast", "dis", "tokenize", "ipaddress"}) == []
     assert out(env) == ["hello", "hello"]
@@ -89,12 +89,12 @@ def test_edited_called_file_is_compiled_again(env: Env) -> None:
 
 def test_dotenv_names_changed_are_compiled_again(env: Env) -> None:
     env.write("main.yaml", MAIN)
-    first, _ = start(env, "main.yaml")
+    first, _, _ = start(env, "main.yaml")
     assert "'GREETING' is not defined" in first.stderr
-    hit, compiled = start(env, "main.yaml")
+    hit, compiled, _ = start(env, "main.yaml")
     assert compiled is False and "'GREETING' is not defined" in hit.stderr  # the warnings are kept
     env.write(".env", "GREETING=from-dotenv\n")
-    done, compiled = start(env, "main.yaml")
+    done, compiled, _ = start(env, "main.yaml")
     assert compiled is True and "is not defined" not in done.stderr
     assert start(env, "main.yaml")[1] is False
     assert out(env)[-2:] == ["from-dotenv", "from-dotenv"]
@@ -114,7 +114,7 @@ def test_damaged_entry_is_compiled_again_without_an_error(env: Env) -> None:
     (entry,) = (env.home / "plans" / "cache").iterdir()
     for damage in ("{not json", entry.read_text()[:-40], ""):
         entry.write_text(damage)
-        done, compiled = start(env, "main.yaml")
+        done, compiled, _ = start(env, "main.yaml")
         said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
         assert compiled is True and said == []
         assert start(env, "main.yaml")[1] is False  # rewritten whole
