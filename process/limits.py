@@ -24,13 +24,12 @@ import resource
 import signal
 import time
 from dataclasses import fields
-from pathlib import Path
 from collections.abc import Callable, Mapping
 
 from dagu.process.lazy_log import LazyLogger
 from dagu.spec.digest import sha1_hex
 from dagu.spec.records import dataclass
-from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
+from dagu.process.cgroup import Probe, cgroup_dir, mounts, own_cgroup, probe_child, read_text, write_text
 
 log = LazyLogger(__name__)
 
@@ -164,7 +163,7 @@ def _can_raise_hard() -> bool:
     """Whether this process may raise hard rlimits: CAP_SYS_RESOURCE, which root usually has
     but a container's root may not."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in read_text("/proc/self/status").splitlines():
             if line.startswith("CapEff:"):
                 return bool(int(line.split()[1], 16) >> _CAP_SYS_RESOURCE & 1)
     except (OSError, ValueError):
@@ -191,59 +190,68 @@ def preexec_for(limits: Limits) -> Callable[[], None] | None:
 # --------------------------------------------------------------------------
 
 
+def _usable(base: str, limit_file: str) -> Probe:
+    """(base, None) if a cgroup with `limit_file` set can be made under it, else (None, why not)."""
+    why = probe_child(base, limit_file)
+    return (None, why) if why else (base, None)
+
+
 @functools.cache
-def probe_cgroup_v2() -> Path | str:
-    """The cgroup v2 directory under which steps get their own memory cgroups, or why none."""
+def probe_cgroup_v2() -> Probe:
+    """(the cgroup v2 directory under which steps get their own memory cgroups, None), or
+    (None, why none)."""
     found = mounts("cgroup2")
     own = own_cgroup(None)
     if not found or own is None:
-        return "no cgroup v2 hierarchy is mounted"
+        return None, "no cgroup v2 hierarchy is mounted"
     base = cgroup_dir(found[0], own)
+    controllers = os.path.join(base, "cgroup.controllers")
     try:
-        available = (base / "cgroup.controllers").read_text().split()
+        available = read_text(controllers).split()
     except OSError as exc:
-        return f"cannot read {base / 'cgroup.controllers'}: {exc.strerror}"
+        return None, f"cannot read {controllers}: {exc.strerror}"
     if "memory" not in available:
-        return f"the memory controller is not available in {base} (not delegated, or bound to cgroup v1)"
-    control = base / "cgroup.subtree_control"
+        return None, f"the memory controller is not available in {base} (not delegated, or bound to cgroup v1)"
+    control = os.path.join(base, "cgroup.subtree_control")
     try:
-        if "memory" not in control.read_text().split():
-            control.write_text("+memory")
+        if "memory" not in read_text(control).split():
+            write_text(control, "+memory")
     except OSError as exc:
-        return (f"cannot enable the memory controller for children of {base}: {exc.strerror} "
-                "(run dagu in a delegated cgroup, e.g. systemd Delegate=yes)")
-    return probe_child(base, "memory.max") or base
+        return None, (f"cannot enable the memory controller for children of {base}: {exc.strerror} "
+                      "(run dagu in a delegated cgroup, e.g. systemd Delegate=yes)")
+    return _usable(base, "memory.max")
 
 
 @functools.cache
-def probe_cgroup_v1() -> Path | str:
-    """The cgroup v1 memory directory under which steps get their own cgroups, or why none."""
+def probe_cgroup_v1() -> Probe:
+    """(the cgroup v1 memory directory under which steps get their own cgroups, None), or
+    (None, why none)."""
     found = [m for m in mounts("cgroup") if "memory" in m[2].split(",")]
     own = own_cgroup("memory")
     if not found or own is None:
-        return "no cgroup v1 memory hierarchy is mounted"
-    base = cgroup_dir(found[0], own)
-    return probe_child(base, "memory.limit_in_bytes") or base
+        return None, "no cgroup v1 memory hierarchy is mounted"
+    return _usable(cgroup_dir(found[0], own), "memory.limit_in_bytes")
 
 
 MECHANISMS = ("cgroup-v2", "cgroup-v1", "sampler")
 
 
-def probe_memory(mechanism: str) -> Path | None | str:
-    """For one mechanism: its cgroup base directory (None for the sampler), or why unavailable."""
+def probe_memory(mechanism: str) -> Probe:
+    """For one mechanism: (its cgroup base directory, None), (None, None) for the sampler, which
+    needs no cgroup, or (None, why unavailable)."""
     if mechanism == "cgroup-v2":
         return probe_cgroup_v2()
     if mechanism == "cgroup-v1":
         return probe_cgroup_v1()
     if mechanism == "sampler":
-        return None
+        return None, None
     raise ValueError(f"unknown memory mechanism {mechanism!r}: expected one of {', '.join(MECHANISMS)}")
 
 
-def _read_counter(path: Path, key: str) -> int | None:
+def _read_counter(path: str, key: str) -> int | None:
     """The value of `key N` in a flat-keyed cgroup file such as memory.events."""
     try:
-        for line in path.read_text().splitlines():
+        for line in read_text(path).splitlines():
             name, _, value = line.partition(" ")
             if name == key:
                 return int(value)
@@ -272,14 +280,14 @@ class MemoryGuard:
         """Probe and pick the first available mechanism, or insist on `mechanism` (LimitError
         with the reason when this host lacks it)."""
         self.reasons: dict[str, str] = {}  # why each better mechanism was not chosen
-        self._base: Path | None = None
-        self._active: dict[str, Path] = {}
+        self._base: str | None = None  # the directory step cgroups go under; None for the sampler
+        self._active: dict[str, str] = {}  # key -> its step cgroup's directory
         for candidate in (mechanism,) if mechanism else MECHANISMS:
-            found = probe_memory(candidate)
-            if isinstance(found, str):
-                self.reasons[candidate] = found
+            base, why = probe_memory(candidate)
+            if why is not None:
+                self.reasons[candidate] = why
                 continue
-            self.mechanism, self._base = candidate, found
+            self.mechanism, self._base = candidate, base
             return
         raise LimitError(f"memory mechanism {mechanism} is not available: {self.reasons[mechanism]}")
 
@@ -298,22 +306,22 @@ class MemoryGuard:
         """Put `pid` (and its descendants so far) in a fresh cgroup limited to limit_bytes."""
         if self._base is None:
             return
-        path = self._base / self.cgroup_name(key)
-        if path.exists():
+        path = os.path.join(self._base, self.cgroup_name(key))
+        if os.path.exists(path):
             self._remove(path)  # left by a supervisor that crashed mid-step
         try:
-            path.mkdir()
+            os.mkdir(path)
         except OSError as exc:
             raise LimitError(f"cannot create memory cgroup {path}: {exc.strerror}") from None
         self._active[key] = path
         try:
             if self.mechanism == "cgroup-v2":
-                (path / "memory.max").write_text(str(limit_bytes))
-                self._write_optional(path / "memory.swap.max", "0")
-                self._write_optional(path / "memory.oom.group", "1")  # kill the tree, not one process
+                write_text(os.path.join(path, "memory.max"), str(limit_bytes))
+                self._write_optional(os.path.join(path, "memory.swap.max"), "0")
+                self._write_optional(os.path.join(path, "memory.oom.group"), "1")  # kill the tree, not one process
             else:
-                (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
-                self._write_optional(path / "memory.memsw.limit_in_bytes", str(limit_bytes))
+                write_text(os.path.join(path, "memory.limit_in_bytes"), str(limit_bytes))
+                self._write_optional(os.path.join(path, "memory.memsw.limit_in_bytes"), str(limit_bytes))
             self._join(path, pid)
             # Whatever pid forks from now on is born inside; what it forked before is moved.
             # Repeat until a pass finds nobody new, since those children may fork meanwhile.
@@ -339,43 +347,43 @@ class MemoryGuard:
         if path is None:
             return False
         if self.mechanism == "cgroup-v2":
-            oom = _read_counter(path / "memory.events", "oom_kill")
+            oom = _read_counter(os.path.join(path, "memory.events"), "oom_kill")
         else:
-            oom = _read_counter(path / "memory.oom_control", "oom_kill")
+            oom = _read_counter(os.path.join(path, "memory.oom_control"), "oom_kill")
             if oom is None:  # kernels before 4.13: hitting the limit is the best evidence
                 oom = self._failcnt(path)
         self._remove(path)
         return bool(oom)
 
     @staticmethod
-    def _join(path: Path, pid: int) -> None:
+    def _join(path: str, pid: int) -> None:
         try:
-            (path / "cgroup.procs").write_text(str(pid))
+            write_text(os.path.join(path, "cgroup.procs"), str(pid))
         except OSError as exc:
             if exc.errno != errno.ESRCH:  # already gone: nothing to limit
                 raise
 
     @staticmethod
-    def _failcnt(path: Path) -> int:
+    def _failcnt(path: str) -> int:
         try:
-            return int((path / "memory.failcnt").read_text())
+            return int(read_text(os.path.join(path, "memory.failcnt")))
         except (OSError, ValueError):
             return 0
 
     @staticmethod
-    def _write_optional(path: Path, value: str) -> None:
+    def _write_optional(path: str, value: str) -> None:
         """Write a knob this kernel may lack (no swap accounting, an older kernel)."""
         try:
-            path.write_text(value)
+            write_text(path, value)
         except OSError:
             pass
 
-    def _remove(self, path: Path) -> None:
+    def _remove(self, path: str) -> None:
         """Kill whatever is left in the cgroup and remove it; log, never raise."""
         deadline = time.monotonic() + 2.0
         while True:
             try:
-                path.rmdir()
+                os.rmdir(path)
                 return
             except FileNotFoundError:
                 return
@@ -385,7 +393,7 @@ class MemoryGuard:
                     return
             if not self._write_kill(path):
                 try:
-                    members = (path / "cgroup.procs").read_text().split()
+                    members = read_text(os.path.join(path, "cgroup.procs")).split()
                 except OSError:
                     members = []
                 for member in members:
@@ -396,10 +404,10 @@ class MemoryGuard:
             time.sleep(0.01)
 
     @staticmethod
-    def _write_kill(path: Path) -> bool:
+    def _write_kill(path: str) -> bool:
         """cgroup v2's cgroup.kill (Linux 5.14+) kills every member at once."""
         try:
-            (path / "cgroup.kill").write_text("1")
+            write_text(os.path.join(path, "cgroup.kill"), "1")
             return True
         except OSError:
             return False
@@ -416,7 +424,7 @@ def _descendants(pid: int) -> list[int]:
             continue
         for tid in tids:
             try:
-                children = Path(f"/proc/{current}/task/{tid}/children").read_text().split()
+                children = read_text(f"/proc/{current}/task/{tid}/children").split()
             except OSError:
                 continue
             for child in children:

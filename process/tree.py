@@ -42,14 +42,13 @@ import shlex
 import signal
 import time
 from dataclasses import field
-from pathlib import Path
 from collections.abc import Callable, Iterable
 
 from dagu.process.lazy_log import LazyLogger
 from dagu.spec.digest import sha1_hex
 from dagu.spec.records import dataclass
 from dagu.process.procfs import read_stat, scan_processes
-from dagu.process.cgroup import cgroup_dir, mounts, own_cgroup, probe_child
+from dagu.process.cgroup import Probe, cgroup_dir, mounts, own_cgroup, probe_child, write_text
 from dagu.process.watchdog import Watchdog, kill_leaders
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
@@ -84,21 +83,22 @@ def safe_name(text: str) -> str:
     return f"{safe}-{sha1_hex(text.encode())[:8]}"
 
 
-def _probe_dir(base: Path) -> Path | str:
-    """base if a cgroup can be made (and removed) under it, else why not."""
-    return probe_child(base) or base
+def _probe_dir(base: str) -> Probe:
+    """(base, None) if a cgroup can be made (and removed) under it, else (None, why not)."""
+    why = probe_child(base)
+    return (None, why) if why else (base, None)
 
 
 @functools.cache
-def probe(mechanism: str) -> Path | None | str:
-    """For one mechanism: the cgroup directory step cgroups go under (None for the session
-    mechanism), or why this host cannot use it."""
+def probe(mechanism: str) -> Probe:
+    """For one mechanism: (the cgroup directory step cgroups go under, None), (None, None) for
+    the session mechanism, which needs none, or (None, why this host cannot use it)."""
     if mechanism == "session":
-        return None
+        return None, None
     if mechanism == "cgroup-v2":
         found, own = mounts("cgroup2"), own_cgroup(None)
         if not found or own is None:
-            return "no cgroup v2 hierarchy is mounted"
+            return None, "no cgroup v2 hierarchy is mounted"
         return _probe_dir(cgroup_dir(found[0], own))
     if mechanism == "cgroup-v1":
         reasons = []
@@ -108,23 +108,23 @@ def probe(mechanism: str) -> Path | None | str:
             if not found or own is None:
                 reasons.append(f"no {controller} hierarchy")
                 continue
-            base = _probe_dir(cgroup_dir(found[0], own))
-            if isinstance(base, Path):
-                return base
-            reasons.append(base)
-        return "; ".join(reasons)
+            base, why = _probe_dir(cgroup_dir(found[0], own))
+            if why is None:
+                return base, None
+            reasons.append(why)
+        return None, "; ".join(reasons)
     raise ValueError(f"unknown tree mechanism {mechanism!r}: expected one of {', '.join(MECHANISMS)}")
 
 
-def choose(mechanism: str | None = None) -> tuple[str, Path | None]:
+def choose(mechanism: str | None = None) -> tuple[str, str | None]:
     """The best mechanism available (or `mechanism`, when it is available) and its base."""
     env_choice = os.environ.get("DAGU_PROCESS_TREE")  # for tests of the fallback, and for hosts
     wanted = mechanism or (env_choice if env_choice in MECHANISMS else None)  # where a cgroup misbehaves
     for candidate in (wanted,) if wanted else MECHANISMS:
-        found = probe(candidate)
-        if not isinstance(found, str):
-            return candidate, found
-        log.debug("process tree mechanism %s unavailable: %s", candidate, found)
+        base, why = probe(candidate)
+        if why is None:
+            return candidate, base
+        log.debug("process tree mechanism %s unavailable: %s", candidate, why)
     return "session", None
 
 
@@ -132,7 +132,7 @@ def choose(mechanism: str | None = None) -> tuple[str, Path | None]:
 class StepTree:
     """The processes of one step attempt: its cgroup, or its leader's session and what was seen."""
 
-    cgroup: Path | None = None
+    cgroup: str | None = None  # the step cgroup's directory
     leader: int = 0
     leader_start: int = 0  # start ticks of the leader: a reused pid is not ours
     known: dict[int, int] = field(default_factory=dict)  # pid -> start ticks, session mechanism
@@ -163,8 +163,8 @@ def _alive(pid: int, start: int | None = None) -> bool:
 
 
 def _read_all(path: str) -> bytes:
-    """A cgroup file, os-level: read once per step, where pathlib and a text wrapper would cost
-    more than the read (raises OSError)."""
+    """A cgroup file, os-level: read once per step, where a text wrapper would cost more than
+    the read (raises OSError)."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         text = os.read(fd, 1 << 16)
@@ -176,7 +176,7 @@ def _read_all(path: str) -> bytes:
         os.close(fd)
 
 
-def _cgroup_members(path: Path) -> list[int]:
+def _cgroup_members(path: str) -> list[int]:
     try:
         text = _read_all(os.path.join(path, "cgroup.procs"))
     except OSError:
@@ -184,7 +184,7 @@ def _cgroup_members(path: Path) -> list[int]:
     return [pid for pid in map(int, text.split()) if _alive(pid)]
 
 
-def _populated(path: Path) -> bool | None:
+def _populated(path: str) -> bool | None:
     """Whether any process is in the cgroup or below it (v2 `cgroup.events`; zombies do not
     count), or None where the file is missing (v1)."""
     try:
@@ -198,15 +198,15 @@ class TreeTracker:
 
     def __init__(self, run_path: str, mechanism: str | None = None) -> None:
         self.mechanism, base = choose(mechanism)
-        self.run_dir = base / run_cgroup_name(run_path) if base is not None else None
+        self.run_dir = os.path.join(base, run_cgroup_name(run_path)) if base is not None else None
         self.watchdog = Watchdog(self._kill_run)
         self._run_dir_made = False
         self._made = 0  # step cgroups made so far: they are named step-1, step-2, ...
-        self._idle: list[Path] = []  # step cgroups an attempt left empty, for the next ones
+        self._idle: list[str] = []  # step cgroups an attempt left empty, for the next ones
 
     def _kill_run(self, leaders: dict[int, int]) -> None:
         """In the watchdog, once the supervisor died: every step tree of the run."""
-        if self.run_dir is not None and self.run_dir.is_dir():
+        if self.run_dir is not None and os.path.isdir(self.run_dir):
             kill_cgroup(self.run_dir)
         kill_leaders(leaders, lambda pid: getattr(read_stat(pid), "start", None))
 
@@ -225,10 +225,10 @@ class TreeTracker:
             tree.cgroup = self._idle.pop()
             return tree
         self._made += 1
-        path = self.run_dir / f"step-{self._made}"
+        path = os.path.join(self.run_dir, f"step-{self._made}")
         try:
             if not self._run_dir_made:
-                self.run_dir.mkdir(exist_ok=True)
+                _mkdir_exist_ok(self.run_dir)
                 self._run_dir_made = True
             try:
                 os.mkdir(path)
@@ -244,7 +244,7 @@ class TreeTracker:
         """What a child that runs code between fork and exec anyway (rlimits, a forked sub-DAG
         supervisor) runs there: join the step's cgroup, then `then`.  Only os-level calls: the
         child of a threaded parent must not take locks."""
-        procs = str(tree.cgroup / "cgroup.procs") if tree.cgroup is not None else None
+        procs = os.path.join(tree.cgroup, "cgroup.procs") if tree.cgroup is not None else None
         if procs is None:
             return then
 
@@ -264,7 +264,7 @@ class TreeTracker:
         when it needs no prefix (no cgroup) or cannot have one (no /bin/sh: use `preexec`)."""
         if tree.cgroup is None or not os.access(_SHELL, os.X_OK):
             return None
-        procs = str(tree.cgroup / "cgroup.procs")
+        procs = os.path.join(tree.cgroup, "cgroup.procs")
         script_at = _shell_script_index(argv)
         if script_at is not None:
             return [*argv[:script_at], _JOIN_LINE.format(procs=shlex.quote(procs)) + argv[script_at],
@@ -326,7 +326,8 @@ class TreeTracker:
 
     def signal(self, tree: StepTree, sig: int) -> int:
         """Send `sig` to every process of the tree; how many there were."""
-        if sig == signal.SIGKILL and tree.cgroup is not None and _write(tree.cgroup / "cgroup.kill", "1"):
+        if sig == signal.SIGKILL and tree.cgroup is not None \
+                and _write(os.path.join(tree.cgroup, "cgroup.kill"), "1"):
             return len(self.members(tree))
         pids = self.members(tree)
         for pid in pids:
@@ -360,39 +361,57 @@ class TreeTracker:
         self._run_dir_made = False
 
 
-def _write(path: Path, value: str) -> bool:
+def _write(path: str, value: str) -> bool:
     try:
-        path.write_text(value)
+        write_text(path, value)
         return True
     except OSError:
         return False
 
 
-def kill_cgroup(path: Path, timeout: float = 2.0) -> int:
+def _mkdir_exist_ok(path: str) -> None:
+    """mkdir, where an existing directory is fine: a run's cgroup directory may be left by a
+    supervisor of the run that crashed."""
+    try:
+        os.mkdir(path)
+    except OSError:
+        if not os.path.isdir(path):
+            raise
+
+
+def _sub_cgroups(path: str) -> list[str]:
+    """The child cgroups of `path` (directories; its knobs are files), none if it is gone."""
+    if not os.path.isdir(path):
+        return []
+    with os.scandir(path) as entries:
+        return [entry.path for entry in entries if entry.is_dir()]
+
+
+def kill_cgroup(path: str, timeout: float = 2.0) -> int:
     """SIGKILL every process in a cgroup (and its child cgroups), then remove them; how many
     processes there were.  Never raises: a cgroup that will not go is logged."""
     try:
-        path.rmdir()  # the usual end of a step: nothing left in it, no sub-run cgroups under it
+        os.rmdir(path)  # the usual end of a step: nothing left in it, no sub-run cgroups under it
         return 0
     except FileNotFoundError:
         return 0
     except OSError:
         pass
     killed = 0
-    for sub in sorted((p for p in path.iterdir() if p.is_dir()), reverse=True) if path.is_dir() else ():
+    for sub in sorted(_sub_cgroups(path), reverse=True):
         killed += kill_cgroup(sub, timeout)
     deadline = time.monotonic() + timeout
     while True:
         members = _cgroup_members(path)
         killed = max(killed, len(members))
-        if not _write(path / "cgroup.kill", "1"):
+        if not _write(os.path.join(path, "cgroup.kill"), "1"):
             for pid in members:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
         try:
-            path.rmdir()
+            os.rmdir(path)
             return killed
         except FileNotFoundError:
             return killed
@@ -427,13 +446,10 @@ def run_leftovers(run_path: str, leaders: Iterable[tuple[int, float]]) -> list[i
     attempt that had not finished), started no earlier than the attempt."""
     found: set[int] = set()
     for mechanism in ("cgroup-v2", "cgroup-v1"):
-        base = probe(mechanism)
-        if isinstance(base, Path):
-            run_dir = base / run_cgroup_name(run_path)
-            if run_dir.is_dir():
-                for sub in run_dir.iterdir():
-                    if sub.is_dir():
-                        found.update(_cgroup_members(sub))
+        base, _ = probe(mechanism)
+        if base is not None:
+            for sub in _sub_cgroups(os.path.join(base, run_cgroup_name(run_path))):
+                found.update(_cgroup_members(sub))
     boot = _boot_time()
     leaders = list(leaders)
     if boot is not None and leaders:
@@ -456,9 +472,11 @@ def reap_run(run_path: str, leaders: Iterable[tuple[int, float]]) -> int:
         except OSError:
             pass
     for mechanism in ("cgroup-v2", "cgroup-v1"):
-        base = probe(mechanism)
-        if isinstance(base, Path) and (base / run_cgroup_name(run_path)).is_dir():
-            kill_cgroup(base / run_cgroup_name(run_path))
+        base, _ = probe(mechanism)
+        if base is not None:
+            run_dir = os.path.join(base, run_cgroup_name(run_path))
+            if os.path.isdir(run_dir):
+                kill_cgroup(run_dir)
     return len(pids)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 from collections.abc import Callable
 
 from dagu.process.lazy_log import LazyLogger
@@ -157,8 +156,3 @@ def kill_leaders(leaders: dict[int, int], start_of: Callable[[int], int | None])
         except OSError:
             pass
 
-
-def kill_cgroups(run_dir: Path, kill: Callable[[Path], int]) -> None:
-    """Kill and remove every step cgroup of the run (nested sub-runs included)."""
-    if run_dir.is_dir():
-        kill(run_dir)

@@ -172,9 +172,9 @@ def test_failures_not_caused_by_a_limit_are_not_blamed_on_one(limits: Limits, co
 
 
 def guard_for(mechanism: str) -> MemoryGuard:
-    found = probe_memory(mechanism)
-    if isinstance(found, str):
-        pytest.skip(f"{mechanism} is not available on this host: {found}")
+    _, why = probe_memory(mechanism)
+    if why is not None:
+        pytest.skip(f"{mechanism} is not available on this host: {why}")
     return MemoryGuard(mechanism)
 
 
@@ -204,7 +204,8 @@ def test_memory_limit_kills_a_hog(mechanism: str) -> None:
         f"memory limit of 100 MiB exceeded (limits.memory, enforced by {mechanism})"
     assert stats.peak_rss_bytes < 400 * MiB  # stopped long before 1 GiB
     if mechanism != "sampler":
-        assert not (probe_memory(mechanism) / guard.cgroup_name(key)).exists()
+        base, _ = probe_memory(mechanism)
+        assert base is not None and not os.path.exists(os.path.join(base, guard.cgroup_name(key)))
 
 
 def alive(pid: int, wait: float = 2.0) -> bool:
@@ -222,7 +223,9 @@ def alive(pid: int, wait: float = 2.0) -> bool:
 def test_cgroup_takes_existing_children_and_is_removed_with_escaped_ones(mechanism: str) -> None:
     guard = guard_for(mechanism)
     key = f"test-run/escape/{os.getpid()}"
-    path = probe_memory(mechanism) / guard.cgroup_name(key)
+    base, _ = probe_memory(mechanism)
+    assert base is not None
+    path = Path(base, guard.cgroup_name(key))
     proc = subprocess.Popen(["sh", "-c", "sleep 30 & setsid sleep 30 & wait"], start_new_session=True)
     try:
         time.sleep(0.2)  # the children exist before start: the race start() narrows
@@ -243,18 +246,18 @@ def test_cgroup_takes_existing_children_and_is_removed_with_escaped_ones(mechani
 
 @pytest.mark.parametrize("mechanism", MECHANISMS)
 def test_insisting_on_a_mechanism(mechanism: str) -> None:
-    found = probe_memory(mechanism)
-    if isinstance(found, str):
+    _, why = probe_memory(mechanism)
+    if why is not None:
         with pytest.raises(LimitError) as err:
             MemoryGuard(mechanism)
-        assert found in str(err.value)
+        assert why in str(err.value)
     else:
         assert MemoryGuard(mechanism).mechanism == mechanism
 
 
 def test_the_guard_picks_the_best_available_mechanism() -> None:
     guard = MemoryGuard()
-    best = next(m for m in MECHANISMS if not isinstance(probe_memory(m), str))
+    best = next(m for m in MECHANISMS if probe_memory(m)[1] is None)
     assert guard.mechanism == best
     assert set(guard.reasons) == set(MECHANISMS[:MECHANISMS.index(best)])
     assert guard.sampler_limit(MiB) == (MiB if best == "sampler" else None)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dagu.process.tree import TreeTracker
+from dagu.process.cgroup import cgroup_dir
+from dagu.process.tree import TreeTracker, probe
 
 
 @pytest.fixture
@@ -29,10 +30,10 @@ def sleeper_in(tracker: TreeTracker):
     """Start a `sleep` in a cgroup; every one still running is killed when the test ends."""
     started: list[subprocess.Popen] = []
 
-    def start(cgroup: Path) -> subprocess.Popen:
+    def start(cgroup: str) -> subprocess.Popen:
         proc = subprocess.Popen(["sleep", "30"], start_new_session=True)
         started.append(proc)
-        (cgroup / "cgroup.procs").write_text(str(proc.pid))
+        Path(cgroup, "cgroup.procs").write_text(str(proc.pid))
         return proc
     yield start
     for proc in started:
@@ -65,7 +66,7 @@ def test_an_emptied_cgroup_serves_the_next_attempt_and_a_busy_one_does_not(track
     busy = second.cgroup
     tracker.release(second)  # kills the stray and removes the cgroup
     assert stray.wait(timeout=5) == -signal.SIGKILL
-    assert not busy.exists()
+    assert not os.path.exists(busy)
 
 
 def test_close_removes_every_step_cgroup_and_the_runs(tracker: TreeTracker) -> None:
@@ -75,7 +76,7 @@ def test_close_removes_every_step_cgroup_and_the_runs(tracker: TreeTracker) -> N
     run_dir = tracker.run_dir
     assert run_dir is not None and len(os.listdir(run_dir)) > 3  # step-1..3 and the cgroup files
     tracker.close()
-    assert not run_dir.exists()
+    assert not os.path.exists(run_dir)
 
 
 def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: TreeTracker, sleeper_in) -> None:
@@ -84,8 +85,8 @@ def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: Tr
     releasing the step kills it."""
     tree = tracker.prepare()
     assert tree.cgroup is not None
-    nested = tree.cgroup / "dagu-run-sub" / "step-1"
-    nested.mkdir(parents=True)
+    nested = os.path.join(tree.cgroup, "dagu-run-sub", "step-1")
+    os.makedirs(nested)
     orphan = sleeper_in(nested)
     assert tracker.left_behind(tree) == []  # none of the step's own
     assert not tree.emptied and tree.cgroup is not None
@@ -93,7 +94,7 @@ def test_a_cgroup_with_a_sub_runs_process_below_it_is_not_used_again(tracker: Tr
     used = tree.cgroup
     tracker.release(tree)
     assert orphan.wait(timeout=5) == -signal.SIGKILL
-    assert not used.exists()
+    assert not os.path.exists(used)
 
 
 def test_only_a_few_emptied_cgroups_are_kept(tracker: TreeTracker) -> None:
@@ -102,6 +103,23 @@ def test_only_a_few_emptied_cgroups_are_kept(tracker: TreeTracker) -> None:
     paths = [tree.cgroup for tree in trees]
     for tree in trees:
         assert tracker.left_behind(tree) == []
-    kept = [path for path in paths if path is not None and path.exists()]
+    kept = [path for path in paths if path is not None and os.path.exists(path)]
     assert 0 < len(kept) < 40
     assert {tracker.prepare().cgroup for _ in kept} == set(kept)
+
+
+def test_a_probe_answers_a_directory_or_why_not() -> None:
+    """Both are strings: the pair says which one it is (and the session mechanism needs neither)."""
+    assert probe("session") == (None, None)
+    for mechanism in ("cgroup-v2", "cgroup-v1"):
+        base, why = probe(mechanism)
+        assert (base is None) != (why is None)
+        assert base is None or (os.path.isdir(base) and not base.endswith("/"))
+
+
+def test_a_cgroup_directory_is_under_the_mount_without_a_trailing_slash() -> None:
+    assert cgroup_dir(("/sys/fs/cgroup/cpuacct", "/", "rw,cpuacct"), "/") == "/sys/fs/cgroup/cpuacct"
+    assert cgroup_dir(("/sys/fs/cgroup", "/", "rw"), "/user.slice/a") == "/sys/fs/cgroup/user.slice/a"
+    assert cgroup_dir(("/cg", "/docker/x", "rw"), "/docker/x") == "/cg"
+    assert cgroup_dir(("/cg", "/docker/x", "rw"), "/docker/x/step") == "/cg/step"
+    assert cgroup_dir(("/cg", "/docker/x", "rw"), "/docker/xy") == "/cg/docker/xy"
