@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import dataclasses
 import reprlib
+from abc import ABCMeta
+from copy import copy
+from types import MemberDescriptorType
 from operator import attrgetter
 from collections.abc import Callable
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
 
 _CHEAP_OPTIONS = frozenset({"init", "repr", "eq", "frozen"})
 _MISSING = dataclasses.MISSING
+_FIELD_MARKER = getattr(dataclasses, "_FIELD", None)  # what marks a Field as a field (not a ClassVar)
 
 
 class _Factory:
@@ -58,18 +62,15 @@ def dataclass(cls: type | None = None, /, **options: Any) -> Any:
     init, with_repr = options.get("init", True), options.get("repr", True)
     eq, frozen = options.get("eq", True), options.get("frozen", False)
     doc_missing = cls.__doc__ is None
-    if doc_missing:
-        cls.__doc__ = cls.__name__  # the standard decorator would otherwise run inspect.signature for it
-    dataclasses.dataclass(cls, init=False, repr=False, eq=False)
-    fields = dataclasses.fields(cls)
+    fields = _collect_fields(cls)
     if any(f.kw_only is True for f in fields):
         raise TypeError(f"{cls.__qualname__}: keyword-only fields need dataclasses.dataclass")
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
     params.init, params.repr, params.eq, params.frozen = init, with_repr, eq, frozen
-    if init:
-        signature = _add_init(cls, fields, frozen)
-        if doc_missing:
-            cls.__doc__ = f"{cls.__name__}({signature})"
+    if doc_missing:
+        cls.__doc__ = f"{cls.__name__}({_add_init(cls, fields, frozen)})" if init else cls.__name__
+    elif init:
+        _add_init(cls, fields, frozen)
     if with_repr:
         _set_new(cls, "__repr__", _repr_for(cls, tuple(f.name for f in fields if f.repr)))
     if eq:
@@ -82,6 +83,8 @@ def dataclass(cls: type | None = None, /, **options: Any) -> Any:
 
 def _needs_the_standard_decorator(cls: type, options: dict[str, Any]) -> bool:
     """Shapes whose rules this module does not repeat: they keep the standard decorator."""
+    if _TEMPLATE_PARAMS is None or isinstance(cls, ABCMeta):
+        return True
     if any(hasattr(base, "__dataclass_fields__") for base in cls.__mro__[1:]):
         return True
     if options.get("frozen") and ("__setattr__" in cls.__dict__ or "__delattr__" in cls.__dict__):
@@ -93,9 +96,69 @@ def _needs_the_standard_decorator(cls: type, options: dict[str, Any]) -> bool:
         return True
     for annotation in annotations.values():
         text = annotation if isinstance(annotation, str) else repr(annotation)
-        if "InitVar" in text or "KW_ONLY" in text or annotation is dataclasses.KW_ONLY:
+        if "InitVar" in text or "KW_ONLY" in text or "ClassVar" in text or annotation is dataclasses.KW_ONLY:
             return True
     return False
+
+
+def _standard_params() -> Any:
+    """The standard decorator's record of a class's options (`__dataclass_params__`), taken from
+    one class it decorates here; None where its private field marker is missing (another Python:
+    then every class goes to the standard decorator)."""
+    if _FIELD_MARKER is None:
+        return None
+
+    class Template:
+        """Decorated once, for its `__dataclass_params__`."""
+
+    dataclasses.dataclass(Template, init=False, repr=False, eq=False)
+    return Template.__dataclass_params__  # type: ignore[attr-defined]
+
+
+_TEMPLATE_PARAMS = _standard_params()
+
+
+def _collect_fields(cls: type) -> tuple[dataclasses.Field, ...]:
+    """What `dataclasses.dataclass(cls, init=False, repr=False, eq=False)` records, for the
+    shapes this module takes (no dataclass bases, no slots, ClassVar, InitVar or KW_ONLY, no
+    ABC): the fields, `__dataclass_fields__`, `__dataclass_params__` and `__match_args__`.
+
+    The standard decorator takes ~50 us a class, mostly to look for ClassVar and InitVar in
+    each string annotation with a regular expression and to scan the class for abstract
+    methods; `dagu start` defines some fifty classes before its first step, so that was a
+    tenth of its imports (issue 17).  The shapes that need those checks are sent to the
+    standard decorator instead (`_needs_the_standard_decorator`), and tests/spec/
+    test_records.py compares what both record, field by field."""
+    annotations = cls.__dict__.get("__annotations__", {})
+    fields: dict[str, dataclasses.Field] = {}
+    for name, annotation in annotations.items():
+        default = getattr(cls, name, _MISSING)
+        if isinstance(default, dataclasses.Field):
+            f = default
+        else:
+            if isinstance(default, MemberDescriptorType):  # a slot of a base class: no default
+                default = _MISSING
+            f = dataclasses.field(default=default)
+        f.name, f.type, f._field_type = name, annotation, _FIELD_MARKER  # type: ignore[attr-defined]
+        if f.kw_only is _MISSING:
+            f.kw_only = False
+        if f.default.__class__.__hash__ is None:  # list, dict, set: shared by every instance
+            raise ValueError(f"mutable default {type(f.default)} for field {name} is not allowed: "
+                             "use default_factory")
+        fields[name] = f
+        if isinstance(default, dataclasses.Field):
+            if f.default is _MISSING:
+                delattr(cls, name)
+            else:
+                setattr(cls, name, f.default)
+    for name, value in cls.__dict__.items():
+        if isinstance(value, dataclasses.Field) and name not in annotations:
+            raise TypeError(f"{name!r} is a field but has no type annotation")
+    cls.__dataclass_fields__ = fields  # type: ignore[attr-defined]
+    cls.__dataclass_params__ = copy(_TEMPLATE_PARAMS)  # type: ignore[attr-defined]
+    if "__match_args__" not in cls.__dict__:
+        cls.__match_args__ = tuple(f.name for f in fields.values() if f.init)  # type: ignore[attr-defined]
+    return tuple(fields.values())
 
 
 def _set_new(cls: type, name: str, method: Callable[..., Any]) -> None:

@@ -6,7 +6,7 @@ import dataclasses
 import inspect
 import pickle
 from dataclasses import field
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import pytest
 
@@ -209,3 +209,71 @@ def test_init_is_compiled_at_first_use_and_behaves_the_same_before() -> None:
     assert str(inspect.signature(fresh)) == str(inspect.signature(theirs)), "signature compiles it first"
     assert "name" in fresh.__init__.__code__.co_varnames
     assert "__signature__" not in fresh.__dict__, "the hook goes once the __init__ is compiled"
+
+
+FIELD_ATTRIBUTES = ("name", "type", "default", "default_factory", "init", "repr", "hash", "compare", "metadata",
+                    "kw_only", "_field_type")
+
+
+def test_fields_params_and_class_attributes_are_recorded_as_the_standard_decorator_records_them() -> None:
+    """The fields are collected without the standard decorator (issue 17); what it records must not differ."""
+    for name in OURS:
+        ours, theirs = both(name)
+        assert list(ours.__dataclass_fields__) == list(theirs.__dataclass_fields__), name
+        for field_name, mine in ours.__dataclass_fields__.items():
+            standard = theirs.__dataclass_fields__[field_name]
+            for attribute in FIELD_ATTRIBUTES:
+                assert getattr(mine, attribute) == getattr(standard, attribute), (name, field_name, attribute)
+        for option in ("init", "repr", "eq", "order", "unsafe_hash", "frozen"):
+            assert getattr(ours.__dataclass_params__, option) == getattr(theirs.__dataclass_params__, option), \
+                (name, option)
+        for attribute in ("count", "parts", "hidden", "value", "second", "both", "log", "tags"):
+            assert (attribute in vars(ours)) == (attribute in vars(theirs)), (name, attribute)
+            if attribute in vars(ours):
+                assert vars(ours)[attribute] == vars(theirs)[attribute], (name, attribute)
+    assert OURS["Plain"].__dataclass_params__ is not OURS["Frozen"].__dataclass_params__
+
+
+def test_the_standard_decorators_refusals_are_kept() -> None:
+    for decorate in (records.dataclass, dataclasses.dataclass):
+        with pytest.raises(ValueError, match="mutable default <class 'list'> for field items is not allowed"):
+            @decorate
+            class Shared:
+                """A list shared by every instance."""
+                items: list = []  # noqa: RUF012
+
+        with pytest.raises(TypeError, match="'loose' is a field but has no type annotation"):
+            @decorate
+            class Unannotated:
+                """A field() with no annotation."""
+                loose = field(default=1)
+
+
+def test_classvar_and_abstract_shapes_go_to_the_standard_decorator() -> None:
+    from abc import ABC, abstractmethod
+
+    @records.dataclass
+    class Counted:
+        """A ClassVar is no field."""
+        registry: ClassVar[dict] = {}
+        value: int = 0
+
+    assert [f.name for f in dataclasses.fields(Counted)] == ["value"] and Counted.registry == {}
+
+    @records.dataclass
+    class Shape(ABC):
+        """An abstract record."""
+        sides: int
+
+        @abstractmethod
+        def area(self) -> float: ...
+
+    @records.dataclass
+    class Square(Shape):
+        """A concrete one."""
+        def area(self) -> float:
+            return float(self.sides)
+
+    with pytest.raises(TypeError):
+        Shape(4)
+    assert Square(4).area() == 4.0
