@@ -8,8 +8,6 @@ a worker thread when a condition runs a command (see Supervisor._check_on_thread
 
 from __future__ import annotations
 
-import subprocess
-
 from dagu.engine.evaluate import Scope, render
 from dagu.executors.matching import matches_text, number
 from dagu.spec.plan import Condition, Matcher
@@ -40,6 +38,8 @@ def unmet(conditions: tuple[Condition, ...], scope: Scope, cwd: str, env: dict[s
     """The first condition that does not hold, described, or None."""
     for cond in conditions:
         if cond.expected is None:
+            import subprocess  # a command condition only: most runs check none
+
             command = render(cond.condition, scope, True)
             ok = subprocess.run(["sh", "-c", command], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from dataclasses import field
 from collections.abc import Callable, Mapping
 
@@ -153,6 +152,8 @@ def render(parts: list, scope: Scope, shell: bool, run: Callable[[str, Scope], s
 
 def substitute(command: str, scope: Scope) -> str:
     """Backtick substitution: the command's stdout, trailing newlines trimmed, as a shell does."""
+    import subprocess  # a backtick is rare: a run without one need not import it
+
     try:
         proc = subprocess.run([*scope.shell, command], cwd=scope.cwd, env=dict(scope.env), stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)

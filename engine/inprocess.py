@@ -11,8 +11,8 @@ worker leaves the pool, so it cannot starve the steps that come after it.
 from __future__ import annotations
 
 import os
-import queue
 import threading
+from collections import deque
 from dataclasses import field
 from collections.abc import Callable
 
@@ -21,6 +21,7 @@ from dagu.executors.base import Cancellation, StepIO, StepRequest, StepResult
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
+    import queue
     from typing import Any
 
 MAX_WORKERS = 8
@@ -64,9 +65,10 @@ class InProcessRunner:
     def __init__(self, wake: Callable[[], None], max_workers: int = MAX_WORKERS) -> None:
         self._wake = wake
         self._max = max_workers
-        self._tasks: "queue.SimpleQueue[Ticket | None]" = queue.SimpleQueue()
-        self._done: "queue.SimpleQueue[tuple[Ticket, StepResult | None, BaseException | None]]" = \
-            queue.SimpleQueue()
+        # Made by the first call: most runs have no in-process step, and `queue` is imported
+        # then only (issue 17).  Results need no blocking queue: the loop alone takes them.
+        self._tasks: "queue.SimpleQueue[Ticket | None] | None" = None
+        self._done: deque[tuple[Ticket, StepResult | None, BaseException | None]] = deque()
         self._lock = threading.Lock()
         self._live = 0
         self._idle = 0
@@ -74,6 +76,10 @@ class InProcessRunner:
 
     def submit(self, ticket: Ticket) -> None:
         with self._lock:
+            if self._tasks is None:
+                import queue
+
+                self._tasks = queue.SimpleQueue()
             self._calls += 1
             self._tasks.put(ticket)
             if self._tasks.qsize() > self._idle and self._live < self._max:
@@ -102,7 +108,7 @@ class InProcessRunner:
                     return
                 ticket.returned = True
                 self._idle += 1
-            self._done.put((ticket, result, error))
+            self._done.append((ticket, result, error))
             self._wake()
 
     def busy(self) -> bool:
@@ -113,13 +119,11 @@ class InProcessRunner:
     def take(self) -> list[tuple[Ticket, StepResult | None, BaseException | None]]:
         """Calls that returned since the last take (never one that was abandoned)."""
         found = []
-        while True:
-            try:
-                item = self._done.get_nowait()
-            except queue.Empty:
-                return found
+        while self._done:
+            item = self._done.popleft()
             if not item[0].abandoned:
                 found.append(item)
+        return found
 
     def abandon(self, ticket: Ticket) -> None:
         """Stop waiting for a call that ignored its cancellation; its thread is left to end alone."""
@@ -133,5 +137,5 @@ class InProcessRunner:
     def close(self) -> None:
         """Let idle workers end (busy ones are daemons and end with the process)."""
         with self._lock:
-            for _ in range(self._idle):
+            for _ in range(self._idle if self._tasks is not None else 0):
                 self._tasks.put(None)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -27,6 +26,7 @@ from dagu.process.fork import ForkedProcess
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
+    import subprocess
     from typing import Any
 
 if sys.implementation.name == "cpython" and sys.version_info[:2] == (3, 11):
@@ -36,11 +36,15 @@ else:  # pragma: no cover - the argument list differs elsewhere
 
 
 def start(argv: list[str], program: str, env: dict[str, str], cwd: str, stdout: int, stderr: int,
-          preexec: Callable[[], None] | None = None, use_popen: bool = False) -> "subprocess.Popen | ForkedProcess":
+          preexec: Callable[[], None] | None = None, use_popen: bool = False,
+          devnull: int | None = None) -> "subprocess.Popen | ForkedProcess":
     """Start `program` with `argv` (raises OSError as Popen would); the handle's `pid` and
     `returncode` are all the caller uses.  `preexec` runs in the child before the exec, as
-    Popen's preexec_fn (and, as there, costs a full fork instead of a vfork)."""
+    Popen's preexec_fn (and, as there, costs a full fork instead of a vfork).  `devnull`, an
+    open /dev/null the caller keeps for its children's stdin, spares an open per child."""
     if _fork_exec is None or use_popen:
+        import subprocess  # only here and for a child's failure: `dagu start` need not import it
+
         return subprocess.Popen(argv, executable=program, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                 cwd=cwd, env=env, start_new_session=True, close_fds=True, preexec_fn=preexec)
     env_list = []
@@ -49,7 +53,9 @@ def start(argv: list[str], program: str, env: dict[str, str], cwd: str, stdout: 
         if b"=" in name:
             raise ValueError("illegal environment variable name")
         env_list.append(name + b"=" + os.fsencode(value))
-    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    own_devnull = devnull is None
+    if devnull is None:
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         errpipe_read, errpipe_write = os.pipe()  # the child writes why its exec failed; closed by exec
         try:
@@ -63,7 +69,8 @@ def start(argv: list[str], program: str, env: dict[str, str], cwd: str, stdout: 
         finally:
             os.close(errpipe_read)
     finally:
-        os.close(devnull)
+        if own_devnull:
+            os.close(devnull)
     if failure:
         try:
             os.waitpid(pid, 0)
@@ -84,6 +91,8 @@ def _read_failure(fd: int) -> bytes:
 
 def _exception(data: bytes, program: str, cwd: str) -> Exception:
     """The exception Popen makes of the child's "ExceptionName:hex errno:description"."""
+    import subprocess
+
     try:
         name, hex_errno, message_bytes = data.split(b":", 2)
         message = message_bytes.decode()

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 from collections.abc import Mapping, Sequence
 
 from dagu.spec.records import dataclass
@@ -168,7 +167,8 @@ def probe_sandbox(mechanism: str) -> StrictSandbox | str:
     if mechanism == "unshare" and shutil.which("mount") is None:
         return "mount (util-linux) is not installed"
     sandbox = StrictSandbox(mechanism, executable)
-    import tempfile  # here only: probing is once per host
+    import subprocess  # here only: probing is once per host
+    import tempfile
     with tempfile.TemporaryDirectory(prefix="dagu-sandbox-probe-") as workdir:
         try:
             proc = subprocess.run(sandbox.wrap(["true"], workdir, []), capture_output=True,

@@ -25,7 +25,6 @@ import os
 import resource
 import selectors
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 
@@ -39,6 +38,7 @@ from dagu.process.tree import StepTree, TreeTracker
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
 if TYPE_CHECKING:
+    import subprocess
     from typing import Any
 
 
@@ -189,10 +189,18 @@ class Children:
         self.over_limit: set[int] = set()  # marked by the sampler thread, killed by the loop
         self.sampler = accounting.Sampler()
         self.memory = limits_mod.MemoryGuard()
+        self._devnull: int | None = None  # every child's stdin, opened once (close-on-exec)
+
+    def no_more_processes(self) -> None:
+        """The run's last attempt is reaped (its handlers' too): see TreeTracker.no_more_processes."""
+        self.trees.no_more_processes()
 
     def close(self) -> None:
         self.sampler.close()
         self.trees.close()
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
 
     def start(self, owner: Any, argv: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str,
               limits: limits_mod.Limits | None, memory_key: str, tag: Any = None,
@@ -223,7 +231,9 @@ class Children:
                 if entry is not None:
                     popen: subprocess.Popen | ForkedProcess = fork_child(entry, env, cwd, out, err, preexec)
                 else:
-                    popen = exec_child.start(words, program, env, cwd, out, err, preexec)
+                    if self._devnull is None:
+                        self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                    popen = exec_child.start(words, program, env, cwd, out, err, preexec, devnull=self._devnull)
             except BaseException:
                 self.trees.release(tree)
                 raise

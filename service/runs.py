@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import time
 from collections.abc import Mapping, Sequence
 
@@ -166,6 +165,8 @@ def restart_detached(launcher: "Launcher", plan: "Plan", plan_path: str, run_id:
 
 def exec_plan(argv: Sequence[str], name: str | None, working_dir: str) -> "Plan":
     """A one-step plan that runs one command, recorded like any run (`dagu exec`)."""
+    import shlex
+
     from dagu import __version__
     from dagu.spec.plan import PLAN_VERSION, Dag, Plan, Step
 
