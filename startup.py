@@ -40,8 +40,9 @@ def set_up(default_young: int = 700) -> None:
 # which `dagu start` and `dagu compile` never call: `inspect`, imported by `dataclasses` for a
 # docstring that `dagu.spec.records.dataclass` writes itself (with ast, dis, tokenize and
 # linecache it is 3-4 ms of a 10-step `dagu start`), and `ipaddress`, imported by
-# `urllib.parse` (through `pathlib`) to check bracketed hosts in URLs (1-1.5 ms).
-DEFERRED_MODULES = ("inspect", "ipaddress")
+# `urllib.parse` (through `pathlib`) to check bracketed hosts in URLs (1-1.5 ms), and `gettext`,
+# whose stand-in answers argparse's two calls itself (`_answer_untranslated`).
+DEFERRED_MODULES = ("inspect", "ipaddress", "gettext")
 
 
 def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
@@ -55,13 +56,18 @@ def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
 
     for name in names:
         if name not in sys.modules:
-            sys.modules[name] = _stand_in(types.ModuleType(name, f"the standard library's {name}, imported on first use"))
+            module = _stand_in(types.ModuleType(name, f"the standard library's {name}, imported on first use"))
+            if name == "gettext":
+                _answer_untranslated(module)
+            sys.modules[name] = module
 
 
 def _stand_in(module: Any) -> Any:
     name = module.__name__
 
     def real_attribute(attribute: str) -> Any:
+        if attribute == "__path__":  # asked by every `from NAME import x`: none of these is a package
+            raise AttributeError(f"module {name!r} has no attribute '__path__'")
         if sys.modules.get(name) is module:
             del sys.modules[name]
         import importlib
@@ -70,3 +76,39 @@ def _stand_in(module: Any) -> Any:
 
     module.__getattr__ = real_attribute
     return module
+
+
+def _answer_untranslated(module: Any) -> None:
+    """Let gettext's stand-in answer `gettext` and `ngettext` itself while no catalog can exist.
+
+    argparse imports both at its top and calls `gettext` for its own words each time a parser
+    is built; the real one imports `locale` and looks for a catalog of the default domain
+    under `sys.base_prefix/share/locale` for each call: 1-2 ms of every command.  Where that
+    directory does not exist (a pyenv or python.org build, the one executable) no catalog can
+    be found and gettext returns the message as given, so the stand-in does the same.
+    Where it exists, or once anything else of gettext is used (a `bindtextdomain` that could
+    point elsewhere), the real module answers."""
+    import os
+
+    catalogs = os.path.join(sys.base_prefix, "share", "locale")
+
+    def real() -> Any:
+        if sys.modules.get("gettext") is module and not os.path.isdir(catalogs):
+            return None
+        import importlib
+
+        if sys.modules.get("gettext") is module:
+            del sys.modules["gettext"]
+        return importlib.import_module("gettext")
+
+    def gettext(message: str) -> str:
+        loaded = real()
+        return message if loaded is None else loaded.gettext(message)
+
+    def ngettext(singular: str, plural: str, n: int) -> str:
+        loaded = real()
+        if loaded is None:
+            return singular if n == 1 else plural
+        return loaded.ngettext(singular, plural, n)
+
+    module.gettext, module.ngettext = gettext, ngettext
