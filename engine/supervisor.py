@@ -208,6 +208,7 @@ class Supervisor:
                 final = FAILED
                 self.error = "the success handler failed"
                 self.status.status = final
+        self.children.no_more_processes()
         for step_id, name, value in self.scopes.output_order:
             self.emit("output", step=step_id, name=name, value=value)
         self.emit("run_finished", status=final, error=self.error)

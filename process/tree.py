@@ -345,6 +345,10 @@ class TreeTracker:
         elif tree.leader and not tree.emptied:
             self.watchdog.gone(tree.leader)
 
+    def no_more_processes(self) -> None:
+        """Every attempt of the run is over and reaped: the watchdog may go (process/watchdog.py)."""
+        self.watchdog.dismiss()
+
     def close(self) -> None:
         """The run is over: stop the watchdog and remove the run's cgroup directory with the step
         cgroups in it (empty by now: every attempt was reaped; were one not, what it left dies

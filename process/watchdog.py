@@ -44,6 +44,8 @@ class Watchdog:
     def ensure(self) -> None:
         """Start the watchdog if it is not running yet (never raises: without it, what a dead
         supervisor leaves is still killed by the next start of the DAG or `dagu retry`)."""
+        if self._pid is not None and self._fd is None:  # dismissed, yet a process starts: a new one
+            self._reap()
         if self._pid is not None or self._failed:
             return
         try:
@@ -71,12 +73,21 @@ class Watchdog:
     def gone(self, pid: int) -> None:
         self._send(f"-{pid}\n".encode())
 
-    def close(self) -> None:
-        """A clean end: the watchdog leaves without killing anything, and is reaped."""
+    def dismiss(self) -> None:
+        """The run will start no more processes: the watchdog leaves, killing nothing, while the
+        supervisor writes the run's end.  `close` then reaps it, usually gone by then: its exit
+        (~0.8 ms) overlaps that writing instead of following it (issue 17)."""
         if self._fd is not None:
             self._send(_BYE)
             os.close(self._fd)
             self._fd = None
+
+    def close(self) -> None:
+        """A clean end: the watchdog leaves without killing anything, and is reaped."""
+        self.dismiss()
+        self._reap()
+
+    def _reap(self) -> None:
         if self._pid is not None:
             try:
                 os.waitpid(self._pid, 0)

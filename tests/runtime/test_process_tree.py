@@ -203,3 +203,39 @@ def test_a_nul_in_a_command_word_is_refused_before_the_fork_naming_the_word() ->
     with pytest.raises(SpawnError, match="environment variable OUT contains a NUL byte"):
         check_spawnable(["echo", "a\0b"], {"OUT": "a\0b"})
     check_spawnable(["echo", "ab"], {"OUT": "ab"})
+
+
+def test_a_dismissed_watchdog_leaves_by_itself_and_a_later_process_gets_a_new_one() -> None:
+    """Watchdog.dismiss (the run's last attempt is reaped): the watchdog exits without killing
+    anything and without being waited for; a process started after all the same is watched by a
+    new watchdog; close reaps whichever is left."""
+    from dagu.process.watchdog import Watchdog
+
+    import subprocess
+
+    from dagu.process.procfs import read_stat
+    from dagu.process.watchdog import kill_leaders
+
+    watchdog = Watchdog(lambda leaders: kill_leaders(leaders, lambda pid: getattr(read_stat(pid), "start", None)))
+    watchdog.ensure()
+    first = watchdog.pid
+    assert first is not None and _alive(first)
+    step = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    try:
+        watchdog.leader(step.pid, read_stat(step.pid).start)
+        watchdog.dismiss()
+        deadline = time.monotonic() + 5
+        while _alive(first) and time.monotonic() < deadline:  # a zombie now: it ended on its own
+            time.sleep(0.01)
+        assert not _alive(first)
+        assert step.poll() is None, "a dismissed watchdog kills nothing"
+    finally:
+        step.kill()
+        step.wait()
+    watchdog.ensure()
+    second = watchdog.pid
+    assert second is not None and second != first and _alive(second)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(first, os.WNOHANG)  # the dismissed one was reaped when the new one came
+    watchdog.close()
+    assert watchdog.pid is None and not _alive(second)
