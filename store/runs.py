@@ -68,12 +68,19 @@ def rotate_if_large(path: str, max_bytes: int) -> bool:
     return True
 
 
-def write_atomic(path: str, text: str, make_dirs: bool = False, mode: int = 0o644) -> None:
+def write_atomic(path: str, text: str, make_dirs: bool = False, mode: int = 0o644, sync: bool = True,
+                 sync_dir: bool = True) -> None:
     """Write temp, fsync, rename, fsync the directory: all or nothing, even on power loss.
 
     The one atomic write of dagu (plans, snapshots, queue entries, scheduler state, the users
     file); `make_dirs` creates the directory first (`dagu compile -o DIR`); `mode` is the file's
-    mode from its creation (0600 for credentials: never readable by others, not even briefly)."""
+    mode from its creation (0600 for credentials: never readable by others, not even briefly).
+
+    Each fsync costs ~0.2-1 ms on a disk and more on an SD card, so a file that is only a cache
+    of something durable skips what it does not need: without `sync_dir` a power loss may
+    undo the rename (the reader then sees the previous file: a run's snapshot, which its
+    journal completes); without `sync` as well the new file may come back empty or torn after
+    a power loss, so only a cache its reader checks may skip it (the plan cache)."""
     directory = os.path.dirname(path) or "."
     if make_dirs:
         try:
@@ -87,15 +94,17 @@ def write_atomic(path: str, text: str, make_dirs: bool = False, mode: int = 0o64
             if mode != 0o644:
                 os.fchmod(fd, mode)  # a temp file left by a crash keeps its old bits otherwise
             write_all(fd, text.encode("utf-8"))
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        if sync and sync_dir:
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
     except OSError as exc:
         try:
             os.unlink(tmp)
@@ -186,8 +195,11 @@ class RunDir:
             self._snapshot_checked = True
         # One line, no indent: `indent` makes json use its slow pure-Python encoder.
         # `python -m json.tool status.json` or `jq . status.json` pretty-prints it.
+        # Whole before it is renamed (fsync), but the rename itself need not survive a power
+        # loss: the journal, fsync'd as it grows, has every event, and a reader folds it over
+        # whichever snapshot it finds (or none).
         write_atomic(self.status, json.dumps({"format": STATE_FORMAT, **status.to_dict()},
-                                              ensure_ascii=False, separators=(",", ":")) + "\n")
+                                              ensure_ascii=False, separators=(",", ":")) + "\n", sync_dir=False)
 
     def keep_damaged(self) -> str | None:
         """Move a snapshot that does not read back to `status.json.damaged` (`.damaged.1`, ... when
