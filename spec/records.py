@@ -17,8 +17,8 @@ generated.  The rules of the standard decorator are kept: methods written in
 the class body win, eq without frozen makes instances unhashable, a frozen
 instance refuses assignment with `FrozenInstanceError`, `__post_init__` runs
 last.  Any option or shape beyond init/repr/eq/frozen on a class with no
-dataclass bases (slots, order, kw_only, InitVar, unsafe_hash, inheritance)
-goes to the standard decorator untouched.
+dataclass bases (order, kw_only, InitVar, unsafe_hash, frozen with slots,
+inheritance) goes to the standard decorator untouched.
 
 Standard library only: the plan module (which imports nothing else of ours)
 uses it.
@@ -38,7 +38,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17
 if TYPE_CHECKING:
     from typing import Any
 
-_CHEAP_OPTIONS = frozenset({"init", "repr", "eq", "frozen"})
+_CHEAP_OPTIONS = frozenset({"init", "repr", "eq", "frozen", "slots"})
 _MISSING = dataclasses.MISSING
 _FIELD_MARKER = getattr(dataclasses, "_FIELD", None)  # what marks a Field as a field (not a ClassVar)
 
@@ -63,14 +63,19 @@ def dataclass(cls: type | None = None, /, **options: Any) -> Any:
     eq, frozen = options.get("eq", True), options.get("frozen", False)
     doc_missing = cls.__doc__ is None
     fields = _collect_fields(cls)
+    slots = options.get("slots", False)
+    if slots:
+        cls = _with_slots(cls, fields)
     if any(f.kw_only is True for f in fields):
         raise TypeError(f"{cls.__qualname__}: keyword-only fields need dataclasses.dataclass")
     params = cls.__dataclass_params__  # type: ignore[attr-defined]
     params.init, params.repr, params.eq, params.frozen = init, with_repr, eq, frozen
+    if hasattr(params, "slots"):  # 3.12 and later record it
+        params.slots = slots
     if doc_missing:
-        cls.__doc__ = f"{cls.__name__}({_add_init(cls, fields, frozen)})" if init else cls.__name__
+        cls.__doc__ = f"{cls.__name__}({_add_init(cls, fields, frozen, slots)})" if init else cls.__name__
     elif init:
-        _add_init(cls, fields, frozen)
+        _add_init(cls, fields, frozen, slots)
     if with_repr:
         _set_new(cls, "__repr__", _repr_for(cls, tuple(f.name for f in fields if f.repr)))
     if eq:
@@ -89,6 +94,8 @@ def _needs_the_standard_decorator(cls: type, options: dict[str, Any]) -> bool:
         return True
     if options.get("frozen") and ("__setattr__" in cls.__dict__ or "__delattr__" in cls.__dict__):
         return True  # the standard decorator refuses these with a TypeError
+    if options.get("frozen") and options.get("slots"):
+        return True  # pickling those needs the standard decorator's __getstate__/__setstate__
     if "__slots__" in cls.__dict__:
         return True
     annotations = cls.__dict__.get("__annotations__", {})
@@ -120,8 +127,8 @@ _TEMPLATE_PARAMS = _standard_params()
 
 def _collect_fields(cls: type) -> tuple[dataclasses.Field, ...]:
     """What `dataclasses.dataclass(cls, init=False, repr=False, eq=False)` records, for the
-    shapes this module takes (no dataclass bases, no slots, ClassVar, InitVar or KW_ONLY, no
-    ABC): the fields, `__dataclass_fields__`, `__dataclass_params__` and `__match_args__`.
+    shapes this module takes (no dataclass bases, no ClassVar, InitVar or KW_ONLY, no ABC):
+    the fields, `__dataclass_fields__`, `__dataclass_params__` and `__match_args__`.
 
     The standard decorator takes ~50 us a class, mostly to look for ClassVar and InitVar in
     each string annotation with a regular expression and to scan the class for abstract
@@ -161,6 +168,19 @@ def _collect_fields(cls: type) -> tuple[dataclasses.Field, ...]:
     return tuple(fields.values())
 
 
+def _with_slots(cls: type, fields: tuple[dataclasses.Field, ...]) -> type:
+    """The class made again with `__slots__` for its fields, as the standard decorator's
+    `slots=True` does (before any method is added, so none refers to the first class).  The
+    defaults stay in the fields, which `__init__` reads: a slot cannot also be a class attribute."""
+    names = tuple(f.name for f in fields)
+    namespace = {key: value for key, value in cls.__dict__.items()
+                 if key not in names and key not in ("__dict__", "__weakref__")}
+    namespace["__slots__"] = names
+    made = type(cls)(cls.__name__, cls.__bases__, namespace)
+    made.__qualname__ = cls.__qualname__
+    return made
+
+
 def _set_new(cls: type, name: str, method: Callable[..., Any]) -> None:
     """Add a method unless the class body wrote its own, as the standard decorator does."""
     if name not in cls.__dict__:
@@ -168,7 +188,7 @@ def _set_new(cls: type, name: str, method: Callable[..., Any]) -> None:
         setattr(cls, name, method)
 
 
-def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool) -> str:
+def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool, slots: bool = False) -> str:
     """Give the class an `__init__` that is compiled when it is first called; returns the
     parameter names, for a missing docstring.
 
@@ -203,6 +223,9 @@ def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool) ->
             annotations[f.name] = f.type
         elif f.default_factory is not _MISSING:
             value = f"{factory_name}()"
+        elif slots and f.default is not _MISSING:  # no class attribute holds it: set it here
+            names[default_name] = f.default
+            value = default_name
         else:
             continue  # reading it falls back to the class attribute holding the default
         lines.append(f"    __dataclass_dict__[{f.name!r}] = {value}" if frozen else f"    self.{f.name} = {value}")

@@ -277,3 +277,45 @@ def test_classvar_and_abstract_shapes_go_to_the_standard_decorator() -> None:
     with pytest.raises(TypeError):
         Shape(4)
     assert Square(4).area() == 4.0
+
+
+def slotted_shapes(decorate: Callable[..., Any]) -> dict[str, type]:
+    @decorate(slots=True)
+    class Counters:
+        """Plain, with slots (the process sampler's shape)."""
+        start: int
+        ppid: int
+        user: int = 0
+        hidden: int = field(default=5, init=False)
+        seen: list = field(default_factory=list)
+
+    @decorate(slots=True, eq=False)
+    class Handle:
+        """Compared by identity."""
+        fd: int = -1
+
+    return {c.__name__: c for c in (Counters, Handle)}
+
+
+def test_slots_are_made_as_the_standard_decorator_makes_them() -> None:
+    ours, theirs = slotted_shapes(records.dataclass), slotted_shapes(dataclasses.dataclass)
+    for name in ours:
+        mine, standard = ours[name], theirs[name]
+        assert isinstance(vars(mine).get("__signature__"), records._CompilesInit), "made here, not by the standard"
+        assert mine.__slots__ == standard.__slots__, name
+        assert str(inspect.signature(mine)) == str(inspect.signature(standard)), name
+        assert (mine.__hash__ is None) == (standard.__hash__ is None), name
+        assert mine.__match_args__ == standard.__match_args__
+        for field_name, made in mine.__dataclass_fields__.items():
+            for attribute in FIELD_ATTRIBUTES:
+                assert getattr(made, attribute) == getattr(standard.__dataclass_fields__[field_name], attribute)
+        assert not any(isinstance(vars(mine).get(n), (int, list)) for n in mine.__slots__), "no class attribute"
+    counters = ours["Counters"](1, 2)
+    assert (counters.user, counters.hidden, counters.seen) == (0, 5, []), "init=False default set in __init__"
+    assert repr(counters).endswith("Counters(start=1, ppid=2, user=0, hidden=5, seen=[])")
+    assert counters == ours["Counters"](1, 2) and counters != ours["Counters"](1, 3)
+    with pytest.raises(AttributeError):
+        counters.other = 1  # no __dict__
+    assert not hasattr(counters, "__dict__")
+    handle = ours["Handle"]()
+    assert handle.fd == -1 and handle != ours["Handle"]()
