@@ -10,7 +10,6 @@ refused with a message instead of failing some step an hour later.
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable, Sequence
 
 from dagu.engine.evaluate import EvalError, Scope, render
@@ -24,8 +23,12 @@ class ParamError(Exception):
 
 
 def split_words(flag: str | None, rest: Sequence[str]) -> list[str]:
+    if not flag:
+        return list(rest)
+    import shlex  # a `-p` string only
+
     try:
-        words = shlex.split(flag) if flag else []
+        words = shlex.split(flag)
     except ValueError as exc:
         raise ParamError(f"-p {flag!r}: {exc}") from None
     return words + list(rest)

@@ -7,7 +7,7 @@ to a small pool and is woken (through its self-pipe) when one is decided.
 
 from __future__ import annotations
 
-import queue
+from collections import deque
 from collections.abc import Callable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
@@ -23,7 +23,8 @@ class PreconditionChecker:
     def __init__(self, wake: Callable[[], None]) -> None:
         self._wake = wake
         self._pool: ThreadPoolExecutor | None = None
-        self._results: "queue.SimpleQueue[tuple[str, str | None, BaseException | None]]" = queue.SimpleQueue()
+        # appended by the pool's threads, taken by the loop alone: no blocking queue is needed
+        self._results: deque[tuple[str, str | None, BaseException | None]] = deque()
         self.pending: dict[str, Node] = {}  # node key -> node being checked
 
     def submit(self, node: Node, scope: Scope) -> None:
@@ -36,9 +37,9 @@ class PreconditionChecker:
 
         def work() -> None:
             try:
-                self._results.put((key, conditions.unmet(checks, scope, scope.cwd, dict(scope.env)), None))
+                self._results.append((key, conditions.unmet(checks, scope, scope.cwd, dict(scope.env)), None))
             except BaseException as exc:  # handed to the loop, which reports it on the step
-                self._results.put((key, None, exc))
+                self._results.append((key, None, exc))
             self._wake()
 
         self._pool.submit(work)
@@ -46,12 +47,10 @@ class PreconditionChecker:
     def take(self) -> list[tuple[Node, str | None, BaseException | None]]:
         """Checks decided since the last call: (node, what is unmet or None, error)."""
         found = []
-        while True:
-            try:
-                key, unmet, exc = self._results.get_nowait()
-            except queue.Empty:
-                return found
+        while self._results:
+            key, unmet, exc = self._results.popleft()
             found.append((self.pending.pop(key), unmet, exc))
+        return found
 
     def close(self) -> None:
         if self._pool is not None:

@@ -136,7 +136,11 @@ def _changed_since(path: str, started_ns: int) -> bool:
 def text_sha256(path: str) -> str | None:
     """The SHA-256 the compiler records for a file it read (of its text, a BOM dropped); None if unreadable."""
     try:
-        return sha256_hex(read_regular(path).decode("utf-8-sig").encode("utf-8"))
+        data = read_regular(path)
+        data.decode("utf-8")  # what the compiler could not decode, it did not read either
+        # the compiler hashes its text decoded as utf-8-sig and encoded again: the same bytes without
+        # a BOM (a reuse need not import that codec)
+        return sha256_hex(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)
     except (OSError, UnicodeDecodeError):
         return None
 

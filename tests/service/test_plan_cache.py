@@ -136,3 +136,14 @@ def test_commands_naming_a_workflow_file_use_its_cached_plan(env: Env) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "succeeded" in done.stdout
     assert "dagu.compiler.pipeline" not in done.stderr and "| yaml" not in done.stderr
+
+
+def test_a_file_with_a_byte_order_mark_is_reused_and_its_edit_seen(env: Env) -> None:
+    """The compiler records the digest of the file's text without its BOM; the reuse check hashes
+    the bytes the same way."""
+    (env.dir / "bom.yaml").write_bytes(b"\xef\xbb\xbf" + MAIN.replace("${GREETING}", "hi").encode())
+    assert start(env, "bom.yaml")[1] is True
+    assert start(env, "bom.yaml")[1] is False
+    (env.dir / "bom.yaml").write_bytes(b"\xef\xbb\xbf" + MAIN.replace("${GREETING}", "ho").encode())
+    assert start(env, "bom.yaml")[1] is True
+    assert out(env) == ["hi", "hi", "ho"]
