@@ -95,6 +95,7 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
                              "max_active_runs allows no more: wait, `dagu stop` it, or raise max_active_runs")
     ctx.run = run
     ctx.plan_path = run.plan
+    outcome = None
     try:
         outcome = _supervise(ctx, RunStatus(dag=dag.name, run_id=run_id, parent=parent), run, hooks=hooks)
     except DiskFullError:
@@ -103,7 +104,7 @@ def start(plan: Plan, dag_name: str | None, words: list[str], run_id: str | None
         raise
     finally:
         if slot is not None:
-            slot.release()
+            slot.release(finished=outcome is not None)  # supervised to the end: no process is left
     return _retain(store, dag, run_id, environ, outcome) if parent is None else outcome
 
 
@@ -133,10 +134,11 @@ def start_queued(dag_name: str, run_id: str, home: str, environ: Mapping[str, st
     slot = store.take_slot(dag.name, dag.max_active_runs, run)
     if slot is None:
         raise RunRefused(f"DAG {dag.name!r} is at max_active_runs={dag.max_active_runs}; the run stays queued")
+    outcome = None
     try:
         outcome = _supervise(ctx, view.status, run, hooks=hooks)
     finally:
-        slot.release()
+        slot.release(finished=outcome is not None)
     return _retain(store, dag, run_id, environ, outcome)
 
 
@@ -332,11 +334,12 @@ def retry(dag_name: str, run_id: str, home: str, environ: Mapping[str, str],
         slot = store.take_slot(dag.name, dag.max_active_runs, run)
         if slot is None:
             raise RunRefused(f"DAG {dag.name!r} has max_active_runs={dag.max_active_runs} active runs; retry later")
+    outcome = None
     try:
         outcome = _supervise(ctx, previous, run, problems=view.problems, hooks=hooks)
     finally:
         if slot is not None:
-            slot.release()
+            slot.release(finished=outcome is not None)
     return _retain(store, dag, run_id, environ, outcome) if previous.parent is None else outcome
 
 

@@ -510,7 +510,15 @@ def _folders(parent: str, problem: Callable[[str], str | None]) -> list[str]:
 class Slot:
     fd: int
 
-    def release(self) -> None:
+    def release(self, finished: bool = False) -> None:
+        """Free the slot.  `finished`: its run ended under its supervisor, which leaves no process
+        behind, so the slot file is emptied and the next start of the DAG need not read that run
+        to look for leftovers (`slot_holders`, ~1 ms of every start)."""
+        if finished:
+            try:
+                os.ftruncate(self.fd, 0)
+            except OSError:
+                pass  # the run is read next time, as after a crash
         os.close(self.fd)
 
 

@@ -483,3 +483,28 @@ def test_a_step_that_cannot_start_is_reported_where_it_is_written(env: Env) -> N
     assert f"{path}:5:5: working directory" in res.stderr and "fix working_dir" in res.stderr
     refused = env.run("start", "wd.yaml", "--", "UNDECLARED=1")
     assert refused.returncode == 1 and f"{path}: unknown param 'UNDECLARED'" in refused.stderr
+
+
+def test_a_slot_names_its_run_until_the_run_ends_under_its_supervisor(env: Env) -> None:
+    """The next start of a DAG looks for leftovers of the run its slot last held only when that
+    run did not end under its supervisor: a clean end empties the slot file, a kill -9 leaves it."""
+    from dagu.store.runs import Store
+
+    env.write("slot.yaml", """
+        steps:
+          - id: wait
+            command: |
+              if [ -f go.flag ]; then exit 0; fi
+              touch started.flag; sleep 30
+        """)
+    slot = env.home / "runs" / "slot" / ".slots" / "0.lock"
+    proc = env.popen("start", "slot.yaml", "--run-id", "s1")
+    env.wait_for("started.flag")
+    assert slot.read_text().strip().endswith("/s1"), "a live run holds its slot"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert [run.run_id for run in Store(str(env.home)).slot_holders("slot")] == ["s1"], "a killed run stays named"
+    (env.dir / "go.flag").touch()
+    res = env.run("start", "slot.yaml", "--run-id", "s2")
+    assert res.returncode == 0, res.stderr
+    assert slot.read_text() == "" and list(Store(str(env.home)).slot_holders("slot")) == []
