@@ -51,6 +51,7 @@ class _Factory:
 
 
 _HAS_FACTORY = _Factory()
+_GENERIC_CALLS = 32  # instances made by the generic __init__ before the compiled one (_add_init)
 
 
 def dataclass(cls: type | None = None, /, **options: Any) -> Any:
@@ -189,19 +190,23 @@ def _set_new(cls: type, name: str, method: Callable[..., Any]) -> None:
 
 
 def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool, slots: bool = False) -> str:
-    """Give the class an `__init__` that is compiled when it is first called; returns the
+    """Give the class an `__init__` that is compiled once the class is used much; returns the
     parameter names, for a missing docstring.
 
-    Compiling an `__init__` costs ~90 us, and most plan, state and engine classes are never
-    instantiated by a given command (a plain `dagu start` makes a third of the ones it
-    imports), so each is compiled by its first call instead.  Until then the class carries a
-    `__signature__` hook that compiles it, so `inspect.signature` sees the real one."""
+    Compiling an `__init__` costs 45-90 us, and most plan, state and engine classes are made
+    a few times by a given command, if at all (a plain `dagu start` makes a third of the ones
+    it imports, most of them once).  So the first `_GENERIC_CALLS` instances are made by a
+    generic `__init__` (~1 us a call against ~0.1 us), which hands any call it does not bind
+    cleanly (a missing, extra or repeated argument) to the compiled one, so the errors are the
+    standard ones; after that the class gets the compiled one.  Until it is compiled the class
+    carries a `__signature__` hook that compiles it, so `inspect.signature` sees the real one."""
     if "__init__" in cls.__dict__:
         return ", ".join(f.name for f in fields if f.init)
     names: dict[str, Any] = {"__dataclass_HAS_FACTORY__": _HAS_FACTORY}
     annotations: dict[str, Any] = {}
     params, lines = [], []
     seen_default = None
+    steps: list[tuple[str, bool, Any, Any]] = []  # what the generic __init__ does, field by field
     for f in fields:
         default_name, factory_name = f"__dataclass_dflt_{f.name}__", f"__dataclass_fact_{f.name}__"
         if f.default_factory is not _MISSING:
@@ -221,11 +226,14 @@ def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool, sl
                 params.append(f.name)
             value = f.name
             annotations[f.name] = f.type
+            steps.append((f.name, True, f.default, f.default_factory))
         elif f.default_factory is not _MISSING:
             value = f"{factory_name}()"
+            steps.append((f.name, False, _MISSING, f.default_factory))
         elif slots and f.default is not _MISSING:  # no class attribute holds it: set it here
             names[default_name] = f.default
             value = default_name
+            steps.append((f.name, False, f.default, _MISSING))
         else:
             continue  # reading it falls back to the class attribute holding the default
         lines.append(f"    __dataclass_dict__[{f.name!r}] = {value}" if frozen else f"    self.{f.name} = {value}")
@@ -249,8 +257,40 @@ def _add_init(cls: type, fields: tuple[dataclasses.Field, ...], frozen: bool, sl
                 delattr(cls, "__signature__")
         return compiled[0]
 
+    param_names = tuple(annotations)
+    param_set = frozenset(param_names)
+    post_init = hasattr(cls, "__post_init__")
+    calls = [0]
+
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        compile_init()(self, *args, **kwargs)
+        calls[0] += 1
+        if calls[0] > _GENERIC_CALLS or len(args) > len(param_names) or not param_set.issuperset(kwargs):
+            return compile_init()(self, *args, **kwargs)
+        given = dict(zip(param_names, args))
+        if kwargs:
+            if not given.keys().isdisjoint(kwargs):
+                return compile_init()(self, *args, **kwargs)
+            given.update(kwargs)
+        values = []
+        for name, is_param, default, factory in steps:
+            if is_param and name in given:
+                value = given[name]
+                if value is _HAS_FACTORY and factory is not _MISSING:
+                    value = factory()
+            elif default is not _MISSING:
+                value = default
+            elif factory is not _MISSING:
+                value = factory()
+            else:  # a required argument is missing: the compiled one says so, as the standard one would
+                return compile_init()(self, *args, **kwargs)
+            values.append((name, value))
+        if frozen:
+            self.__dict__.update(values)
+        else:
+            for name, value in values:
+                setattr(self, name, value)
+        if post_init:
+            self.__post_init__()
 
     __init__.__qualname__ = f"{cls.__qualname__}.__init__"
     cls.__init__ = __init__  # type: ignore[misc]

@@ -182,33 +182,61 @@ def test_a_field_without_default_after_one_with_is_refused_as_the_standard_does(
             b: int
 
 
-def test_init_is_compiled_at_first_use_and_behaves_the_same_before() -> None:
-    """The __init__ is compiled by the first call (or the first inspect.signature), not by the decorator."""
+def test_init_is_generic_for_the_first_instances_then_compiled_and_behaves_the_same() -> None:
+    """The decorator compiles no __init__: the first instances are made by a generic one, which
+    leaves every call it cannot bind cleanly to the compiled one (so errors are the standard
+    ones); the class gets the compiled one after records._GENERIC_CALLS instances, or when
+    inspect.signature asks first."""
+    import inspect as inspect_module
 
-    def make(decorate: Callable[..., Any]) -> type:
-        @decorate(frozen=True)
+    def make(decorate: Callable[..., Any], **options: Any) -> type:
+        @decorate(**options)
         class Late:
             """Never instantiated until the test says so."""
             name: str
             parts: tuple = ()
             tags: list = field(default_factory=list)
+            seen: list = field(default_factory=list, init=False)
+
+            def __post_init__(self) -> None:
+                self.seen.append(self.name)
         return Late
 
-    ours, theirs = make(records.dataclass), make(dataclasses.dataclass)
-    assert "name" not in ours.__init__.__code__.co_varnames, "not compiled by the decorator"
+    def compiled(cls: type) -> bool:
+        return not cls.__init__.__code__.co_flags & inspect_module.CO_VARARGS
 
-    class Sub(ours):  # a plain subclass made before the first instance inherits the same __init__
-        pass
+    for options in ({}, {"frozen": True}, {"slots": True}):
+        ours, theirs = make(records.dataclass, **options), make(dataclasses.dataclass, **options)
+        assert not compiled(ours), "not compiled by the decorator"
 
-    assert Sub("s").name == "s" and Sub("s") != ours("s"), "eq compares the class, as the standard one does"
-    assert "name" in ours.__init__.__code__.co_varnames, "the first call compiled it into the class"
-    assert ours("a", (1,)) == ours("a", (1,)) and ours("a").tags == []
-    with pytest.raises(TypeError):
-        ours()  # the compiled __init__ checks its arguments as the standard one does
+        class Sub(ours):  # a plain subclass made before the first instance inherits the same __init__
+            pass
+
+        assert Sub("s").name == "s" and Sub("s") != ours("s"), "eq compares the class, as the standard one does"
+        for args, kwargs in [(("a",), {}), (("a", (1,)), {}), ((), {"name": "k", "tags": [2]}),
+                             (("a",), {"parts": (3,)})]:
+            mine, standard = ours(*args, **kwargs), theirs(*args, **kwargs)
+            assert repr(mine).split("(", 1)[1] == repr(standard).split("(", 1)[1], (options, args, kwargs)
+            assert mine.seen == [mine.name], "__post_init__ runs last"
+        assert ours("a").tags is not ours("a").tags, "a factory runs per instance"
+        for args, kwargs in [((), {}), (("a", (), [], 4), {}), (("a",), {"name": "b"}), (("a",), {"other": 1}),
+                             (("a",), {"seen": []})]:
+            with pytest.raises(TypeError) as mine_error:
+                ours(*args, **kwargs)
+            with pytest.raises(TypeError) as standard_error:
+                theirs(*args, **kwargs)
+            assert str(mine_error.value).split("__init__()")[1] == str(standard_error.value).split("__init__()")[1]
+        assert compiled(ours), "the first call the generic one could not bind compiled it"
+
+    busy = make(records.dataclass)
+    for n in range(records._GENERIC_CALLS):
+        assert busy(str(n)).name == str(n)
+    assert not compiled(busy)
+    busy("one more")
+    assert compiled(busy) and "__signature__" not in busy.__dict__, "compiled for good, the hook gone"
     fresh = make(records.dataclass)
-    assert str(inspect.signature(fresh)) == str(inspect.signature(theirs)), "signature compiles it first"
-    assert "name" in fresh.__init__.__code__.co_varnames
-    assert "__signature__" not in fresh.__dict__, "the hook goes once the __init__ is compiled"
+    assert str(inspect.signature(fresh)) == str(inspect.signature(make(dataclasses.dataclass)))
+    assert compiled(fresh), "signature compiles it first"
 
 
 FIELD_ATTRIBUTES = ("name", "type", "default", "default_factory", "init", "repr", "hash", "compare", "metadata",
