@@ -348,11 +348,20 @@ def _hints(cls: type) -> dict[str, Any]:
     `tuple[X, ...]` and `dict[str, X]`; `Any` reads as `object`, which decodes as is."""
     hints = _HINTS.get(cls)
     if hints is None:
-        names = {**globals(), "Any": object}
-        hints = {f.name: eval(f.type, names) if isinstance(f.type, str) else f.type  # noqa: S307
-                 for f in dataclasses.fields(cls)}
+        hints = {f.name: _evaluated(f.type) if isinstance(f.type, str) else f.type for f in dataclasses.fields(cls)}
         _HINTS[cls] = hints
     return hints
+
+
+_EVALUATED: dict[str, Any] = {}
+
+
+def _evaluated(annotation: str) -> Any:
+    """One annotation string evaluated, once: the plan's classes repeat a few dozen of them."""
+    found = _EVALUATED.get(annotation)
+    if found is None:
+        found = _EVALUATED[annotation] = eval(annotation, {**globals(), "Any": object})  # noqa: S307
+    return found
 
 
 def _decode(tp: Any, data: Any, where: str) -> Any:
