@@ -1,19 +1,19 @@
-"""`import yaml` without compiling PyYAML's slowest regular expression.
+"""`import yaml` without compiling PyYAML's regular expressions, which dagu's loader never uses.
 
-`yaml.reader` compiles `Reader.NON_PRINTABLE`, a negated character class whose
-ranges reach U+10FFFF, when it is imported: 5.5 ms, a quarter of what the
-compiler adds to a small `dagu start` and a tenth of a `dagu validate`
-(issue 17).  The same set written the other way round (the characters YAML
-calls non-printable, four short ranges and five single ones) compiles in
-0.05 ms.  So before PyYAML is first imported, that pattern is put into `re`'s
-cache under the source text PyYAML compiles, and its `re.compile` finds it there.
+PyYAML compiles some twenty patterns when it is imported: the YAML 1.1 implicit
+resolvers (bool, int, float, timestamp, ...), the timestamp constructor's, and
+`Reader.NON_PRINTABLE`, a negated class reaching U+10FFFF that alone took
+3.4-5.6 ms.  dagu's loader composes nodes with libyaml and types plain scalars
+itself (YAML 1.2 core schema, compiler/loader.py), so none of them is ever
+matched on a `dagu validate`, `compile` or first `start`; compiling them was
+2-7 ms of each (issue 17).
 
-What a search matches is the same character for character: tests/compiler/
-test_yaml_import.py compares both patterns over every code point.  `re._cache`
-is the standard library's own (3.11 and 3.12 look there before compiling); where
-it is missing or PyYAML is already imported, nothing is seeded and only the
-time differs.  dagu.settings, which reads config.yaml only when there is one,
-imports PyYAML directly.
+So while PyYAML is imported here, a pattern compiled by one of its modules is a
+stand-in that compiles the same text with the same flags on its first use: code
+that does use PyYAML's resolvers or reader (dagu.settings' `yaml.safe_load` of a
+config.yaml, a plugin) gets exactly PyYAML's pattern, a little later.
+`re.compile` is swapped only for the import, and calls from other modules (other
+threads included) compile as usual.
 """
 
 from __future__ import annotations
@@ -21,22 +21,51 @@ from __future__ import annotations
 import re
 import sys
 
-# yaml/reader.py: `NON_PRINTABLE = re.compile('[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]')`
-PYYAML_NON_PRINTABLE = "[^\x09\x0A\x0D\x20-\x7E\x85\xA0-\uD7FF\uE000-\uFFFD\U00010000-\U0010ffff]"
-# every code point outside that set: C0 controls but tab, LF and CR; DEL and the C1 controls but
-# NEL; the surrogates; U+FFFE and U+FFFF
-SAME_SET = "[\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x84\x86-\x9F\uD800-\uDFFF\uFFFE\uFFFF]"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 
-def seed_printable_check() -> None:
-    cache = getattr(re, "_cache", None)
-    if "yaml.reader" in sys.modules or not isinstance(cache, dict):
-        return
-    cache.setdefault((str, PYYAML_NON_PRINTABLE, 0), re.compile(SAME_SET))
+class CompiledOnFirstUse:
+    """A pattern PyYAML compiles at import, compiled when an attribute (`match`, `search`, ...)
+    is first read; then the real `re.Pattern` answers everything."""
+
+    __slots__ = ("_source", "_compile", "_pattern")
+
+    def __init__(self, source: Any, flags: int, compile_now: Any) -> None:
+        self._source = (source, flags)
+        self._compile = compile_now
+        self._pattern: re.Pattern | None = None
+
+    @property
+    def compiled(self) -> bool:
+        return self._pattern is not None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._pattern is None:
+            self._pattern = self._compile(*self._source)
+        return getattr(self._pattern, name)
 
 
-seed_printable_check()
+def _import_pyyaml() -> Any:
+    if "yaml" in sys.modules:
+        return sys.modules["yaml"]
+    compile_now = re.compile
 
-import yaml  # noqa: E402  (after the seed, which is the point)
+    def compile_later(pattern: Any, flags: int = 0) -> Any:
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if caller == "yaml" or caller.startswith("yaml."):
+            return CompiledOnFirstUse(pattern, flags, compile_now)
+        return compile_now(pattern, flags)
+
+    re.compile = compile_later
+    try:
+        import yaml
+    finally:
+        re.compile = compile_now
+    return yaml
+
+
+yaml = _import_pyyaml()
 
 __all__ = ["yaml"]
