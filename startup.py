@@ -40,9 +40,11 @@ def set_up(default_young: int = 700) -> None:
 # which `dagu start` and `dagu compile` never call: `inspect`, imported by `dataclasses` for a
 # docstring that `dagu.spec.records.dataclass` writes itself (with ast, dis, tokenize and
 # linecache it is 3-4 ms of a 10-step `dagu start`), and `ipaddress`, imported by
-# `urllib.parse` (through `pathlib`) to check bracketed hosts in URLs (1-1.5 ms), and `gettext`,
-# whose stand-in answers argparse's two calls itself (`_answer_untranslated`).
-DEFERRED_MODULES = ("inspect", "ipaddress", "gettext")
+# `urllib.parse` (through `pathlib`) to check bracketed hosts in URLs (1-1.5 ms), `gettext`,
+# whose stand-in answers argparse's two calls itself (`_answer_untranslated`), and `base64`
+# (with struct and binascii), which PyYAML imports for !!binary values, which dagu's loader
+# never builds.
+DEFERRED_MODULES = ("inspect", "ipaddress", "gettext", "base64")
 
 
 def defer_modules(names: tuple[str, ...] = DEFERRED_MODULES) -> None:
@@ -72,7 +74,12 @@ def _stand_in(module: Any) -> Any:
             del sys.modules[name]
         import importlib
 
-        return getattr(importlib.import_module(name), attribute)
+        real = importlib.import_module(name)
+        # Code that imported the stand-in keeps it: from now on it finds every name directly.
+        vars(module).update(vars(real))
+        if "__getattr__" not in vars(real):
+            del module.__getattr__
+        return getattr(real, attribute)
 
     module.__getattr__ = real_attribute
     return module
