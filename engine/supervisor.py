@@ -423,7 +423,8 @@ class Supervisor:
                 att.ticket = Ticket(executor.module.run, request, open_io(att.stdout, att.stderr), (node, att))
             else:
                 att.limits = limits_mod.limits_from(self.dag.settings, step.options)
-                att.memory_mechanism = self.children.memory.mechanism
+                if att.limits is not None and att.limits.memory_bytes:
+                    att.memory_mechanism = self.children.memory.mechanism
                 att.job = executor.module.make_job(request)
         except (EvalError, ExecutorError, ValueError, OSError) as exc:
             self._fail_without_attempt(node, self._located(node, str(exc)), stdout=att.stdout, stderr=att.stderr)

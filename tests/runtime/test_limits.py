@@ -267,3 +267,22 @@ def test_cgroup_names_are_unique_and_safe() -> None:
     guard = MemoryGuard("sampler")
     a, b = guard.cgroup_name("run/1:step a"), guard.cgroup_name("run/1:step_a")
     assert a != b and "/" not in a and " " not in a and a.startswith("dagu-run_1_step")
+
+
+def test_the_memory_guard_is_probed_by_the_first_step_that_asks_for_it() -> None:
+    """A run whose steps set no memory limit never probes the memory cgroups (a cgroup made and
+    removed at every start); the first that does gets the guard, once."""
+    import selectors
+
+    from dagu.process.spawn import Children
+
+    selector = selectors.DefaultSelector()
+    children = Children(selector, lambda: None)
+    try:
+        assert children._memory is None
+        guard = children.memory
+        assert isinstance(guard, MemoryGuard) and children.memory is guard
+        assert guard.mechanism in MECHANISMS
+    finally:
+        children.close()
+        selector.close()
