@@ -38,6 +38,8 @@ def write_text(path: str, value: str) -> None:
 
 def _unescape(text: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes (\\040)."""
+    if "\\" not in text:  # the usual case: no pattern to compile at every start
+        return text
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
