@@ -81,6 +81,31 @@ def test_the_palette_moves_with_the_arrows_closes_with_esc_and_finds_runs(site, 
     page.wait_for_url("**" + items[1], timeout=LIVE_MS)
 
 
+def test_an_arrow_choice_made_before_the_fresh_answer_arrives_is_kept(site, page) -> None:
+    """A reopened palette lists its last items at once; an arrow pressed before the answer to the
+    same query arrives (held back here for 500 ms) still chooses what Enter opens."""
+    import time
+
+    _data, url = site
+    page.goto(f"{url}/dags")
+    page.click("#palette-open")
+    page.fill("#palette-input", "hello/h")
+    page.wait_for_selector('#palette-list .palette-item[data-href="/runs/hello/h2"]', timeout=LIVE_MS)
+    items = page.eval_on_selector_all("#palette-list .palette-item", "els => els.map((e) => e.dataset.href)")
+    page.keyboard.press("Escape")
+
+    def slow(route) -> None:
+        time.sleep(0.5)
+        route.continue_()
+
+    page.route("**/search?*", slow)
+    with page.expect_response("**/search?*", timeout=LIVE_MS):
+        page.keyboard.press("Control+k")
+        page.keyboard.press("ArrowDown")  # on the items still listed, before their fresh answer
+    page.keyboard.press("Enter")
+    page.wait_for_url("**" + items[1], timeout=LIVE_MS)
+
+
 def test_the_dag_page_charts_each_runs_duration(site, page, tmp_path: Path) -> None:
     _data, url = site
     page.goto(f"{url}/dags/hello")

@@ -7,7 +7,9 @@
   const { el } = dagu;
   const mac = /Mac|iPhone|iPad/.test(navigator.platform || "");
   let root = null, input = null, list = null;
-  let hits = [], active = 0, seq = 0, shownFor = null, timer = null, enterPending = false;
+  let hits = [], active = 0, seq = 0, shownFor = null, listedFor = null, timer = null, enterPending = false;
+  /* shownFor: the query the list answers since this opening (Enter waits for it); listedFor: the
+     query of the items listed, which a reopened palette shows until its fresh answer comes */
 
   /* `text` with the characters at `positions` in <mark>: why each hit matched. */
   function marked(text, positions) {
@@ -41,6 +43,8 @@
     if (!root) build();
     root.hidden = false;
     shownFor = null;
+    active = 0;  /* a new opening starts at the top of what is listed */
+    if (hits.length) render();
     input.select();
     input.focus();
     query();
@@ -58,10 +62,12 @@
     try { res = await dagu.api("/search?q=" + encodeURIComponent(q)); }
     catch (e) { if (mine === seq) list.replaceChildren(el("li", { class: "palette-empty muted" }, e.message)); return; }
     if (mine !== seq) return;  /* a newer keystroke's answer is on its way */
-    shownFor = q;
+    /* a fresh answer to the query already listed keeps the item the arrows chose meanwhile */
+    const chosen = listedFor === q && hits[active] ? hits[active].href : null;
+    shownFor = listedFor = q;
     hits = res.dags.map((d) => ({ href: "/dags/" + encodeURIComponent(d.name), kind: "dag", d }))
       .concat(res.runs.map((r) => ({ href: `/runs/${encodeURIComponent(r.dag)}/${encodeURIComponent(r.run_id)}`, kind: "run", r })));
-    active = 0;
+    active = Math.max(0, hits.findIndex((h) => h.href === chosen));
     render();
     if (enterPending) { enterPending = false; go(); }
   }
