@@ -70,19 +70,25 @@ def _stand_in(module: Any) -> Any:
     def real_attribute(attribute: str) -> Any:
         if attribute == "__path__":  # asked by every `from NAME import x`: none of these is a package
             raise AttributeError(f"module {name!r} has no attribute '__path__'")
-        if sys.modules.get(name) is module:
-            del sys.modules[name]
-        import importlib
-
-        real = importlib.import_module(name)
-        # Code that imported the stand-in keeps it: from now on it finds every name directly.
-        vars(module).update(vars(real))
-        if "__getattr__" not in vars(real):
-            del module.__getattr__
-        return getattr(real, attribute)
+        return getattr(_load(module), attribute)
 
     module.__getattr__ = real_attribute
     return module
+
+
+def _load(module: Any) -> Any:
+    """The real module behind a stand-in, imported now (or found, once it is)."""
+    name = module.__name__
+    if sys.modules.get(name) is not module:
+        return sys.modules.get(name) or __import__(name)
+    del sys.modules[name]
+    import importlib
+
+    real = importlib.import_module(name)
+    # Code that imported the stand-in keeps it: from now on it finds every name directly.
+    vars(module).pop("__getattr__", None)
+    vars(module).update(vars(real))
+    return real
 
 
 def _answer_untranslated(module: Any) -> None:
@@ -102,11 +108,7 @@ def _answer_untranslated(module: Any) -> None:
     def real() -> Any:
         if sys.modules.get("gettext") is module and not os.path.isdir(catalogs):
             return None
-        import importlib
-
-        if sys.modules.get("gettext") is module:
-            del sys.modules["gettext"]
-        return importlib.import_module("gettext")
+        return _load(module)
 
     def gettext(message: str) -> str:
         loaded = real()
