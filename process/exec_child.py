@@ -53,15 +53,13 @@ def start(argv: list[str], program: str, env: dict[str, str], cwd: str, stdout: 
         if b"=" in name:
             raise ValueError("illegal environment variable name")
         env_list.append(name + b"=" + os.fsencode(value))
-    own_devnull = devnull is None
-    if devnull is None:
-        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    stdin = devnull if devnull is not None else os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     try:
         errpipe_read, errpipe_write = os.pipe()  # the child writes why its exec failed; closed by exec
         try:
             try:
                 pid = _fork_exec(argv, (os.fsencode(program),), True, (errpipe_write,), cwd, env_list,
-                                 devnull, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
+                                 stdin, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
                                  True, True, -1, None, None, None, -1, preexec, True)
             finally:
                 os.close(errpipe_write)
@@ -69,8 +67,8 @@ def start(argv: list[str], program: str, env: dict[str, str], cwd: str, stdout: 
         finally:
             os.close(errpipe_read)
     finally:
-        if own_devnull:
-            os.close(devnull)
+        if devnull is None:
+            os.close(stdin)
     if failure:
         try:
             os.waitpid(pid, 0)
