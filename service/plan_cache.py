@@ -67,17 +67,18 @@ def entry_path(home: str, file: str) -> str:
 def lookup(home: str, file: str, environ: Mapping[str, str]) -> CachedPlan | None:
     """The cached plan of `file` when every input it was compiled from is unchanged; else None."""
     try:
-        with open(entry_path(home, file), encoding="utf-8") as fh:
+        with open(entry_path(home, file), "rb") as fh:
             header = json.loads(fh.readline())
-            plan_text = fh.read()
+            plan_bytes = fh.read()
         if header.get("format") != CACHE_FORMAT or header.get("compiler") != compiler_fingerprint():
             return None
         if header.get("base_config_env") != environ.get(BASE_CONFIG_ENV):
             return None
-        if header.get("source") != os.path.abspath(file) or not plan_text.endswith("\n"):
+        if header.get("source") != os.path.abspath(file) or not plan_bytes.endswith(b"\n"):
             return None
-        if header.get("plan_crc32") != zlib.crc32(plan_text.encode("utf-8", "surrogateescape")):
+        if header.get("plan_crc32") != zlib.crc32(plan_bytes):
             return None  # torn by a power loss (entries are written without fsync)
+        plan_text = plan_bytes.decode("utf-8")  # checked as read: no second encoding for the checksum
         warnings = header.get("warnings")
         if warnings is not None and (header.get("shown_as") != file or header.get("cwd") != os.getcwd()):
             return None  # the warnings name files as they were given, relative to that directory
@@ -113,7 +114,7 @@ def save(home: str, file: str, environ: Mapping[str, str], plan, plan_text: str,
         "dirs": {d: yaml_names(d) for d in sorted(dirs)},
         "dotenv": {p: bytes_sha256(p) for p in sorted(dotenv)},
         "warnings": warnings,
-        "plan_crc32": zlib.crc32(plan_text.encode("utf-8", "surrogateescape")),
+        "plan_crc32": zlib.crc32(plan_text.encode("utf-8")),
     }
     from dagu.store.runs import StoreError, write_atomic
 
